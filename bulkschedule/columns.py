@@ -27,21 +27,26 @@ class Column:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("courseId", "id", True, "The course's 18-digit ID (from the course's URL in Zoho People). "
-           "May be left out of the sheet and given once with --course.", "478346000019479103",
-           ("course",)),
-    Column("batchId", "id", True, "The batch's 18-digit ID within the course. May be given once with "
-           "--batch.", "478346000019479115", ("batch",)),
-    Column("moduleId", "id", True, "The module's 18-digit ID within the batch. May be given once with "
-           "--module.", "478346000019479119", ("module",)),
+    Column("courseId", "id", True,
+           "The course's 18-digit ID (from the course's URL in Zoho People). "
+           "May be left out of the sheet and given once with --course.",
+           "478346000019479103", ("course",)),
+    Column("batchId", "id", True,
+           "The batch's 18-digit ID within the course. May be given once with --batch.",
+           "478346000019479115", ("batch",)),
+    Column("moduleId", "id", True,
+           "The module's 18-digit ID within the batch. May be given once with --module.",
+           "478346000019479119", ("module",)),
     Column("name", "text", True, "The session's name, as learners will see it.",
            "Induction: health and safety", ("sessionname", "session", "title"), "name"),
     Column("trainerErecno", "id", True, "The trainer's employee record number (erecno), 18 digits.",
            "478346000008251001", ("trainer", "trainerid"), "trainerErecno"),
     Column("type", "type", True, "Classroom or E-learning (or 0 / 1).", "Classroom",
            ("sessiontype",), "type"),
-    Column("date", "date", True, "The session date. A real date cell, or text such as 04-01-2027 "
-           "(day first), 2027-01-04 or 4-Jan-2027.", "04-01-2027", ("sessiondate", "startdate"), "date"),
+    Column("date", "date", True,
+           "The session date. A real date cell, or text such as 04-01-2027 "
+           "(day first), 2027-01-04 or 4-Jan-2027.",
+           "04-01-2027", ("sessiondate", "startdate"), "date"),
     Column("startTime", "time", True, "Start time: a time cell, or text such as 10:00 AM or 14:30.",
            "10:00 AM", ("start", "from"), "startTime"),
     Column("endTime", "time", True, "End time, after the start time.", "11:00 AM", ("end", "to"),

@@ -20,9 +20,9 @@ WARNING: Severity = "warning"
 class Problem:
     """Something wrong with the input, located where the admin will look for it.
 
-    ``row`` is the spreadsheet row the admin sees (header is row 1, first data row is 2) or ``None``
-    for a file-level problem; ``column`` is the canonical column name (or the header as typed when it
-    is unknown); ``value`` is the offending cell as text.
+    ``row`` is the spreadsheet row the admin sees (header is row 1, first data row is 2) or
+    ``None`` for a file-level problem; ``column`` is the canonical column name (or the header as
+    typed when it is unknown); ``value`` is the offending cell as text.
     """
 
     row: int | None

@@ -11,8 +11,9 @@ import pytest
 def _patch_aioresponses_for_aiohttp_314() -> None:
     """aioresponses 0.7.9 builds ClientResponse without aiohttp 3.14's ``stream_writer`` argument.
 
-    Upstream issue pnuckowski/aioresponses#289 (fix PRs #288/#290 unreleased). Test-only shim: remove
-    it once aioresponses ships the fix. We do not pin aiohttp below 3.14 (security fix in 3.14.0).
+    Upstream issue pnuckowski/aioresponses#289 (fix PRs #288/#290 unreleased). Test-only shim:
+    remove it once aioresponses ships the fix. We do not pin aiohttp below 3.14 (it carries a
+    security fix).
     """
     if "stream_writer" not in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
         return

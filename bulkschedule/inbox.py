@@ -1,0 +1,644 @@
+"""Filesystem plumbing for ``bulkschedule inbox DIR``: which sheets are ready, where they go after.
+
+Layout under DIR::
+
+    incoming/   admins drop *.xlsx / *.csv here
+    done/       sheets that were processed (sent, possibly with some rows failed)
+    rejected/   sheets refused whole (all-or-nothing with validation errors), with their report
+    results/    <name>.results.xlsx and <name>.summary.json for every processed sheet
+
+The sending itself is the normal run pipeline (`bulkschedule.job`), so a sheet behaves the same
+whether it comes in by ``run`` or by the inbox. What is here is everything that must hold for an
+unattended job to be safe: never pick up a file that is still being written or is open in Excel,
+never overwrite anything, never run twice at once, and never move a sheet out of ``incoming/``
+before its results are on disk (`process_inbox`).
+
+The plumbing is stdlib only; python_calamine is imported lazily, only to read an Instructions
+sheet, and the sending stack (aiohttp, pandas, openpyxl) only when `process_inbox` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import aiohttp
+
+    from bulkschedule.auth import TokenProvider
+    from bulkschedule.job import SendSettings
+    from bulkschedule.runner import Event
+
+SHEET_SUFFIXES = frozenset({".xlsx", ".csv"})
+LOCK_NAME = "inbox.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPaths:
+    """The four folders of an inbox root."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))  # accept str too
+
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def ensure(self) -> InboxPaths:
+        """Create the four folders (and the root) if missing; returns self for chaining."""
+        for folder in (self.incoming, self.done, self.rejected, self.results):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# which files are ready
+
+
+def _is_ignored_name(name: str) -> bool:
+    """Office owner files, LibreOffice lock files, hidden and temporary files.
+
+    Excel and LibreOffice save by writing a temporary file and renaming it; copy tools (rsync,
+    WinSCP, browsers) write under a hidden or ``.tmp``/``.part`` name and rename at the end. Only
+    the final name is ever a candidate.
+    """
+    low = name.lower()
+    return name.startswith(("~$", ".", "~")) or low.endswith(
+        (".tmp", ".part", ".partial", ".crdownload", "#")
+    )
+
+
+def _open_elsewhere(path: Path, siblings: set[str]) -> bool:
+    """True if Excel or LibreOffice has this workbook open (its owner/lock file is beside it).
+
+    Excel's owner file is ``~$`` + the name; Word-style owner files replace the first two
+    characters of long names instead, so both spellings are checked. LibreOffice writes
+    ``.~lock.<name>#``. A workbook that is open may be saved again at any moment.
+    """
+    name = path.name
+    return bool({f"~${name}", f"~${name[2:]}", f".~lock.{name}#"} & siblings)
+
+
+def pending_sheets(paths: InboxPaths, now: float, stable_seconds: float = 30) -> list[Path]:
+    """The sheets in ``incoming/`` that are ready, oldest first (mtime, then name).
+
+    A sheet is ready when its name ends in .xlsx or .csv (any case), it is a regular file, it is
+    not a lock/hidden/temp file, it is not open in Excel/LibreOffice, and neither its content nor
+    its metadata changed in the last ``stable_seconds`` before ``now``.
+
+    "Changed" is judged on max(mtime, ctime). mtime alone is not enough: ``cp -p``, rsync and
+    Windows Explorer copies carry the *source's* old mtime onto a file that is still growing,
+    but every write (and the final rename into incoming/) bumps ctime, which no program can set
+    back. So a file whose size or mtime changed within the window is always skipped, in a single
+    scan, with no state to keep between cron runs and no extra delay. A timestamp in the future
+    (clock skew on a network share) also counts as "just changed", until the clock catches up.
+
+    What this cannot see is a writer that stalls for longer than the window in mid-file; the
+    documented remedy is to copy under a temporary name (``.name`` or ``name.tmp``) and rename into
+    incoming/, which is atomic and which every copy tool above already does.
+    """
+    folder = paths.incoming
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    siblings = {e.name for e in entries}
+    ready: list[tuple[float, str, Path]] = []
+    for entry in entries:
+        name = entry.name
+        if _is_ignored_name(name) or Path(name).suffix.lower() not in SHEET_SUFFIXES:
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            st = entry.stat()
+        except FileNotFoundError:  # moved away between listing and stat
+            continue
+        path = Path(entry.path)
+        if _open_elsewhere(path, siblings):
+            continue
+        last_change = max(st.st_mtime, st.st_ctime)
+        if now - last_change < stable_seconds:
+            continue
+        ready.append((st.st_mtime, name, path))
+    ready.sort(key=lambda t: (t[0], t[1]))
+    return [p for _, _, p in ready]
+
+
+# --------------------------------------------------------------------------------------------
+# moving without ever overwriting
+
+
+def _stamp(now: float) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+
+
+def _candidates(name: str, now: float) -> list[str]:
+    """``term.xlsx``, then ``term.20261127-030000.xlsx``, then ``...-2.xlsx``, ``-3`` ..."""
+    p = Path(name)
+    stem, suffix = p.stem, p.suffix
+    stamped = f"{stem}.{_stamp(now)}"
+    return [name, f"{stamped}{suffix}"] + [f"{stamped}-{n}{suffix}" for n in range(2, 1000)]
+
+
+#: link() failures that mean "hard links are not possible here", not "something is wrong".
+_NO_LINK_ERRNOS = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+)
+
+
+def _place(src: Path, dest: Path) -> bool:
+    """Move ``src`` to ``dest`` only if ``dest`` does not exist; False if it does.
+
+    ``os.rename`` would silently replace an existing file, and "check, then rename" races, so the
+    destination is claimed atomically: a hard link (same filesystem) or an O_EXCL create (across
+    filesystems, or where hard links are not supported) fails if the name is taken.
+    """
+    try:
+        os.link(src, dest)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise
+        try:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        try:
+            shutil.copy2(src, dest)  # what shutil.move does across filesystems
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+    src.unlink()
+    return True
+
+
+def move_unique(src: str | Path, dest_dir: str | Path, now: float) -> Path:
+    """Move ``src`` into ``dest_dir`` under its own name, or a timestamped one if that is taken.
+
+    ``now`` (epoch seconds, shown in local time) makes the name predictable in tests and equal to
+    the run's start in production, so all files of one run share one stamp.
+    """
+    src, dest_dir = Path(src), Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for name in _candidates(src.name, now):
+        dest = dest_dir / name
+        if _place(src, dest):
+            return dest
+    raise FileExistsError(f"{dest_dir}: no free name for {src.name}")  # 1000 clashes in 1 s
+
+
+def results_paths(
+    paths: InboxPaths, sheet: str | Path, *, now: float | None = None
+) -> tuple[Path, Path]:
+    """``results/<stem>.results.xlsx`` and ``results/<stem>.summary.json`` for a sheet.
+
+    With ``now``, if either name is already taken (the same sheet name delivered again another
+    night) both get the same timestamp, so yesterday's results are never overwritten and the pair
+    still matches. Without ``now`` the plain names are returned.
+    """
+    stem = Path(sheet).stem
+    pair = (paths.results / f"{stem}.results.xlsx", paths.results / f"{stem}.summary.json")
+    if now is None or not any(p.exists() for p in pair):
+        return pair
+    stamped = f"{stem}.{_stamp(now)}"
+    for n in range(1, 1000):
+        tag = stamped if n == 1 else f"{stamped}-{n}"
+        pair = (paths.results / f"{tag}.results.xlsx", paths.results / f"{tag}.summary.json")
+        if not any(p.exists() for p in pair):
+            return pair
+    raise FileExistsError(f"{paths.results}: no free name for {stem}")
+
+
+def report_paths(moved_sheet: Path) -> tuple[Path, Path]:
+    """Where the validation report of a rejected sheet goes: beside it in ``rejected/``,
+    ``<stem>.report.xlsx`` (annotated sheet) and ``<stem>.report.json``. Call after
+    `move_unique`, so a timestamped sheet name gives a matching report name."""
+    stem = moved_sheet.stem
+    return (
+        moved_sheet.with_name(f"{stem}.report.xlsx"),
+        moved_sheet.with_name(f"{stem}.report.json"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# one instance at a time
+
+
+class InboxBusy(Exception):
+    """Another inbox run holds the lock. Not an error for cron: the CLI prints one line, exits 0."""
+
+    def __init__(self, lock_path: Path, holder_pid: int | None) -> None:
+        self.lock_path, self.holder_pid = lock_path, holder_pid
+        who = f" (pid {holder_pid})" if holder_pid else ""
+        super().__init__(f"another bulkschedule inbox run is in progress{who}; nothing to do")
+
+
+class InstanceLock:
+    """A non-blocking exclusive ``flock`` on ``<state>/inbox.lock``.
+
+    flock rather than a pid file: the kernel drops the lock when the process dies, however it
+    dies (kill -9, OOM, power loss), so there is no stale lock to clean up by hand. The file
+    itself stays; its content (the holder's pid) is only for the "already running" message.
+    Keep the state folder on a local filesystem: flock over NFS/SMB is emulated or absent.
+
+    Use ``acquire()`` -> bool, or ``with InstanceLock(state):`` which raises `InboxBusy`.
+    """
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.path = Path(state_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if free; False at once if another process (or object) holds it."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
+                return False
+            raise
+        self._fd = fd
+        with contextlib.suppress(OSError):  # the pid is a courtesy; the lock is what counts
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def holder_pid(self) -> int | None:
+        """The pid written by the current holder, if readable (for the message only)."""
+        try:
+            text = self.path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def __enter__(self) -> InstanceLock:
+        if not self.acquire():
+            raise InboxBusy(self.path, self.holder_pid())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------------------------
+# the sheet's own Instructions
+
+_AON_RE = re.compile(r"^\s*all[\s_-]*or[\s_-]*nothing\s*[:=]?\s*(.*?)\s*$", re.IGNORECASE)
+_YES = frozenset({"yes", "y", "true", "on", "1", "x"})
+
+
+def instructions_say_all_or_nothing(workbook_path: str | Path) -> bool:
+    """True if the workbook's "Instructions" sheet opts in to all-or-nothing.
+
+    The admin who prepares a term can decide that a half-loaded term is worse than none, without
+    access to the crontab. Recognised, in a sheet named Instructions (any case): one cell reading
+    ``all-or-nothing: yes`` (also ``=``, ``true``, ``on``; spaces or ``_`` instead of ``-``), or a
+    cell ``all-or-nothing`` with ``yes`` in the next non-empty cell to its right. CSV files, a
+    workbook without that sheet, or one that cannot be read give False (the reader reports
+    unreadable files properly; this is only an opt-in).
+    """
+    path = Path(workbook_path)
+    if path.suffix.lower() not in {".xlsx", ".xlsm", ".xls", ".ods"}:
+        return False
+    try:
+        from python_calamine import CalamineWorkbook
+
+        workbook = CalamineWorkbook.from_path(str(path))
+    except Exception:  # any unreadable workbook simply has no opt-in
+        return False
+    try:
+        name = next((n for n in workbook.sheet_names if n.strip().lower() == "instructions"), None)
+        if name is None:
+            return False
+        rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            workbook.close()
+    for row in rows:
+        cells = [str(c).strip() for c in row if c is not None and str(c).strip()]
+        for i, cell in enumerate(cells):
+            m = _AON_RE.match(cell)
+            if not m:
+                continue
+            answer = m.group(1) or (cells[i + 1] if i + 1 < len(cells) else "")
+            if answer.strip().lower() in _YES:
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# one pass over the inbox
+
+#: What became of a sheet (the ``status`` of its summary.json).
+DONE = "done"  # sent (some rows may have failed); results written; moved to done/
+REJECTED = "rejected"  # all-or-nothing and the sheet has errors; nothing sent; in rejected/
+UNREADABLE = "unreadable"  # not a readable sheet; nothing sent; in rejected/ with .error.txt
+INCOMPLETE = "incomplete"  # stopped before every row was tried; results written; left in incoming/
+NOT_STARTED = "not started"  # credentials, network or disk stopped it; left in incoming/
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CANNOT_START = 0, 1, 2
+
+
+@dataclass(slots=True)
+class SheetResult:
+    """What one pass did with one sheet; rendered by the CLI and written as summary.json."""
+
+    name: str  # the file name as it was in incoming/
+    status: str  # one of DONE, REJECTED, UNREADABLE, INCOMPLETE, NOT_STARTED
+    exit_code: int
+    message: str = ""  # one line: the reason for anything but DONE
+    moved_to: Path | None = None
+    results_path: Path | None = None
+    summary_path: Path | None = None
+    report_path: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    errors: int = 0
+    warnings: int = 0
+    all_or_nothing: bool = False
+    started: float = 0.0
+    finished: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary.json contract: no secrets, paths as text, times in local ISO 8601."""
+
+        def when(t: float) -> str:
+            return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+        return {
+            "file": self.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "rows": self.rows,
+            "counts": dict(self.counts),
+            "problems": {"errors": self.errors, "warnings": self.warnings},
+            "all_or_nothing": self.all_or_nothing,
+            "started": when(self.started),
+            "finished": when(self.finished),
+            "results": str(self.results_path) if self.results_path else None,
+            "report": str(self.report_path) if self.report_path else None,
+            "moved_to": str(self.moved_to) if self.moved_to else None,
+        }
+
+
+@dataclass(slots=True)
+class InboxResult:
+    """One pass: a result per sheet tried, and whether a stop signal cut the pass short."""
+
+    sheets: list[SheetResult] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 every sheet fully done (or none ready), 1 a row failed or a sheet was rejected,
+        2 a sheet could not start (credentials, network, disk): the worst sheet decides."""
+        return max((s.exit_code for s in self.sheets), default=EXIT_OK)
+
+
+def _write_new_text(path: Path, text: str) -> None:
+    """Create ``path`` with ``text``; never replace an existing file (``x`` mode fails on it)."""
+    with path.open("x", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _write_summary(result: SheetResult) -> None:
+    if result.summary_path is None:
+        return
+    _write_new_text(result.summary_path, json.dumps(result.to_json(), indent=2) + "\n")
+
+
+async def process_inbox(
+    paths: InboxPaths,
+    send_settings: SendSettings,
+    *,
+    tokens: Callable[[aiohttp.ClientSession], TokenProvider],
+    all_or_nothing: bool = False,
+    stable_seconds: float = 30.0,
+    now: float | None = None,
+    stop: asyncio.Event | None = None,
+    on_event_factory: Callable[[str, int], Callable[[Event], None]] | None = None,
+    on_sheet: Callable[[SheetResult], None] | None = None,
+    logger: logging.Logger | None = None,
+    clock: Callable[[], float] = time.time,
+) -> InboxResult:
+    """Process every ready sheet in ``incoming/`` once, oldest first. Call with the instance lock
+    held (`InstanceLock`): two passes over the same folder would race for the same files.
+
+    Per sheet: validate; with errors and all-or-nothing (``all_or_nothing`` or the workbook's
+    Instructions), send nothing and move it to ``rejected/`` with ``<name>.report.xlsx`` and
+    ``.report.json``; otherwise send the valid rows, write ``results/<name>.results.xlsx`` and
+    ``<name>.summary.json``, and only then move the sheet to ``done/`` (so a crash at any point
+    leaves it in ``incoming/`` and the next pass resumes it; the journal makes the resend
+    duplicate-free). A sheet that cannot be read goes to ``rejected/`` with ``<name>.error.txt``,
+    since no later pass could do better.
+
+    A sheet stays in ``incoming/`` when it was not finished: a stop signal (status INCOMPLETE,
+    results written for what was done), or a failure that is not the sheet's fault, such as
+    credentials refused or the network down (NOT_STARTED). After NOT_STARTED the pass ends:
+    every later sheet would fail the same way, and each attempt could spend one of Zoho's ten
+    token mints per ten minutes. A stop signal also ends the pass after the current sheet.
+
+    ``now`` (epoch seconds, default the clock) is the pass's start: the stability check and
+    every timestamp added to a clashing name use it, so one pass's files share one stamp.
+    ``on_event_factory(sheet_name, rows_to_send)`` gives the runner-event callback for a sheet
+    (progress, log lines); ``on_sheet`` hears about each sheet when it is settled.
+    """
+    from bulkschedule import job
+    from bulkschedule.logs import log_summary
+    from bulkschedule.results import write_report
+
+    log = logger or logging.getLogger("bulkschedule")
+    start = clock() if now is None else now
+    paths.ensure()
+    outcome = InboxResult()
+
+    def settle(result: SheetResult) -> None:
+        result.finished = clock()
+        if result.summary_path is not None:
+            try:
+                _write_summary(result)
+            except OSError as err:
+                log.error("[%s] cannot write %s: %s", result.name, result.summary_path,
+                          err.strerror or err)
+                result.summary_path = None
+                result.exit_code = max(result.exit_code, EXIT_CANNOT_START)
+        outcome.sheets.append(result)
+        log_summary(log, result.counts, sheet=result.name)
+        if on_sheet is not None:
+            on_sheet(result)
+
+    for sheet in pending_sheets(paths, start, stable_seconds):
+        if stop is not None and stop.is_set():
+            outcome.stopped = True
+            break
+        aon = all_or_nothing or instructions_say_all_or_nothing(sheet)
+        result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=clock())
+
+        try:
+            validation = job.load(sheet)
+        except job.JobError as err:
+            # Unreadable: no later pass can do better, so it leaves incoming/ with the reason.
+            result.status, result.exit_code, result.message = UNREADABLE, EXIT_INCOMPLETE, str(err)
+            try:
+                _, result.summary_path = results_paths(paths, sheet, now=start)
+                result.moved_to = move_unique(sheet, paths.rejected, start)
+                reason = result.moved_to.with_name(f"{result.moved_to.stem}.error.txt")
+                _write_new_text(reason, str(err) + "\n")
+                result.report_path = reason
+            except OSError as move_err:
+                result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
+                result.message = f"{err}; and cannot move it to {paths.rejected}: " \
+                                 f"{move_err.strerror or move_err}"
+            log.error("[%s] %s", sheet.name, result.message)
+            settle(result)
+            if result.status == NOT_STARTED:
+                break
+            continue
+
+        result.rows = validation.n_rows
+        result.errors, result.warnings = validation.errors, validation.warnings
+        has_errors = validation.fatal or validation.errors > 0
+
+        if has_errors and aon:
+            result.status, result.exit_code = REJECTED, EXIT_INCOMPLETE
+            result.message = (f"{validation.errors} errors and all-or-nothing applies: nothing "
+                              "sent; fix the sheet (see its report) and drop it in again")
+            result.counts = {"invalid": len(validation.error_rows) or validation.n_rows,
+                             "not sent": len(validation.sessions)}
+            result.counts = {k: v for k, v in result.counts.items() if v}
+            try:
+                _, result.summary_path = results_paths(paths, sheet, now=start)
+                result.moved_to = move_unique(sheet, paths.rejected, start)
+                report_xlsx, report_json = report_paths(result.moved_to)
+                write_report(report_xlsx, validation)
+                _write_new_text(report_json, json.dumps(validation.to_json(), indent=2) + "\n")
+                result.report_path = report_xlsx
+            except OSError as err:
+                result.exit_code = EXIT_CANNOT_START
+                result.message = f"cannot file the rejected sheet: {err.strerror or err}"
+                log.error("[%s] %s", sheet.name, result.message)
+                settle(result)
+                break
+            log.warning("[%s] rejected: %s", sheet.name, result.message)
+            settle(result)
+            continue
+
+        try:
+            results_xlsx, summary_json = results_paths(paths, sheet, now=start)
+        except OSError as err:
+            result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
+            result.message = f"cannot name the results files: {err}"
+            settle(result)
+            break
+        result.results_path, result.summary_path = results_xlsx, summary_json
+        on_event = (on_event_factory(sheet.name, len(validation.sessions))
+                    if on_event_factory is not None else None)
+        try:
+            sent = await job.send(validation, send_settings, tokens=tokens,
+                                  results_path=results_xlsx, stop=stop, on_event=on_event)
+        except job.JobError as err:
+            result.status, result.exit_code, result.message = NOT_STARTED, EXIT_CANNOT_START, \
+                str(err)
+        except OSError as err:
+            result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
+            result.message = f"cannot write the results workbook {results_xlsx}: " \
+                             f"{err.strerror or err}"
+        if result.status == NOT_STARTED:
+            # job.send writes the workbook even when it fails; keep the path only if it exists.
+            if not results_xlsx.exists():
+                result.results_path = None
+            log.error("[%s] not processed, left in incoming/: %s", sheet.name, result.message)
+            settle(result)
+            break
+
+        result.counts = dict(sent.counts)
+        result.exit_code = sent.exit_code
+        if sent.exit_code == EXIT_CANNOT_START:
+            # Zoho refused the very first calls (token, scope, permission) and nothing was
+            # created: not the sheet's fault, so it waits in incoming/ for fixed credentials.
+            result.status = NOT_STARTED
+            result.message = sent.halted or "nothing could be sent"
+            log.error("[%s] not processed, left in incoming/: %s", sheet.name, result.message)
+            settle(result)
+            break
+        unfinished = any(str(o.status) == "pending" for o in sent.outcomes.values())
+        if unfinished or (stop is not None and stop.is_set()):
+            result.status = INCOMPLETE
+            result.exit_code = max(sent.exit_code, EXIT_INCOMPLETE)
+            result.message = sent.halted or "stopped before every row was tried; left in " \
+                                            "incoming/ for the next run"
+            log.warning("[%s] incomplete, left in incoming/: %s", sheet.name, result.message)
+            settle(result)
+            outcome.stopped = stop is not None and stop.is_set()
+            if outcome.stopped or sent.exit_code == EXIT_CANNOT_START:
+                break
+            continue
+
+        try:
+            result.moved_to = move_unique(sheet, paths.done, start)
+        except OSError as err:
+            result.exit_code = EXIT_CANNOT_START
+            result.message = f"sent, but cannot move it to {paths.done}: {err.strerror or err}"
+            log.error("[%s] %s", sheet.name, result.message)
+            settle(result)
+            break
+        if sent.exit_code != EXIT_OK:
+            result.message = "some rows were not created; see the results workbook"
+        settle(result)
+    return outcome

@@ -1,0 +1,254 @@
+"""One sheet through the whole pipeline: read, validate, build payloads, send (or preview), report.
+
+`run`, `inbox` and the upload page all call this, so a sheet behaves the same whichever door it
+comes in by. The CLI keeps only flags, prompts, progress and exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkschedule.problems import DONE_STATUSES, Outcome, Status
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import aiohttp
+
+    from bulkschedule.auth import TokenProvider
+    from bulkschedule.limiter import Clock
+    from bulkschedule.payload import Request
+    from bulkschedule.runner import Event
+    from bulkschedule.schema import Validation
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_CANNOT_START = 2
+
+
+class JobError(Exception):
+    """Nothing could start (unreadable sheet, bad settings, no or rejected credentials): exit 2."""
+
+
+@dataclass
+class SendSettings:
+    """How to talk to the API. ``speed`` divides the window and the lock (sandbox rehearsals)."""
+
+    api_base: str
+    state_dir: Path
+    rate_calls: int = 30
+    rate_period: float = 60.0
+    lock_seconds: float = 300.0
+    workers: int = 4
+    payload_style: str = "query"
+    speed: float = 1.0
+    timeout: float = 30.0
+
+    @property
+    def period(self) -> float:
+        return self.rate_period / self.speed
+
+    @property
+    def lock(self) -> float:
+        return self.lock_seconds / self.speed
+
+
+@dataclass
+class JobResult:
+    validation: Validation
+    outcomes: dict[int, Outcome]  # one per input row
+    results_path: Path | None
+    summary: dict[str, Any]
+    exit_code: int
+    halted: str | None = None  # why the run stopped taking rows (a fatal answer), if it did
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def load(
+    sheet: str | Path,
+    *,
+    sheet_name: str | None = None,
+    course: str | None = None,
+    batch: str | None = None,
+    module: str | None = None,
+    month_first: bool = False,
+    today: dt.date | None = None,
+) -> Validation:
+    """Read and validate; an unreadable file is a `JobError` (one line, exit 2)."""
+    from bulkschedule.reader import ReadError, read_table
+    from bulkschedule.schema import preload, validate
+
+    preload()
+    try:
+        table = read_table(sheet, sheet_name)
+    except ReadError as err:
+        raise JobError(str(err)) from None
+    except OSError as err:
+        raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from None
+    return validate(table, course=course, batch=batch, module=module,
+                    month_first=month_first, today=today)
+
+
+def requests_for(validation: Validation) -> list[Request]:
+    from bulkschedule.payload import build_request
+
+    return [build_request(s) for s in validation.sessions]
+
+
+def default_results_path(sheet: str | Path) -> Path:
+    """``term.xlsx`` -> ``term.results.xlsx`` beside it."""
+    p = Path(sheet)
+    return p.with_name(f"{p.stem}.results.xlsx")
+
+
+def complete(validation: Validation, outcomes: Mapping[int, Outcome]) -> dict[int, Outcome]:
+    """One Outcome for every input row: invalid rows and rows never reached included."""
+    messages: dict[int, list[str]] = {}
+    for p in validation.problems:
+        if p.is_error and p.row is not None:
+            messages.setdefault(p.row, []).append(f"{p.column}: {p.message}" if p.column
+                                                  else p.message)
+    sheet_errors = [p.message for p in validation.problems if p.is_error and p.row is None]
+    out: dict[int, Outcome] = {}
+    for row in validation.table.row_numbers:
+        if row in outcomes:
+            out[row] = outcomes[row]
+        elif row in validation.error_rows or validation.fatal:
+            text = "; ".join(messages.get(row) or sheet_errors or ["invalid"])
+            out[row] = Outcome(row, Status.INVALID, None, text)
+        else:
+            out[row] = Outcome(row, Status.PENDING, None, "not reached")
+    return out
+
+
+def count(outcomes: Mapping[int, Outcome]) -> dict[str, int]:
+    counts = {str(s): 0 for s in Status}
+    for o in outcomes.values():
+        counts[str(o.status)] += 1
+    return {k: v for k, v in counts.items() if v}
+
+
+def exit_code_for(outcomes: Mapping[int, Outcome], *, dry_run: bool) -> int:
+    ok = {Status.WOULD_CREATE, Status.EXISTS} if dry_run else DONE_STATUSES
+    return EXIT_OK if all(o.status in ok for o in outcomes.values()) else EXIT_INCOMPLETE
+
+
+async def send(
+    validation: Validation,
+    settings: SendSettings,
+    *,
+    tokens: Callable[[aiohttp.ClientSession], TokenProvider],
+    results_path: Path | None,
+    dry_run: bool = False,
+    stop: asyncio.Event | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    clock: Clock | None = None,
+    summary_extra: Mapping[str, object] | None = None,
+) -> JobResult:
+    """Send the valid rows of ``validation`` (or preview them) and write the results workbook.
+
+    ``tokens`` builds the token provider once the HTTP session exists (the refresh flow needs
+    it). ``on_start(to_send, already_known)`` is called once the journal has been consulted.
+    The workbook is written whatever happens, including a stop signal or a fatal answer.
+    """
+    import aiohttp
+
+    from bulkschedule.auth import AuthError
+    from bulkschedule.client import LmsClient, check_base_url
+    from bulkschedule.journal import Journal, normalise_base
+    from bulkschedule.limiter import LockGate, SystemClock, WindowLimiter, make_pace
+    from bulkschedule.runner import RunConfig, StopEvent, preview, send_all, summarize
+
+    clock = clock or SystemClock()
+    try:
+        base = check_base_url(settings.api_base)
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    requests = requests_for(validation)
+    started = time.time()
+    journal = Journal(settings.state_dir)
+    run_id = journal.start_run(str(validation.table.file), base, total=len(requests),
+                               dry_run=dry_run)
+    halted: list[str] = []
+    sent: dict[int, Outcome] = {}
+    status = "finished"
+    try:
+        if dry_run:
+            sent = preview(requests, journal=journal, api_base=base)
+        elif requests:
+            shared = journal.path
+            scope = normalise_base(base)
+            limiter = WindowLimiter(settings.rate_calls, settings.period, clock=clock,
+                                    shared=shared, scope=scope)
+            gate = LockGate(clock=clock, shared=shared, scope=scope)
+
+            def watch(event: Event) -> None:
+                if isinstance(event, StopEvent) and not (stop is not None and stop.is_set()):
+                    halted.append(event.reason)
+                if on_event is not None:
+                    on_event(event)
+
+            try:
+                async with aiohttp.ClientSession() as session:
+                    provider = tokens(session)
+                    try:
+                        await provider.token()  # prove the credentials before any row is claimed
+                    except AuthError as err:
+                        raise JobError(f"cannot get an access token: {err}") from None
+                    client = LmsClient(base, provider, session=session,
+                                       payload_style=settings.payload_style,  # type: ignore[arg-type]
+                                       pace=make_pace(gate, limiter), timeout=settings.timeout)
+                    if on_start is not None:
+                        on_start(len(requests), 0)
+                    config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
+                                       reconcile_delay=min(5.0, settings.period / 10))
+                    sent = await send_all(requests, client=client, journal=journal, gate=gate,
+                                          api_base=base, run_id=run_id, config=config,
+                                          clock=clock, stop=stop, on_event=watch)
+            finally:
+                limiter.detach()
+                gate.detach()
+    except JobError:
+        status = "failed"
+        raise
+    finally:
+        outcomes = complete(validation, sent)
+        counts = count(outcomes)
+        finished = time.time()
+        created = counts.get(str(Status.CREATED), 0)
+        summary: dict[str, Any] = {
+            "file": str(validation.table.file),
+            "sheet": validation.table.sheet or "",
+            "api base": base,
+            "dry run": "yes" if dry_run else "no",
+            "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+            "finished": dt.datetime.fromtimestamp(finished).isoformat(timespec="seconds"),
+            "seconds": round(finished - started, 1),
+            "rows": len(outcomes),
+            "rate limit": f"{settings.rate_calls} calls / {settings.period:g} s",
+            "created per minute": round(created * 60 / max(finished - started, 1e-9), 1)
+            if created else 0,
+            **(summary_extra or {}),
+        }
+        if halted:
+            summary["stopped because"] = halted[0]
+        if stop is not None and stop.is_set():
+            status = "interrupted"
+        if results_path is not None:
+            from bulkschedule.results import write_results
+
+            write_results(results_path, validation, outcomes, summary)
+        journal.finish_run(run_id, summarize(sent) if sent else {}, str(results_path or ""),
+                           status=status)
+        journal.close()
+
+    code = exit_code_for(outcomes, dry_run=dry_run)
+    if halted and not any(o.status in DONE_STATUSES for o in sent.values()):
+        code = EXIT_CANNOT_START  # e.g. the credentials or scope were refused on the first call
+    return JobResult(validation, outcomes, results_path, summary, code,
+                     halted[0] if halted else None, counts)

@@ -1,0 +1,587 @@
+"""The journal: SQLite in the state folder, the single source of truth about what may exist in Zoho.
+
+The Create Session API has no idempotency key, so the only protection against creating a session
+twice is to remember, durably and before every call, what has been (or may have been) sent. Every
+row identity (API base + ``Request.identity``) moves through these journal states::
+
+    (absent) -claim-> inflight -record_created-> created  (final: never sent again)
+                         |     -record_failed--> failed   (nothing created: may be re-sent)
+                         |     -release--------> released (nothing created: may be re-sent)
+                         |     -record_unknown-> unknown  (may exist: list before re-sending)
+                         `-- owner run dies ---> (stale)  (may exist: list before re-sending)
+
+`Journal.claim` decides a row's fate *before* it takes a rate-limit slot, in one
+``BEGIN IMMEDIATE`` transaction, so two processes sharing a state folder can never both mark the
+same identity in flight.
+
+Liveness of a run (is an ``inflight`` row still being worked on, or was its run killed?) is judged
+from the ``runs`` table: the runner refreshes ``heartbeat_at`` every few seconds. A run is *dead*
+when it has finished, when its heartbeat is older than ``stale_after`` seconds, or when it ran on
+this host and its pid no longer exists. The pid check makes a crash visible at once on the same
+machine; the heartbeat bound covers other hosts sharing the folder (and pid reuse). A live but
+frozen run (a laptop suspended for longer than ``stale_after``) would be judged dead; its rows are
+then reconciled by listing, which is still safe unless the frozen process wakes and completes a
+call at the very moment the other run lists — see docs/duplicate-protection.md.
+
+Other modules keep their own tables (prefixed ``pace_``) in the same file; this module owns
+``rows`` and ``runs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bulkschedule.payload import Request
+
+JOURNAL_FILE = "journal.sqlite3"
+SCHEMA_VERSION = 1
+
+#: Journal row states (the ``rows.status`` column).
+INFLIGHT = "inflight"  # claimed by a run; a call may be on the wire
+UNKNOWN = "unknown"  # a call may have created it; reconcile by listing before any resend
+CREATED = "created"  # exists in Zoho with ``session_id``
+FAILED = "failed"  # the server refused it (nothing created); a later run may try again
+RELEASED = "released"  # claimed, then given back with nothing created (lockout, 5xx, stop)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at   REAL    NOT NULL,
+    heartbeat_at REAL    NOT NULL,
+    finished_at  REAL,
+    pid          INTEGER NOT NULL,
+    host         TEXT    NOT NULL,
+    file         TEXT    NOT NULL DEFAULT '',
+    api_base     TEXT    NOT NULL DEFAULT '',
+    total        INTEGER NOT NULL DEFAULT 0,
+    dry_run      INTEGER NOT NULL DEFAULT 0,
+    status       TEXT    NOT NULL DEFAULT 'running',
+    counts       TEXT    NOT NULL DEFAULT '{}',
+    results_path TEXT
+);
+CREATE TABLE IF NOT EXISTS rows (
+    api_base     TEXT    NOT NULL,
+    identity     TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    session_id   TEXT,
+    fingerprint  TEXT    NOT NULL DEFAULT '',
+    run_id       INTEGER,
+    sheet_row    INTEGER,
+    path         TEXT    NOT NULL DEFAULT '',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    message      TEXT    NOT NULL DEFAULT '',
+    updated_at   REAL    NOT NULL,
+    PRIMARY KEY (api_base, identity)
+);
+CREATE INDEX IF NOT EXISTS rows_status ON rows (status);
+"""
+
+
+class ClaimKind(StrEnum):
+    NEW = "new"  # now in flight for this run: send it
+    CREATED = "created"  # already exists (``session_id``); ``changed`` if the details differ
+    BUSY = "busy"  # in flight in a live run (maybe this one): never send twice; re-check later
+    STALE = "stale"  # may exist (dead run / unknown reply); now ours: list before sending
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    kind: ClaimKind
+    session_id: str | None = None
+    changed: bool = False  # CREATED with a different fingerprint
+    owner_run: int | None = None  # BUSY/STALE: the run that held it
+    message: str = ""  # BUSY/STALE: who held it, for the operator
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the journal knows about one identity (for dry runs, reports and the web page)."""
+
+    api_base: str
+    identity: str
+    status: str
+    session_id: str | None
+    fingerprint: str
+    run_id: int | None
+    sheet_row: int | None
+    path: str
+    attempts: int
+    message: str
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    id: int
+    started_at: float
+    heartbeat_at: float
+    finished_at: float | None
+    pid: int
+    host: str
+    file: str
+    api_base: str
+    total: int
+    dry_run: bool
+    status: str  # running | finished | stopped | failed | ... (as given to finish_run)
+    counts: dict[str, int]
+    results_path: str | None
+    alive: bool  # judged now: unfinished with a live heartbeat (and pid, on this host)
+
+    @property
+    def state(self) -> str:
+        """``running``, the status given to finish_run, or ``interrupted`` (died unfinished)."""
+        if self.finished_at is not None:
+            return self.status
+        return "running" if self.alive else "interrupted"
+
+
+def normalise_base(api_base: str) -> str:
+    """One spelling per API base: ``https://People.zoho.com/`` and ``…zoho.com`` share rows."""
+    return api_base.strip().rstrip("/").lower()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host.
+
+    On Windows ``os.kill(pid, 0)`` would *terminate* the process, so there we rely on the heartbeat
+    alone and report every pid as alive.
+    """
+    if os.name == "nt":
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
+
+
+class Journal:
+    """One connection to ``<state>/journal.sqlite3``. Use one instance per process (or per test).
+
+    Every public method that changes state runs in its own ``BEGIN IMMEDIATE`` transaction and
+    commits before returning, so a crash right after a call leaves the journal telling the truth.
+    Methods are synchronous and short (single-row statements); they are called from the event loop
+    directly.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        stale_after: float = 90.0,
+        busy_timeout: float = 30.0,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.state_dir / JOURNAL_FILE
+        self._clock = clock
+        self.stale_after = stale_after
+        self.host = host if host is not None else socket.gethostname()
+        self.pid = pid if pid is not None else os.getpid()
+        # isolation_level=None: no implicit transactions; we open BEGIN IMMEDIATE ourselves, and
+        # plain reads never linger in a transaction that would pin an old WAL snapshot.
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed claim survives power loss too, not only a process crash.
+        self._db.execute("PRAGMA synchronous = FULL")
+        with self._tx() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database write lock up front (no upgrade deadlock)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        file: str,
+        api_base: str,
+        *,
+        total: int = 0,
+        dry_run: bool = False,
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> int:
+        """Register a run (alive from now on while it heartbeats) and return its id."""
+        now = self.now()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (started_at, heartbeat_at, pid, host, file, api_base, total,"
+                " dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    now,
+                    self.pid if pid is None else pid,
+                    self.host if host is None else host,
+                    file,
+                    normalise_base(api_base),
+                    total,
+                    int(dry_run),
+                ),
+            )
+            run_id = cur.lastrowid
+        assert run_id is not None
+        return run_id
+
+    def heartbeat(self, run_id: int) -> None:
+        """Prove the run is alive, so its in-flight rows are not taken for a crashed run's."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (self.now(), run_id))
+
+    def finish_run(
+        self,
+        run_id: int,
+        counts: Mapping[str, int],
+        results_path: str | None = None,
+        *,
+        status: str = "finished",
+    ) -> None:
+        """Close a run. Rows it still holds in flight are judged stale (reconciled) from now on."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, heartbeat_at = ?, status = ?, counts = ?,"
+                " results_path = ? WHERE id = ?",
+                (
+                    self.now(),
+                    self.now(),
+                    status,
+                    json.dumps(dict(counts), sort_keys=True),
+                    results_path,
+                    run_id,
+                ),
+            )
+
+    def runs(self, limit: int = 20) -> list[RunInfo]:
+        """Most recent runs first."""
+        cur = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._run_info(r) for r in cur.fetchall()]
+
+    def run(self, run_id: int) -> RunInfo | None:
+        r = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if r is None else self._run_info(r)
+
+    def run_alive(self, run_id: int | None) -> bool:
+        if run_id is None:
+            return False
+        r = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return r is not None and self._alive(r)
+
+    def _run_info(self, r: sqlite3.Row) -> RunInfo:
+        return RunInfo(
+            id=r["id"],
+            started_at=r["started_at"],
+            heartbeat_at=r["heartbeat_at"],
+            finished_at=r["finished_at"],
+            pid=r["pid"],
+            host=r["host"],
+            file=r["file"],
+            api_base=r["api_base"],
+            total=r["total"],
+            dry_run=bool(r["dry_run"]),
+            status=r["status"],
+            counts=json.loads(r["counts"] or "{}"),
+            results_path=r["results_path"],
+            alive=self._alive(r),
+        )
+
+    def _alive(self, run: sqlite3.Row) -> bool:
+        if run["finished_at"] is not None:
+            return False
+        if self.now() - run["heartbeat_at"] > self.stale_after:
+            return False
+        return not (run["host"] == self.host and not pid_alive(run["pid"]))
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def claim(self, api_base: str, req: Request, run_id: int) -> Claim:
+        """Decide atomically whether this run may send ``req`` (call before taking a rate slot).
+
+        NEW and STALE leave the identity in flight for ``run_id``; CREATED and BUSY change nothing.
+        """
+        base = normalise_base(api_base)
+        now = self.now()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT * FROM rows WHERE api_base = ? AND identity = ?", (base, req.identity)
+            ).fetchone()
+            if row is not None and row["status"] == CREATED:
+                return Claim(
+                    ClaimKind.CREATED,
+                    session_id=row["session_id"],
+                    changed=row["fingerprint"] != req.fingerprint,
+                )
+            kind = ClaimKind.NEW
+            owner: int | None = None
+            message = ""
+            if row is not None and row["status"] in (INFLIGHT, UNKNOWN):
+                owner = row["run_id"]
+                run = (
+                    None
+                    if owner is None
+                    else db.execute("SELECT * FROM runs WHERE id = ?", (owner,)).fetchone()
+                )
+                who = (
+                    f"run #{owner}"
+                    if run is None
+                    else f"run #{owner} (pid {run['pid']} on {run['host']})"
+                )
+                if row["status"] == INFLIGHT and (
+                    owner == run_id or (run is not None and self._alive(run))
+                ):
+                    return Claim(
+                        ClaimKind.BUSY,
+                        owner_run=owner,
+                        message=f"being sent by {who}",
+                    )
+                kind = ClaimKind.STALE
+                message = (
+                    f"left unconfirmed by {who}: {row['message']}"
+                    if row["status"] == UNKNOWN and row["message"]
+                    else f"left in flight by {who}, which stopped without confirming it"
+                )
+            db.execute(
+                "INSERT INTO rows (api_base, identity, status, fingerprint, run_id, sheet_row,"
+                " path, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)"
+                " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
+                " fingerprint = excluded.fingerprint, run_id = excluded.run_id,"
+                " sheet_row = excluded.sheet_row, path = excluded.path,"
+                " message = CASE WHEN ? THEN rows.message ELSE '' END,"
+                " updated_at = excluded.updated_at",
+                (
+                    base,
+                    req.identity,
+                    INFLIGHT,
+                    req.fingerprint,
+                    run_id,
+                    req.row,
+                    req.path,
+                    now,
+                    kind == ClaimKind.STALE,
+                ),
+            )
+            return Claim(kind, owner_run=owner, message=message)
+
+    def record_created(
+        self,
+        api_base: str,
+        req: Request,
+        run_id: int,
+        session_id: str,
+        *,
+        attempts: int = 0,
+        message: str = "",
+    ) -> str:
+        """Record that the session exists. Always written, owned or not: it is the truth.
+
+        If the identity was already recorded as created under a *different* sessionId (a duplicate
+        slipped through, e.g. a run judged dead came back), the first id is kept and the message
+        names both so the operator can delete one. Returns the sessionId the journal now holds.
+        """
+        base = normalise_base(api_base)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT status, session_id FROM rows WHERE api_base = ? AND identity = ?",
+                (base, req.identity),
+            ).fetchone()
+            if row is not None and row["status"] == CREATED and row["session_id"] != session_id:
+                db.execute(
+                    "UPDATE rows SET attempts = attempts + ?, message = ?, updated_at = ?"
+                    " WHERE api_base = ? AND identity = ?",
+                    (
+                        attempts,
+                        f"possible duplicate: sessions {row['session_id']} and {session_id}"
+                        " both exist for this row",
+                        self.now(),
+                        base,
+                        req.identity,
+                    ),
+                )
+                return str(row["session_id"])
+            db.execute(
+                "INSERT INTO rows (api_base, identity, status, session_id, fingerprint, run_id,"
+                " sheet_row, path, attempts, message, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
+                " session_id = excluded.session_id, fingerprint = excluded.fingerprint,"
+                " run_id = excluded.run_id, sheet_row = excluded.sheet_row, path = excluded.path,"
+                " attempts = rows.attempts + excluded.attempts, message = excluded.message,"
+                " updated_at = excluded.updated_at",
+                (
+                    base,
+                    req.identity,
+                    CREATED,
+                    session_id,
+                    req.fingerprint,
+                    run_id,
+                    req.row,
+                    req.path,
+                    attempts,
+                    message,
+                    self.now(),
+                ),
+            )
+            return session_id
+
+    def record_failed(
+        self, api_base: str, req: Request, run_id: int, message: str, *, attempts: int = 0
+    ) -> bool:
+        """The server refused the row: nothing was created, a later run may try again."""
+        return self._settle(api_base, req, run_id, FAILED, message, attempts)
+
+    def release(
+        self, api_base: str, req: Request, run_id: int, *, attempts: int = 0, message: str = ""
+    ) -> bool:
+        """Give the row back with nothing created (lockout, 5xx, not sent), so a crash before the
+        retry does not force a reconciliation."""
+        return self._settle(api_base, req, run_id, RELEASED, message, attempts)
+
+    def record_unknown(
+        self, api_base: str, req: Request, run_id: int, message: str, *, attempts: int = 0
+    ) -> bool:
+        """The row may have been created: whoever claims it next must list before sending."""
+        return self._settle(api_base, req, run_id, UNKNOWN, message, attempts)
+
+    def note(
+        self, api_base: str, req: Request, run_id: int, message: str, *, attempts: int = 0
+    ) -> bool:
+        """Record progress on a row this run still holds, keeping it in flight.
+
+        Used after a lost reply while this run reconciles the row itself: marking it ``unknown``
+        there would let another live run claim it as stale and list (and maybe send) at the same
+        time. If this run dies meanwhile, the ``inflight`` row of a dead run is stale anyway.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE rows SET message = ?, attempts = attempts + ?, updated_at = ?"
+                " WHERE api_base = ? AND identity = ? AND run_id = ? AND status = ?",
+                (
+                    message,
+                    attempts,
+                    self.now(),
+                    normalise_base(api_base),
+                    req.identity,
+                    run_id,
+                    INFLIGHT,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def _settle(
+        self, api_base: str, req: Request, run_id: int, status: str, message: str, attempts: int
+    ) -> bool:
+        """Move a row this run holds to ``status``. A row another run has since taken over (we were
+        judged dead) is left alone: its new owner decides. Returns whether anything changed."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE rows SET status = ?, message = ?, attempts = attempts + ?, updated_at = ?"
+                " WHERE api_base = ? AND identity = ? AND run_id = ? AND status IN (?, ?)",
+                (
+                    status,
+                    message,
+                    attempts,
+                    self.now(),
+                    normalise_base(api_base),
+                    req.identity,
+                    run_id,
+                    INFLIGHT,
+                    UNKNOWN,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def lookup(self, api_base: str, req: Request) -> Entry | None:
+        """What the journal knows about this row's identity (dry run, reports); changes nothing."""
+        return self.entry(api_base, req.identity)
+
+    def entry(self, api_base: str, identity: str) -> Entry | None:
+        r = self._db.execute(
+            "SELECT * FROM rows WHERE api_base = ? AND identity = ?",
+            (normalise_base(api_base), identity),
+        ).fetchone()
+        return None if r is None else _entry(r)
+
+    def entries(self, api_base: str | None = None, *, status: str | None = None) -> list[Entry]:
+        """Rows, optionally filtered (``status="unknown"``: the operator's to-check list)."""
+        sql = "SELECT * FROM rows WHERE 1 = 1"
+        args: list[Any] = []
+        if api_base is not None:
+            sql += " AND api_base = ?"
+            args.append(normalise_base(api_base))
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        return [_entry(r) for r in self._db.execute(sql + " ORDER BY updated_at", args)]
+
+    def forget(self, api_base: str, identity: str) -> bool:
+        """Drop what the journal knows about an identity (after the operator deleted the session in
+        Zoho, or checked by hand that an ``unknown`` row was not created). The next run sends it."""
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM rows WHERE api_base = ? AND identity = ?",
+                (normalise_base(api_base), identity),
+            )
+            return cur.rowcount == 1
+
+
+def _entry(r: sqlite3.Row) -> Entry:
+    return Entry(
+        api_base=r["api_base"],
+        identity=r["identity"],
+        status=r["status"],
+        session_id=r["session_id"],
+        fingerprint=r["fingerprint"],
+        run_id=r["run_id"],
+        sheet_row=r["sheet_row"],
+        path=r["path"],
+        attempts=r["attempts"],
+        message=r["message"],
+        updated_at=r["updated_at"],
+    )

@@ -1,0 +1,607 @@
+"""Workbooks for people: the results workbook, the annotated validation report, and the template.
+
+Every workbook here is a rendering of the records the other stages produce (`Problem`, `Outcome`)
+over the `RawTable` the admin gave us, so what the admin sees lines up with the sheet they typed:
+same columns, same values, same row numbers.
+
+Three rules hold for every cell this module writes, because an admin will open these files in
+Excel and may pass them on:
+
+* **Text stays text.** A string that begins with ``=``, ``+``, ``-`` or ``@`` (a session named
+  ``=HYPERLINK(...)`` or ``-- cancelled --``) is written as a string cell with Excel's quote prefix,
+  never as a formula: a results file must not run code or show ``#NAME?``. IDs are text too, so
+  18-digit IDs never turn into rounded numbers.
+* **Typed cells keep their type.** A date the admin typed as a date stays a date (shown
+  ``dd-mm-yyyy``), a time stays a time, so the copy can be edited and fed back in.
+* **Writes are atomic.** We write a temporary file next to the target and ``os.replace`` it, so an
+  interrupted run never leaves a half-written workbook where the previous good one was.
+
+openpyxl is imported inside the functions: the CLI must answer ``--help`` without loading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkschedule import columns as colspec
+from bulkschedule.problems import Outcome, Problem, Status
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import Cell as XlCell
+    from openpyxl.worksheet.worksheet import Worksheet
+
+    from bulkschedule.schema import Validation
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "STATUS_COLOURS",
+    "template_workbook",
+    "write_report",
+    "write_results",
+    "write_template",
+    "write_template_csv",
+]
+
+#: Columns the results sheet adds after the input columns. A contract: scripts read these names.
+RESULT_COLUMNS: tuple[str, ...] = ("status", "sessionId", "message", "attempts")
+
+#: Fill colour (RGB hex) of the status cell, by status: green done, blue dry run, amber look at it,
+#: red act on it, grey not reached.
+STATUS_COLOURS: dict[str, str] = {
+    Status.CREATED: "C6EFCE",
+    Status.EXISTS: "C6EFCE",
+    Status.WOULD_CREATE: "BDD7EE",
+    Status.CHANGED: "FFEB9C",
+    Status.UNKNOWN: "FFEB9C",
+    Status.FAILED: "FFC7CE",
+    Status.INVALID: "FFC7CE",
+    Status.PENDING: "D9D9D9",
+}
+
+ERROR_FILL = "FFC7CE"
+WARNING_FILL = "FFEB9C"
+HEADER_FILL = "DDEBF7"  # header of the generated sheets
+REQUIRED_FILL = "F8CBAD"  # header of a required column in the template
+
+DATE_FORMAT = "dd-mm-yyyy"
+DATETIME_FORMAT = "dd-mm-yyyy hh:mm"
+TIME_FORMAT = "hh:mm AM/PM"
+TEXT_FORMAT = "@"
+
+#: How many rows of the template carry the column formats and the type drop-down.
+TEMPLATE_ROWS = 1000
+TYPE_CHOICES = ("Classroom", "E-learning")
+
+#: A fixed creation time for generated workbooks, so the shipped template is reproducible.
+_FIXED_CREATED = dt.datetime(2026, 1, 1)
+
+_FORMULA_START = ("=", "+", "-", "@")
+# Characters XML 1.0 cannot carry; openpyxl raises on them. We drop them rather than crash on a
+# sheet that contained a stray control character.
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+# --------------------------------------------------------------------------------------------
+# cell helpers
+
+
+def set_cell(cell: XlCell, value: object, *, text_format: bool = False) -> None:
+    """Write ``value`` so that it reads back as the same kind of thing.
+
+    Strings are always string cells (``data_type == "s"``), even when they look like a formula
+    (``=``), an error code (``#N/A``) or start with ``+``/``-``/``@``; those also get Excel's quote
+    prefix so editing the cell in Excel keeps it text. Dates, datetimes and times get a readable
+    number format. Anything else that is not a plain scalar is written as its ``str``.
+    """
+    if value is None:
+        cell.value = None
+    elif isinstance(value, str):
+        text = _ILLEGAL.sub("", value)
+        cell.value = text
+        cell.data_type = "s"  # undo openpyxl's formula / error-code guess
+        if text.startswith(_FORMULA_START):
+            cell.quotePrefix = True
+        if text_format:
+            cell.number_format = TEXT_FORMAT
+    elif isinstance(value, bool | int | float):
+        cell.value = value
+    elif isinstance(value, dt.datetime):
+        cell.value = value
+        cell.number_format = DATETIME_FORMAT
+    elif isinstance(value, dt.date):
+        cell.value = value
+        cell.number_format = DATE_FORMAT
+    elif isinstance(value, dt.time):
+        cell.value = value
+        cell.number_format = TIME_FORMAT
+    elif isinstance(value, dt.timedelta):
+        cell.value = value  # openpyxl gives it an [hh]:mm:ss format
+    else:
+        set_cell(cell, str(value), text_format=text_format)
+
+
+def _display_width(value: object) -> int:
+    """Roughly how many characters ``value`` takes on screen, for column widths."""
+    if value is None:
+        return 0
+    if isinstance(value, dt.datetime):
+        return 16
+    if isinstance(value, dt.date):
+        return 10
+    if isinstance(value, dt.time):
+        return 8
+    text = str(value)
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _fill(rgb: str) -> Any:
+    from openpyxl.styles import PatternFill
+
+    return PatternFill(fill_type="solid", start_color=rgb, end_color=rgb)
+
+
+def _style_header(ws: Worksheet, n_columns: int) -> None:
+    from openpyxl.styles import Font
+
+    bold = Font(bold=True)
+    for col in range(1, n_columns + 1):
+        cell = ws.cell(row=1, column=col)
+        cell.font = bold
+        cell.fill = _fill(HEADER_FILL)
+    ws.freeze_panes = "A2"
+
+
+def _autofit(ws: Worksheet, widths: Mapping[int, int], *, cap: int = 50) -> None:
+    """Set each column wide enough for its longest value, between 6 and ``cap`` characters."""
+    from openpyxl.utils import get_column_letter
+
+    for col, width in widths.items():
+        ws.column_dimensions[get_column_letter(col)].width = max(6, min(cap, width + 2))
+
+
+def _write_table(
+    ws: Worksheet,
+    header: list[str],
+    rows: Iterable[list[object]],
+    *,
+    caps: Mapping[str, int] | None = None,
+) -> None:
+    """A plain table: header row (bold, frozen, filtered) then rows, with fitted widths."""
+    from openpyxl.utils import get_column_letter
+
+    widths: dict[int, int] = {}
+    for c, name in enumerate(header, start=1):
+        set_cell(ws.cell(row=1, column=c), name)
+        widths[c] = len(name)
+    n_rows = 0
+    for n_rows, values in enumerate(rows, start=1):
+        for c, value in enumerate(values, start=1):
+            set_cell(ws.cell(row=n_rows + 1, column=c), value)
+            widths[c] = max(widths.get(c, 0), _display_width(value))
+    _style_header(ws, len(header))
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{n_rows + 1}"
+    _autofit(ws, widths)
+    for c, name in enumerate(header, start=1):
+        if caps and name in caps:
+            letter = get_column_letter(c)
+            ws.column_dimensions[letter].width = min(ws.column_dimensions[letter].width, caps[name])
+
+
+def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
+    """Save next to ``path`` and rename over it, so a crash never leaves a truncated file.
+
+    The temporary file gets the permissions a normal file would get (mkstemp makes it 0600,
+    which would surprise whoever shares the results folder).
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        wb.save(tmp)
+        _match_permissions(tmp, target)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _match_permissions(tmp: str, target: Path) -> None:
+    try:
+        mode = target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, mode)
+
+
+def _new_workbook() -> Workbook:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.properties.creator = "bulkschedule"
+    wb.properties.created = _FIXED_CREATED
+    return wb
+
+
+# --------------------------------------------------------------------------------------------
+# which input columns, under which names
+
+
+def _input_columns(validation: Validation) -> list[tuple[int, str]]:
+    """(index in the raw row, output header) for every input column worth copying.
+
+    Canonical columns first in spec order, then unknown headers as typed, then second copies of a
+    column, then blank-header columns that hold data. An admin's header that would collide with
+    one of our own result columns gets " (input)" appended so that scripts reading the
+    ``status`` column always read ours.
+    """
+    table = validation.table
+    hm = validation.headers
+    out: list[tuple[int, str]] = [
+        (hm.index[name], name) for name in colspec.NAMES if name in hm.index
+    ]
+    out += [(i, header) for i, header, _ in hm.unknown]
+    out += [(i, header) for i, header, _ in hm.duplicate]
+    used = {i for i, _ in out}
+    for i, header in enumerate(table.headers):
+        if i in used or (header or "").strip():
+            continue
+        if any(i < len(row) and row[i] not in (None, "") for row in table.rows):
+            from openpyxl.utils import get_column_letter
+
+            out.append((i, f"(column {get_column_letter(i + 1)})"))
+    reserved = {"row", *RESULT_COLUMNS}
+    seen: set[str] = set()
+    named: list[tuple[int, str]] = []
+    for i, header in out:
+        name = header
+        if name in reserved or name in seen:
+            name = f"{header} (input)"
+        while name in reserved or name in seen:
+            name += "'"
+        seen.add(name)
+        named.append((i, name))
+    return named
+
+
+def _is_id_column(header: str) -> bool:
+    col = colspec.BY_NAME.get(header)
+    return col is not None and col.kind == "id"
+
+
+# --------------------------------------------------------------------------------------------
+# results workbook
+
+
+def _row_status(
+    row: int,
+    validation: Validation,
+    outcomes: Mapping[int, Outcome],
+    errors: Mapping[int, list[str]],
+) -> tuple[str, str | None, str, int | None]:
+    """(status, sessionId, message, attempts) for one spreadsheet row."""
+    outcome = outcomes.get(row)
+    if outcome is not None:
+        return str(outcome.status), outcome.session_id, outcome.message, outcome.attempts
+    if row in errors:
+        return str(Status.INVALID), None, "; ".join(errors[row]), None
+    if validation.fatal:  # a missing column: the row is fine but the sheet cannot be sent
+        sheet = [_problem_text(p) for p in validation.problems if p.row is None and p.is_error]
+        return str(Status.INVALID), None, "; ".join(sheet) or "the sheet cannot be sent", None
+    if row in validation.error_rows:
+        return str(Status.INVALID), None, "has errors (see the Problems sheet)", None
+    return str(Status.PENDING), None, "", None
+
+
+def _problem_text(p: Problem) -> str:
+    """A message that names its column, unless it already starts with it."""
+    if p.column and not p.message.startswith(p.column):
+        return f"{p.column}: {p.message}"
+    return p.message
+
+
+def write_results(
+    path: str | os.PathLike[str],
+    validation: Validation,
+    outcomes: Mapping[int, Outcome],
+    summary: Mapping[str, object],
+) -> None:
+    """Write the results workbook: ``Results``, ``Summary`` and ``Problems`` sheets.
+
+    ``Results`` has one line per input row, in input order: ``row``, the input columns as typed,
+    then ``status``, ``sessionId``, ``message``, ``attempts``. A row without an Outcome is
+    ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
+    ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
+    """
+    wb = _new_workbook()
+    ws = wb.active
+    ws.title = "Results"
+
+    table = validation.table
+    inputs = _input_columns(validation)
+    header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
+    errors: dict[int, list[str]] = {}
+    for p in validation.problems:
+        if p.row is not None and p.is_error:
+            errors.setdefault(p.row, []).append(_problem_text(p))
+
+    for c, name in enumerate(header, start=1):
+        set_cell(ws.cell(row=1, column=c), name)
+    status_col = 2 + len(inputs)
+    widths: dict[int, int] = {c: len(h) for c, h in enumerate(header, start=1)}
+    counts: Counter[str] = Counter()
+    for r, (row_number, values) in enumerate(zip(table.row_numbers, table.rows, strict=True), 2):
+        status, session_id, message, attempts = _row_status(
+            row_number, validation, outcomes, errors
+        )
+        counts[status] += 1
+        line: list[object] = [row_number]
+        line += [values[i] if i < len(values) else None for i, _ in inputs]
+        line += [status, session_id, message or None, attempts]
+        for c, value in enumerate(line, start=1):
+            name = header[c - 1]
+            set_cell(ws.cell(row=r, column=c), value,
+                     text_format=_is_id_column(name) or name == "sessionId")
+            widths[c] = max(widths[c], _display_width(value))
+        colour = STATUS_COLOURS.get(status)
+        if colour:
+            ws.cell(row=r, column=status_col).fill = _fill(colour)
+
+    from openpyxl.utils import get_column_letter
+
+    _style_header(ws, len(header))
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(table.rows) + 1)}"
+    _autofit(ws, widths)
+    ws.column_dimensions[get_column_letter(status_col + 2)].width = max(
+        12, min(80, widths[status_col + 2] + 2)
+    )
+
+    _write_summary(wb.create_sheet("Summary"), summary, counts)
+    _write_problems(wb.create_sheet("Problems"), validation.problems)
+    _save_atomic(wb, path)
+
+
+def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[list[object]]:
+    for key, value in summary.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _summary_lines(value, prefix=f"{name}.")
+        elif isinstance(value, list | tuple | set | frozenset):
+            yield [name, ", ".join(str(v) for v in value)]
+        elif value is None or isinstance(value, str | bool | int | float | dt.date | dt.time):
+            yield [name, value]
+        else:
+            yield [name, str(value)]
+
+
+def _write_summary(ws: Worksheet, summary: Mapping[str, object], counts: Counter[str]) -> None:
+    lines = list(_summary_lines(summary))
+    lines.append([None, None])
+    lines.append(["rows by status", None])
+    for status in Status:
+        lines.append([str(status), counts.get(str(status), 0)])
+    _write_table(ws, ["item", "value"], lines, caps={"value": 80})
+    ws.auto_filter.ref = None  # a key/value list; a filter only gets in the way
+
+
+def _write_problems(ws: Worksheet, problems: Iterable[Problem]) -> None:
+    rows = [[p.row, p.column, p.value, p.severity, p.message] for p in problems]
+    _write_table(ws, ["row", "column", "value", "severity", "message"], rows,
+                 caps={"value": 40, "message": 100})
+
+
+# --------------------------------------------------------------------------------------------
+# annotated validation report
+
+
+def _locate_column(validation: Validation, column: str | None) -> int | None:
+    """The raw-table index of a problem's column (canonical name or header as typed), or None."""
+    if column is None:
+        return None
+    hm = validation.headers
+    if column in hm.index:
+        return hm.index[column]
+    for i, header, _ in [*hm.unknown, *((i, h, n) for i, h, n in hm.duplicate)]:
+        if header == column:
+            return i
+    for i, header in enumerate(validation.table.headers):
+        if header == column:
+            return i
+    return None
+
+
+def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
+    """Write a copy of the sheet with every problem marked where it is.
+
+    Rows keep their spreadsheet row numbers (blank rows stay blank) so "row 14" in the console
+    is row 14 here too. A problem cell gets a red fill for an error, yellow for a warning, and
+    its messages as a comment. Problems about the whole sheet, or about a column the sheet does
+    not have, can only be listed: the ``Problems`` sheet lists every problem.
+    """
+    from openpyxl.comments import Comment
+
+    wb = _new_workbook()
+    ws = wb.active
+    ws.title = _safe_sheet_title(validation.table.sheet or "Sheet")
+    table = validation.table
+    hm = validation.headers
+
+    widths: dict[int, int] = {}
+    for c, header in enumerate(table.headers, start=1):
+        set_cell(ws.cell(row=1, column=c), header)
+        widths[c] = len(header or "")
+    id_columns = {hm.index[n] for n in colspec.NAMES if n in hm.index and _is_id_column(n)}
+    for row_number, values in zip(table.row_numbers, table.rows, strict=True):
+        for i, value in enumerate(values):
+            set_cell(ws.cell(row=row_number, column=i + 1), value,
+                     text_format=i in id_columns and isinstance(value, str))
+            widths[i + 1] = max(widths.get(i + 1, 0), _display_width(value))
+
+    # Collect messages per cell; an error anywhere in a cell wins over a warning.
+    notes: dict[tuple[int, int], list[Problem]] = {}
+    known_rows = set(table.row_numbers)
+    for p in validation.problems:
+        index = _locate_column(validation, p.column)
+        if p.row is None:
+            if index is not None:  # e.g. an unknown header: mark the header cell
+                notes.setdefault((1, index + 1), []).append(p)
+            continue
+        if p.row not in known_rows:
+            continue
+        notes.setdefault((p.row, (index if index is not None else 0) + 1), []).append(p)
+    for (r, c), found in notes.items():
+        cell = ws.cell(row=r, column=c)
+        is_error = any(p.is_error for p in found)
+        cell.fill = _fill(ERROR_FILL if is_error else WARNING_FILL)
+        text = "\n".join(f"{p.severity}: {_problem_text(p)}" for p in found)
+        comment = Comment(text, "bulkschedule")
+        comment.width = 300
+        comment.height = min(400, 40 + 30 * len(found) + len(text) // 2)
+        cell.comment = comment
+
+    _style_header(ws, max(1, len(table.headers)))
+    _autofit(ws, widths)
+    _write_problems(wb.create_sheet("Problems"), validation.problems)
+    _save_atomic(wb, path)
+
+
+def _safe_sheet_title(name: str) -> str:
+    """Excel sheet titles: at most 31 characters, none of ``[]:*?/\\``, not "Problems"."""
+    title = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'")[:31] or "Sheet"
+    return "Sheet" if title.lower() == "problems" else title
+
+
+# --------------------------------------------------------------------------------------------
+# template
+
+
+def _instructions_rows() -> list[list[object]]:
+    rows: list[list[object]] = []
+    for c in colspec.COLUMNS:
+        rows.append([c.name, "required" if c.required else "optional", c.description, c.example])
+    return rows
+
+
+_RULES: tuple[str, ...] = (
+    "One session per row. Row 1 holds the column names; headers match ignoring case, spaces, "
+    "underscores and hyphens (\"Course ID\" is courseId).",
+    "IDs are 18 digits. Keep ID columns formatted as Text: Excel keeps only 15 digits of a "
+    "number, so an ID typed into a General cell is silently changed (4.78346E+17).",
+    "courseId, batchId and moduleId may be left out of the sheet and given once on the command "
+    "line (--course, --batch, --module).",
+    "Dates are day first (04-01-2027 is 4 January 2027); real date cells, 2027-01-04 and "
+    "4-Jan-2027 also work. Use --month-first for month-first text dates.",
+    "Times: time cells, or text such as 10:00 AM or 14:30. The end time must be after the start.",
+    "type is Classroom or E-learning (or 0 / 1).",
+    "lockUntil, when given, must be on or before the session date.",
+    "A date in the past is a warning. The same session twice, a trainer or room booked twice at "
+    "the same time, and a key used twice are reported.",
+    "Check the sheet first: bulkschedule validate sessions.xlsx (add --report checked.xlsx for "
+    "a copy with every problem marked).",
+)
+
+
+def template_workbook() -> Workbook:
+    """The template as an openpyxl Workbook (also the base of the shipped sample sheet).
+
+    Built only from `columns.COLUMNS`, with a fixed creation date, so the same code always
+    produces the same workbook content.
+    """
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    wb = _new_workbook()
+    ws = wb.active
+    ws.title = "Sessions"
+    bold = Font(bold=True)
+    last = TEMPLATE_ROWS + 1
+    for c, col in enumerate(colspec.COLUMNS, start=1):
+        cell = ws.cell(row=1, column=c)
+        set_cell(cell, col.name)
+        cell.font = bold
+        cell.fill = _fill(REQUIRED_FILL if col.required else HEADER_FILL)
+        need = "Required." if col.required else "Optional."
+        comment = Comment(f"{need} {col.description}\nExample: {col.example}", "bulkschedule")
+        comment.width = 320
+        comment.height = 140
+        cell.comment = comment
+        fmt = {"id": TEXT_FORMAT, "date": DATE_FORMAT, "time": TIME_FORMAT}.get(col.kind)
+        if col.kind == "text" and col.name == "key":
+            fmt = TEXT_FORMAT  # keys like 0012 must not lose their zeros
+        letter = get_column_letter(c)
+        if fmt:
+            for r in range(2, last + 1):
+                ws.cell(row=r, column=c).number_format = fmt
+        width = {"id": 21, "date": 12, "time": 11, "type": 12}.get(col.kind, 24)
+        if col.name == "name":
+            width = 36
+        ws.column_dimensions[letter].width = width
+        if col.kind == "type":
+            dv = DataValidation(type="list", formula1='"' + ",".join(TYPE_CHOICES) + '"',
+                                allow_blank=True, showErrorMessage=True, showInputMessage=True)
+            dv.errorTitle = "Session type"
+            dv.error = "Choose Classroom or E-learning."
+            dv.promptTitle = "Session type"
+            dv.prompt = "Classroom or E-learning"
+            dv.add(f"{letter}2:{letter}{last}")
+            ws.add_data_validation(dv)
+    ws.freeze_panes = "A2"
+
+    info = wb.create_sheet("Instructions")
+    _write_table(info, ["column", "required", "description", "example"], _instructions_rows(),
+                 caps={"description": 90})
+    info.auto_filter.ref = None
+    for r in range(2, len(colspec.COLUMNS) + 2):
+        info.cell(row=r, column=4).number_format = TEXT_FORMAT
+    start = len(colspec.COLUMNS) + 3
+    set_cell(info.cell(row=start, column=1), "Rules")
+    info.cell(row=start, column=1).font = bold
+    for i, rule in enumerate(_RULES, start=1):
+        set_cell(info.cell(row=start + i, column=1), i)
+        set_cell(info.cell(row=start + i, column=3), rule)
+    return wb
+
+
+def write_template(path: str | os.PathLike[str]) -> None:
+    """Write the sheet admins fill in (see `template_workbook`)."""
+    _save_atomic(template_workbook(), path)
+
+
+def template_csv() -> str:
+    """The CSV template: one header row of canonical names, CRLF-terminated (RFC 4180)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(colspec.NAMES)
+    return buf.getvalue()
+
+
+def write_template_csv(path: str | os.PathLike[str]) -> None:
+    """Write the CSV template atomically, as UTF-8 without a byte-order mark."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                               dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(template_csv())
+        _match_permissions(tmp, target)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

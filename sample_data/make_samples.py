@@ -1,0 +1,236 @@
+"""Regenerate the shipped sample sheets and templates, deterministically.
+
+    python sample_data/make_samples.py
+
+Writes:
+
+* ``sample_data/sessions.xlsx`` - a realistic term (Jan-Mar 2027) of 40 sessions over two modules,
+  all valid with no warnings (when "today" is before 2027). Built on the template, so it also shows
+  what a filled-in template looks like: IDs as Text cells, real date and time cells.
+* ``sample_data/sessions_with_errors.csv`` - one row per kind of problem, plus valid rows; what
+  `tests/test_samples.py` expects of it is listed in `EXPECTED_PROBLEMS`.
+* ``templates/sessions.xlsx`` and ``templates/sessions.csv`` - what ``bulkschedule template``
+  writes.
+
+The IDs are the ones the sandbox catalogue knows, so the samples can be sent to the sandbox as-is.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from bulkschedule import columns  # noqa: E402
+from bulkschedule.results import (  # noqa: E402
+    set_cell,
+    template_workbook,
+    write_template,
+    write_template_csv,
+)
+
+COURSE = "478346000019479103"
+BATCH = "478346000019479115"  # runs 04-01-2027 to 26-03-2027
+MODULE_FOUNDATIONS = "478346000019479119"
+MODULE_CUSTOMER = "478346000019479131"
+TRAINERS = ("478346000008251001", "478346000008251017", "478346000008251033")
+ROOMS = ("478346000010125093", "478346000010125107")
+TERM_START = dt.date(2027, 1, 4)  # a Monday
+
+# (module, weekday 0=Mon, start, end, type, trainer, room or None, weeks, topics)
+_SERIES = (
+    (MODULE_FOUNDATIONS, 0, dt.time(9, 30), dt.time(11, 0), "Classroom", TRAINERS[0], ROOMS[0], 12,
+     ("Induction: health and safety", "Fire safety and evacuation", "Manual handling",
+      "Data protection basics", "Information security", "Equality and inclusion",
+      "Safeguarding essentials", "First aid awareness", "Working with display screens",
+      "Lone working", "Environmental awareness", "Foundations review")),
+    (MODULE_FOUNDATIONS, 2, dt.time(14, 0), dt.time(15, 30), "E-learning", TRAINERS[1], None, 8,
+     ("Company systems tour", "Expenses and travel policy", "Email and calendar etiquette",
+      "Records management", "Cyber hygiene", "Accessibility in documents",
+      "Ethics and conduct", "Foundations quiz")),
+    (MODULE_CUSTOMER, 1, dt.time(10, 0), dt.time(12, 0), "Classroom", TRAINERS[2], ROOMS[1], 12,
+     ("Customer care: first contact", "Active listening", "Handling complaints",
+      "Telephone skills", "Writing clear replies", "Difficult conversations",
+      "Service recovery", "Vulnerable customers", "Escalation paths",
+      "Measuring satisfaction", "Case studies", "Customer care assessment")),
+    (MODULE_CUSTOMER, 3, dt.time(13, 0), dt.time(14, 30), "Classroom", TRAINERS[0], ROOMS[0], 8,
+     ("Product knowledge 1", "Product knowledge 2", "Billing questions", "Returns and refunds",
+      "Live chat practice", "Social media enquiries", "Team handovers", "Customer care review")),
+)
+
+_DESCRIPTIONS = {
+    "Induction: health and safety": "Bring your badge and wear flat shoes.",
+    "Fire safety and evacuation": "Includes a walk of the evacuation route.",
+    "Data protection basics": "Pre-reading: the data protection policy on the intranet.",
+    "Customer care: first contact": "Meet in the training room on the 2nd floor.",
+    "Handling complaints": "Role play; no preparation needed.",
+    "Company systems tour": "Self-paced; about 90 minutes.",
+    "Customer care assessment": "Short written assessment at the end.",
+}
+_KEYS = {
+    "Induction: health and safety": "T1-W1-IND",
+    "Fire safety and evacuation": "T1-W2-FIRE",
+    "Customer care: first contact": "T1-W1-CC1",
+    "Customer care assessment": "T1-W12-CCA",
+}
+
+
+def term_sessions() -> list[dict[str, object]]:
+    """The 40 sessions of the sample term, in date order, as typed cells."""
+    rows: list[dict[str, object]] = []
+    for module, weekday, start, end, kind, trainer, room, weeks, topics in _SERIES:
+        for week in range(weeks):
+            day = TERM_START + dt.timedelta(weeks=week, days=weekday)
+            name = topics[week]
+            row: dict[str, object] = {
+                "courseId": COURSE, "batchId": BATCH, "moduleId": module, "name": name,
+                "trainerErecno": trainer, "type": kind, "date": day, "startTime": start,
+                "endTime": end, "description": _DESCRIPTIONS.get(name), "roomId": room,
+                "key": _KEYS.get(name),
+            }
+            if week % 4 == 1:  # attendance open until the day before, on some rows
+                row["lockUntil"] = day - dt.timedelta(days=1)
+            elif week % 4 == 3:
+                row["lockUntil"] = day
+            rows.append(row)
+    rows.sort(key=lambda r: (r["date"], r["startTime"]))  # type: ignore[arg-type, return-value]
+    return rows
+
+
+def write_sessions_xlsx(path: Path) -> None:
+    wb = template_workbook()
+    ws = wb["Sessions"]
+    kinds = {c.name: c.kind for c in columns.COLUMNS}
+    for r, row in enumerate(term_sessions(), start=2):
+        for c, name in enumerate(columns.NAMES, start=1):
+            value = row.get(name)
+            cell = ws.cell(row=r, column=c)
+            set_cell(cell, value, text_format=kinds[name] == "id")
+            if kinds[name] == "time" and value is not None:
+                cell.number_format = "hh:mm AM/PM"
+    wb.save(path)
+
+
+# The errors sample: header with a misspelt optional column, then one row per problem kind.
+ERROR_HEADER = ("courseId", "batchId", "moduleId", "name", "trainerErecno", "type", "date",
+                "startTime", "endTime", "descripton", "roomId", "lockUntil", "key")
+T1, T2, T3 = TRAINERS
+R1, R2 = ROOMS
+M1 = MODULE_FOUNDATIONS
+_C, _B = COURSE, BATCH
+
+ERROR_ROWS: tuple[tuple[str, ...], ...] = (
+    # row 2: valid
+    (_C, _B, M1, "Fire safety refresher", T1, "Classroom", "01-02-2027", "10:00 AM", "11:00 AM",
+     "Annual refresher", R1, "", ""),
+    # row 3: valid, E-learning without a room
+    (_C, _B, M1, "Data protection e-module", T2, "E-learning", "02-02-2027", "2:00 PM", "3:00 PM",
+     "", "", "", ""),
+    # row 4: a required value missing (name)
+    (_C, _B, M1, "", T1, "Classroom", "03-02-2027", "10:00 AM", "11:00 AM", "", R1, "", ""),
+    # row 5: an ID with a letter in it
+    (_C, _B, M1, "Manual handling", "47834600000825100A", "Classroom", "04-02-2027", "10:00 AM",
+     "11:00 AM", "", R1, "", ""),
+    # row 6: an ID that went through Excel as a number and came out in scientific notation
+    (_C, _B, M1, "Lone working", "4.78346E+17", "Classroom", "05-02-2027", "10:00 AM",
+     "11:00 AM", "", R1, "", ""),
+    # row 7: a type that is neither Classroom nor E-learning
+    (_C, _B, M1, "Team briefing", T1, "Webinar", "08-02-2027", "10:00 AM", "11:00 AM", "", R1,
+     "", ""),
+    # row 8: a date that does not exist
+    (_C, _B, M1, "Display screen safety", T1, "Classroom", "31-02-2027", "10:00 AM", "11:00 AM",
+     "", R1, "", ""),
+    # row 9: a two-digit year
+    (_C, _B, M1, "First aid awareness", T1, "Classroom", "09-02-27", "10:00 AM", "11:00 AM", "",
+     R1, "", ""),
+    # row 10: an hour that does not exist
+    (_C, _B, M1, "Stress awareness", T1, "Classroom", "10-02-2027", "25:00", "11:00 AM", "", R1,
+     "", ""),
+    # row 11: a 24-hour time with AM/PM
+    (_C, _B, M1, "Ergonomics", T1, "Classroom", "11-02-2027", "12:00 PM", "13:00 PM", "", R1,
+     "", ""),
+    # row 12: ends before it starts
+    (_C, _B, M1, "Equality and inclusion", T1, "Classroom", "12-02-2027", "3:00 PM", "2:00 PM",
+     "", R1, "", ""),
+    # row 13: lockUntil after the session date (warning)
+    (_C, _B, M1, "Safeguarding essentials", T1, "Classroom", "15-02-2027", "10:00 AM",
+     "11:00 AM", "", R1, "20-02-2027", ""),
+    # row 14: a date in the past (warning)
+    (_C, _B, M1, "Information security", T1, "Classroom", "20-11-2026", "10:00 AM", "11:00 AM",
+     "", R1, "", ""),
+    # row 15: the same session as row 2 (same module, name, date and start time)
+    (_C, _B, M1, "Fire safety refresher", T2, "Classroom", "01-02-2027", "10:00 AM",
+     "11:00 AM", "Entered twice by mistake", "", "", ""),
+    # rows 16-17: the same key twice
+    (_C, _B, M1, "Records management", T1, "Classroom", "16-02-2027", "10:00 AM", "11:00 AM", "",
+     R1, "", "FS-01"),
+    (_C, _B, M1, "Cyber hygiene", T1, "Classroom", "17-02-2027", "10:00 AM", "11:00 AM", "", R1,
+     "", "FS-01"),
+    # rows 18-19: one trainer booked twice at overlapping times
+    (_C, _B, M1, "Coaching skills", T3, "Classroom", "18-02-2027", "10:00 AM", "12:00 PM", "",
+     R1, "", ""),
+    (_C, _B, M1, "Feedback skills", T3, "Classroom", "18-02-2027", "11:00 AM", "1:00 PM", "", R2,
+     "", ""),
+    # rows 20-21: one room booked twice at overlapping times
+    (_C, _B, M1, "Minute taking", T1, "Classroom", "19-02-2027", "9:00 AM", "10:30 AM", "", R2,
+     "", ""),
+    (_C, _B, M1, "Presentation skills", T2, "Classroom", "19-02-2027", "10:00 AM", "11:30 AM",
+     "", R2, "", ""),
+    # row 22: valid, 24-hour times and an ISO date
+    (_C, _B, M1, "Wellbeing at work", T2, "Classroom", "2027-02-22", "14:00", "15:30",
+     "Optional session", R2, "22-02-2027", "WB-01"),
+)
+
+#: (row, column, severity) of every problem the errors sample must produce, and nothing else.
+EXPECTED_PROBLEMS: frozenset[tuple[int | None, str, str]] = frozenset({
+    (None, "descripton", "warning"),
+    (4, "name", "error"),
+    (5, "trainerErecno", "error"),
+    (6, "trainerErecno", "error"),
+    (7, "type", "error"),
+    (8, "date", "error"),
+    (9, "date", "error"),
+    (10, "startTime", "error"),
+    (11, "endTime", "error"),
+    (12, "endTime", "error"),
+    (13, "lockUntil", "warning"),
+    (14, "date", "warning"),
+    (15, "name", "error"),
+    (17, "key", "error"),
+    (18, "trainerErecno", "error"),
+    (19, "trainerErecno", "error"),
+    (20, "roomId", "error"),
+    (21, "roomId", "error"),
+})
+VALID_ERROR_SAMPLE_ROWS = (2, 3, 13, 14, 16, 22)
+
+
+def errors_csv() -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")  # as Excel's "Save as CSV" writes
+    writer.writerow(ERROR_HEADER)
+    writer.writerows(ERROR_ROWS)
+    return buf.getvalue()
+
+
+def main() -> None:
+    write_sessions_xlsx(HERE / "sessions.xlsx")
+    (HERE / "sessions_with_errors.csv").write_bytes(errors_csv().encode("utf-8"))
+    templates = ROOT / "templates"
+    templates.mkdir(exist_ok=True)
+    write_template(templates / "sessions.xlsx")
+    write_template_csv(templates / "sessions.csv")
+    for path in ("sample_data/sessions.xlsx", "sample_data/sessions_with_errors.csv",
+                 "templates/sessions.xlsx", "templates/sessions.csv"):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

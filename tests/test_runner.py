@@ -1,0 +1,793 @@
+"""The worker pool against a fake Zoho on a fake clock: no HTTP, no real sleeps.
+
+The fake client behaves like the real paced client in the one way that matters here: it awaits the
+lock gate before every call. Scripts per identity say what each successive call answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fakeclock import FakeClock
+
+from bulkschedule.client import (
+    AuthExpired,
+    Fatal,
+    Locked,
+    NotSent,
+    OutcomeUnknown,
+    Rejected,
+    ServerError,
+)
+from bulkschedule.journal import CREATED, FAILED, RELEASED, UNKNOWN, Journal
+from bulkschedule.payload import Request
+from bulkschedule.problems import Outcome, Status
+from bulkschedule.runner import (
+    Event,
+    LockEvent,
+    OutcomeEvent,
+    RetryEvent,
+    RunConfig,
+    StopEvent,
+    WaitEvent,
+    preview,
+    send_all,
+    summarize,
+)
+
+BASE = "https://people.zoho.com"
+MAX_FAKE = 100_000.0  # fake seconds: a runaway retry loop fails fast instead of hanging
+LOST = "lost"  # script step: the POST lands, but its reply is lost (timeout after writing)
+
+
+def make_req(row: int, *, fp: str = "fp") -> Request:
+    name = f"Session {row}"
+    return Request(
+        row=row,
+        course_id="100000000000000001",
+        batch_id="200000000000000002",
+        module_id="300000000000000003",
+        session_data={"name": name, "date": "01-09-2025", "startTime": "09:00 AM"},
+        identity=f"300000000000000003/{name}/01-09-2025/09:00 AM",
+        fingerprint=fp,
+    )
+
+
+def rows(n: int, start: int = 2) -> list[Request]:
+    return [make_req(r) for r in range(start, start + n)]
+
+
+class FakeGate:
+    """The lockout gate on the fake clock (the real LockGate is tested with the limiter)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._until: float | None = None
+
+    def close(self, seconds: float, reason: str = "") -> float:
+        self._until = max(self._until or 0.0, self.clock.time() + seconds)
+        return self._until
+
+    def until(self) -> float | None:
+        if self._until is not None and self._until > self.clock.time():
+            return self._until
+        return None
+
+    async def wait(self, on_wait: Callable[[float], None] | None = None) -> float:
+        waited = 0.0
+        while (until := self.until()) is not None:
+            remaining = until - self.clock.time()
+            if on_wait is not None:
+                on_wait(remaining)
+            await self.clock.sleep(remaining)
+            waited += remaining
+        return waited
+
+
+@dataclass
+class Call:
+    at: float
+    kind: str  # "create" | "find"
+    identity: str
+    row: int
+
+
+@dataclass
+class FakeZoho:
+    clock: FakeClock
+    gate: FakeGate
+    latency: float = 1.0
+    sessions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    calls: list[Call] = field(default_factory=list)
+    create_script: dict[str, list[object]] = field(default_factory=dict)
+    find_script: dict[str, list[object]] = field(default_factory=dict)
+    refused_at: list[float] = field(default_factory=list)  # when a Locked reply arrived
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(555_000_000_000_000_001))
+
+    def creates(self, identity: str | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.kind == "create" and (identity is None or c.identity == identity)
+        ]
+
+    def finds(self, identity: str | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if c.kind == "find" and (identity is None or c.identity == identity)
+        ]
+
+    def add_session(self, req: Request) -> str:
+        sid = str(next(self._ids))
+        self.sessions[req.identity].append(sid)
+        return sid
+
+    @staticmethod
+    def _step(script: dict[str, list[object]], identity: str) -> object:
+        steps = script.get(identity)
+        return steps.pop(0) if steps else None
+
+    async def create_session(self, req: Request) -> str:
+        await self.gate.wait()  # the real client awaits the shared pace before every call
+        self.calls.append(Call(self.clock.time(), "create", req.identity, req.row))
+        await self.clock.sleep(self.latency)
+        step = self._step(self.create_script, req.identity)
+        if step == LOST:
+            self.add_session(req)
+            raise OutcomeUnknown("read timeout after the request was sent")
+        if isinstance(step, Locked):
+            self.refused_at.append(self.clock.time())
+        if isinstance(step, BaseException):
+            raise step
+        return self.add_session(req)
+
+    async def find_session(self, req: Request) -> str | None:
+        await self.gate.wait()
+        self.calls.append(Call(self.clock.time(), "find", req.identity, req.row))
+        await self.clock.sleep(self.latency)
+        step = self._step(self.find_script, req.identity)
+        if isinstance(step, BaseException):
+            raise step
+        found = self.sessions.get(req.identity)
+        return found[0] if found else None
+
+
+class Env:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = FakeClock()
+        self.t0 = self.clock.time()
+        self.gate = FakeGate(self.clock)
+        self.zoho = FakeZoho(self.clock, self.gate)
+        self.state = tmp_path / "state"
+        self.journal = Journal(self.state, clock=self.clock.time)
+        self.events: list[Event] = []
+
+    def start(self) -> int:
+        return self.journal.start_run("term.xlsx", BASE)
+
+    def sending(
+        self,
+        reqs: Sequence[Request],
+        config: RunConfig | None = None,
+        *,
+        journal: Journal | None = None,
+        run_id: int | None = None,
+        stop: asyncio.Event | None = None,
+        events: list[Event] | None = None,
+    ):  # -> coroutine of dict[int, Outcome]
+        j = journal or self.journal
+        sink = self.events if events is None else events
+        return send_all(
+            reqs,
+            client=self.zoho,
+            journal=j,
+            gate=self.gate,
+            api_base=BASE,
+            run_id=run_id if run_id is not None else j.start_run("term.xlsx", BASE),
+            config=config or RunConfig(),
+            clock=self.clock,
+            stop=stop,
+            on_event=sink.append,
+            rng=random.Random(7),
+        )
+
+    async def send(
+        self, reqs: Sequence[Request], config: RunConfig | None = None, **kw: object
+    ) -> dict[int, Outcome]:
+        out = await self.clock.run(self.sending(reqs, config, **kw), max_time=MAX_FAKE)  # type: ignore[arg-type]
+        assert_one_outcome_each(reqs, out)
+        return out
+
+    def status(self, req: Request) -> str | None:
+        entry = self.journal.lookup(BASE, req)
+        return None if entry is None else entry.status
+
+
+def assert_one_outcome_each(reqs: Sequence[Request], out: dict[int, Outcome]) -> None:
+    assert sorted(out) == sorted(r.row for r in reqs)
+    assert all(out[r].row == r for r in out)
+
+
+def statuses(out: dict[int, Outcome]) -> Counter[str]:
+    return Counter(str(o.status) for o in out.values())
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    e.journal.close()
+
+
+def dead_pid() -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout)
+
+
+# -- the ordinary cases ----------------------------------------------------------------------------
+
+
+async def test_happy_path(env: Env) -> None:
+    reqs = rows(10)
+    out = await env.send(reqs, RunConfig(workers=4))
+    assert statuses(out) == {"created": 10}
+    assert len({o.session_id for o in out.values()}) == 10
+    assert all(o.attempts == 1 for o in out.values())
+    for r in reqs:
+        assert len(env.zoho.creates(r.identity)) == 1
+        entry = env.journal.lookup(BASE, r)
+        assert entry is not None and entry.status == CREATED
+        assert entry.session_id == out[r.row].session_id
+    assert sum(isinstance(e, OutcomeEvent) for e in env.events) == 10
+    # four workers in parallel: 10 rows at 1 s each take 3 rounds
+    assert env.clock.time() - env.t0 == pytest.approx(3.0, abs=1e-6)
+    assert summarize(out) == {"created": 10}
+
+
+async def test_rerun_creates_nothing(env: Env) -> None:
+    reqs = rows(6)
+    first = await env.send(reqs)
+    n = len(env.zoho.calls)
+    second = await env.send(reqs)
+    assert len(env.zoho.calls) == n
+    assert statuses(second) == {"exists": 6}
+    assert all(second[r].session_id == first[r].session_id for r in first)
+    assert all(o.attempts == 0 for o in second.values())
+
+
+async def test_changed_row_is_not_sent_and_names_the_existing_session(env: Env) -> None:
+    reqs = rows(3)
+    first = await env.send(reqs)
+    edited = [reqs[0], make_req(reqs[1].row, fp="edited"), reqs[2]]
+    out = await env.send(edited)
+    assert len(env.zoho.creates()) == 3
+    changed = out[reqs[1].row]
+    assert changed.status is Status.CHANGED
+    assert changed.session_id == first[reqs[1].row].session_id
+    assert changed.session_id in changed.message
+    assert statuses(out) == {"exists": 2, "changed": 1}
+
+
+async def test_rejected_row_fails_with_the_servers_message(env: Env) -> None:
+    reqs = rows(3)
+    env.zoho.create_script[reqs[1].identity] = [
+        Rejected("BATCH_DATE_AND_SESSION_DATE_MISMATCH", status=400)
+    ]
+    out = await env.send(reqs)
+    bad = out[reqs[1].row]
+    assert (bad.status, bad.message, bad.attempts) == (
+        Status.FAILED,
+        "BATCH_DATE_AND_SESSION_DATE_MISMATCH",
+        1,
+    )
+    assert env.status(reqs[1]) == FAILED
+    assert statuses(out) == {"created": 2, "failed": 1}
+
+
+# -- lockout ---------------------------------------------------------------------------------------
+
+
+async def test_lockout_pauses_every_worker_for_exactly_the_lock(env: Env) -> None:
+    reqs = rows(12)
+    env.zoho.create_script[reqs[2].identity] = [Locked("Maximum limit exceeded", status=422)]
+    out = await env.send(reqs, RunConfig(workers=4))
+
+    assert statuses(out) == {"created": 12}
+    assert out[reqs[2].row].attempts == 2
+    assert all(len(env.zoho.creates(r.identity)) == (2 if r is reqs[2] else 1) for r in reqs)
+    [t_lock] = env.zoho.refused_at
+    during = [c for c in env.zoho.calls if t_lock < c.at < t_lock + 300]
+    assert during == []
+    after = [c.at for c in env.zoho.calls if c.at > t_lock]
+    assert min(after) - t_lock == pytest.approx(300, abs=1e-6)  # not a second longer either
+    locks = [e for e in env.events if isinstance(e, LockEvent)]
+    assert [(e.until - t_lock, e.reason) for e in locks] == [(300, "Maximum limit exceeded")]
+    assert any(isinstance(e, WaitEvent) for e in env.events)
+
+
+async def test_retry_after_longer_than_the_lock_is_honoured(env: Env) -> None:
+    reqs = rows(4)
+    env.zoho.create_script[reqs[0].identity] = [Locked("429 Too Many Requests", retry_after=600)]
+    out = await env.send(reqs, RunConfig(workers=1, lock_seconds=300))
+    assert statuses(out) == {"created": 4}
+    [t_lock] = env.zoho.refused_at
+    after = [c.at for c in env.zoho.calls if c.at > t_lock]
+    assert min(after) - t_lock == pytest.approx(600, abs=1e-6)
+
+
+async def test_row_refused_again_after_a_full_lock_fails(env: Env) -> None:
+    reqs = rows(3)
+    env.zoho.create_script[reqs[1].identity] = [
+        Locked("Maximum limit exceeded", status=422),
+        Locked("Maximum limit exceeded", status=422),
+        Locked("Maximum limit exceeded", status=422),
+    ]
+    out = await env.send(reqs, RunConfig(workers=2))
+    bad = out[reqs[1].row]
+    assert bad.status is Status.FAILED
+    assert "Maximum limit exceeded" in bad.message and "full lock" in bad.message
+    assert len(env.zoho.creates(reqs[1].identity)) == 2  # once, then once after the lock: no loop
+    assert env.zoho.refused_at[1] - env.zoho.refused_at[0] >= 300
+    assert env.status(reqs[1]) == FAILED
+    assert statuses(out) == {"created": 2, "failed": 1}
+
+
+async def test_row_waiting_out_a_lock_is_released_not_left_in_flight(env: Env) -> None:
+    reqs = rows(1)
+    env.zoho.create_script[reqs[0].identity] = [Locked("blocked")]
+    stop = asyncio.Event()
+
+    async def stop_during_lock() -> None:
+        await env.clock.sleep(100)
+        assert env.status(reqs[0]) == RELEASED  # a crash now would not force a reconciliation
+        stop.set()
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(env.sending(reqs, stop=stop), stop_during_lock())
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    assert out[reqs[0].row].status is Status.PENDING
+    assert env.status(reqs[0]) == RELEASED
+    assert len(env.zoho.creates()) == 1
+
+
+# -- server errors and connection failures --------------------------------------------------------
+
+
+async def test_server_error_retried_with_backoff_then_created(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [ServerError("500 oops"), ServerError("502 oops")]
+    out = await env.send([req], RunConfig(backoff_base=10.0))
+    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 3
+    c1, c2, c3 = (c.at for c in env.zoho.creates())
+    latency = env.zoho.latency
+    # equal jitter: the n-th retry waits between half and all of base * 2**(n-1)
+    assert 5.0 <= c2 - (c1 + latency) <= 10.0
+    assert 10.0 <= c3 - (c2 + latency) <= 20.0
+    retries = [e for e in env.events if isinstance(e, RetryEvent)]
+    assert [e.reason for e in retries] == ["500 oops", "502 oops"]
+    assert [e.at - env.t0 for e in retries] == pytest.approx([c2 - env.t0, c3 - env.t0], abs=1e-6)
+
+
+async def test_backoff_is_capped(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [ServerError("503")] * 4
+    await env.send([req], RunConfig(backoff_base=10.0, backoff_max=12.0))
+    times = [c.at for c in env.zoho.creates()]
+    gaps = [b - (a + env.zoho.latency) for a, b in itertools.pairwise(times)]
+    assert all(g <= 12.0 for g in gaps) and len(gaps) == 4
+
+
+async def test_server_errors_exhaust_attempts_then_fail(env: Env) -> None:
+    reqs = rows(2)
+    env.zoho.create_script[reqs[0].identity] = [ServerError(f"500 try {i}") for i in range(9)]
+    out = await env.send(reqs, RunConfig(max_attempts=4))
+    bad = out[reqs[0].row]
+    assert bad.status is Status.FAILED and bad.attempts == 4
+    assert "500 try 3" in bad.message
+    assert len(env.zoho.creates(reqs[0].identity)) == 4
+    assert env.status(reqs[0]) == FAILED
+    assert out[reqs[1].row].status is Status.CREATED
+
+
+async def test_not_sent_is_retried_then_bounded(env: Env) -> None:
+    ok, bad = rows(2)
+    env.zoho.create_script[ok.identity] = [NotSent("connection refused")]
+    env.zoho.create_script[bad.identity] = [NotSent("DNS failure")] * 9
+    out = await env.send([ok, bad], RunConfig(max_attempts=3))
+    assert out[ok.row].status is Status.CREATED and out[ok.row].attempts == 2
+    assert out[bad.row].status is Status.FAILED and "DNS failure" in out[bad.row].message
+    assert len(env.zoho.creates(bad.identity)) == 3
+
+
+# -- lost replies ----------------------------------------------------------------------------------
+
+
+async def test_lost_reply_found_by_listing_is_created_without_a_second_post(env: Env) -> None:
+    reqs = rows(3)
+    env.zoho.create_script[reqs[0].identity] = [LOST]
+    out = await env.send(reqs, RunConfig(reconcile_delay=5.0))
+    got = out[reqs[0].row]
+    assert got.status is Status.CREATED
+    assert got.session_id == env.zoho.sessions[reqs[0].identity][0]
+    assert len(env.zoho.creates(reqs[0].identity)) == 1
+    [find] = env.zoho.finds(reqs[0].identity)
+    [create] = env.zoho.creates(reqs[0].identity)
+    assert find.at >= create.at + env.zoho.latency + 5.0
+    assert len(env.zoho.sessions[reqs[0].identity]) == 1
+    assert env.status(reqs[0]) == CREATED
+
+
+async def test_lost_reply_not_found_is_sent_once_more(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [OutcomeUnknown("connection reset")]  # did not land
+    out = await env.send([req])
+    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 2
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "create"]
+    assert len(env.zoho.sessions[req.identity]) == 1
+
+
+async def test_listing_failure_leaves_the_row_unknown_for_the_next_run(env: Env) -> None:
+    reqs = rows(2)
+    env.zoho.create_script[reqs[0].identity] = [LOST]
+    env.zoho.find_script[reqs[0].identity] = [ServerError("500 on list")]
+    out = await env.send(reqs)
+    got = out[reqs[0].row]
+    assert got.status is Status.UNKNOWN
+    assert "may have been created" in got.message.lower() and "next run" in got.message
+    assert env.status(reqs[0]) == UNKNOWN
+    assert len(env.zoho.creates(reqs[0].identity)) == 1  # never re-sent blindly
+
+    # the next run lists first, finds it, and does not send it again
+    again = await env.send(reqs)
+    assert again[reqs[0].row].status is Status.EXISTS
+    assert again[reqs[0].row].session_id == env.zoho.sessions[reqs[0].identity][0]
+    assert len(env.zoho.creates(reqs[0].identity)) == 1
+    assert len(env.zoho.finds(reqs[0].identity)) == 2
+
+
+async def test_repeated_lost_replies_are_bounded(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [OutcomeUnknown("timeout")] * 9
+    out = await env.send([req], RunConfig(max_attempts=3))
+    assert out[req.row].status is Status.FAILED and out[req.row].attempts == 3
+    assert "not created" in out[req.row].message
+    assert [c.kind for c in env.zoho.calls] == ["create", "find"] * 3
+    assert env.status(req) == FAILED
+
+
+async def test_lockout_on_the_listing_lists_again_after_the_lock(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]
+    env.zoho.find_script[req.identity] = [Locked("7209 threshold")]
+    out = await env.send([req])
+    assert out[req.row].status is Status.CREATED
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "find"]
+    f1, f2 = env.zoho.finds()
+    assert f2.at - f1.at >= 300
+
+
+# -- stopping --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [Fatal, AuthExpired])
+async def test_fatal_answer_stops_the_run(env: Env, error: type[Fatal] | type[AuthExpired]) -> None:
+    reqs = rows(10)
+    env.zoho.create_script[reqs[2].identity] = [error("7218 invalid OAuth scope", status=403)]
+    out = await env.send(reqs, RunConfig(workers=2))
+    fatal_row = out[reqs[2].row]
+    assert fatal_row.status is Status.FAILED and fatal_row.message == "7218 invalid OAuth scope"
+    [t_fatal] = [c.at + env.zoho.latency for c in env.zoho.creates(reqs[2].identity)]
+    assert not [c for c in env.zoho.calls if c.at > t_fatal]  # no call after the answer
+    called = {c.row for c in env.zoho.creates()}
+    for r in reqs:
+        o = out[r.row]
+        if r.row not in called:
+            assert o.status is Status.FAILED
+            assert o.message == (
+                "Not sent: the run stopped because Zoho answered: 7218 invalid OAuth scope"
+            )
+            assert env.status(r) is None  # never claimed
+        elif r is not reqs[2]:
+            assert o.status is Status.CREATED  # in flight: finished and journalled
+    assert len(called) < 10
+    assert any(isinstance(e, StopEvent) for e in env.events)
+
+
+async def test_stop_lets_calls_in_flight_finish_and_leaves_the_rest_pending(env: Env) -> None:
+    env.zoho.latency = 10.0
+    reqs = rows(8)
+    stop = asyncio.Event()
+
+    async def stopper() -> None:
+        await env.clock.sleep(15)
+        stop.set()
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(
+            env.sending(reqs, RunConfig(workers=2, stop_grace=30), stop=stop), stopper()
+        )
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    assert_one_outcome_each(reqs, out)
+    # rows 2, 3 done at +10; rows 4, 5 were in flight at +15 and finished at +20
+    assert [out[r.row].status for r in reqs[:4]] == [Status.CREATED] * 4
+    assert all(out[r.row].status is Status.PENDING for r in reqs[4:])
+    assert all("stopped" in out[r.row].message for r in reqs[4:])
+    assert not [c for c in env.zoho.calls if c.at > env.t0 + 15]
+    assert all(env.status(r) is None for r in reqs[4:])
+    assert env.clock.time() - env.t0 == pytest.approx(20.0, abs=1e-6)
+
+
+async def test_stop_grace_expiry_leaves_in_flight_rows_unknown_then_reconciled(env: Env) -> None:
+    env.zoho.latency = 100.0
+    reqs = rows(4)
+    stop = asyncio.Event()
+
+    async def stopper() -> None:
+        await env.clock.sleep(5)
+        stop.set()
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(
+            env.sending(reqs, RunConfig(workers=2, stop_grace=30), stop=stop), stopper()
+        )
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    assert_one_outcome_each(reqs, out)
+    assert env.clock.time() - env.t0 == pytest.approx(
+        35.0, abs=1e-6
+    )  # stop + grace, not the full 100 s
+    assert [out[r.row].status for r in reqs] == [Status.UNKNOWN] * 2 + [Status.PENDING] * 2
+    assert [env.status(r) for r in reqs] == [UNKNOWN, UNKNOWN, None, None]
+
+    env.zoho.latency = 1.0
+    again = await env.send(reqs)
+    assert statuses(again) == {"created": 4}
+    for r in reqs[:2]:  # listed before being sent again
+        kinds = [c.kind for c in env.zoho.calls if c.identity == r.identity]
+        assert kinds == ["create", "find", "create"]
+
+
+async def test_stop_already_set_sends_nothing(env: Env) -> None:
+    reqs = rows(3)
+    stop = asyncio.Event()
+    stop.set()
+    out = await env.send(reqs, stop=stop)
+    assert statuses(out) == {"pending": 3}
+    assert env.zoho.calls == []
+
+
+# -- other runs ------------------------------------------------------------------------------------
+
+
+async def test_row_left_in_flight_by_a_crashed_run_is_reconciled_before_resending(
+    env: Env,
+) -> None:
+    landed, lost, fresh = rows(3)
+    crashed = env.journal.start_run("term.xlsx", BASE, pid=dead_pid())
+    env.journal.claim(BASE, landed, crashed)
+    env.journal.claim(BASE, lost, crashed)
+    sid = env.zoho.add_session(landed)  # its POST had landed before the crash
+    out = await env.send([landed, lost, fresh])
+
+    assert out[landed.row].status is Status.EXISTS and out[landed.row].session_id == sid
+    assert env.zoho.creates(landed.identity) == []
+    assert [c.kind for c in env.zoho.calls if c.identity == lost.identity] == ["find", "create"]
+    assert out[lost.row].status is Status.CREATED
+    assert env.zoho.finds(fresh.identity) == []  # an ordinary new row is not listed
+    assert {env.status(r) for r in (landed, lost, fresh)} == {CREATED}
+
+
+async def test_row_busy_in_another_live_run_becomes_exists(env: Env) -> None:
+    held, mine = rows(2)
+    other = env.journal.start_run("term.xlsx", BASE)
+    env.journal.claim(BASE, held, other)
+
+    async def other_run_finishes() -> None:
+        await env.clock.sleep(20)
+        env.journal.record_created(BASE, held, other, "999000000000000001", attempts=1)
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(
+            env.sending([held, mine], RunConfig(busy_poll=5.0)), other_run_finishes()
+        )
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    assert out[held.row].status is Status.EXISTS
+    assert out[held.row].session_id == "999000000000000001"
+    assert env.zoho.calls == [c for c in env.zoho.calls if c.identity == mine.identity]
+    assert out[mine.row].status is Status.CREATED
+
+
+async def test_row_busy_for_too_long_is_unknown_and_not_sent(env: Env) -> None:
+    [held] = rows(1)
+    other = env.journal.start_run("term.xlsx", BASE)
+    env.journal.claim(BASE, held, other)
+
+    async def keep_other_alive() -> None:
+        while True:
+            await env.clock.sleep(5)
+            env.journal.heartbeat(other)
+
+    async def ours() -> dict[int, Outcome]:
+        beat = asyncio.create_task(keep_other_alive())
+        try:
+            return await env.sending([held], RunConfig(busy_wait=60.0, busy_poll=5.0))
+        finally:
+            beat.cancel()
+
+    out = await env.clock.run(ours(), max_time=MAX_FAKE)
+    got = out[held.row]
+    assert got.status is Status.UNKNOWN and f"run #{other}" in got.message
+    assert env.zoho.calls == []
+    assert 60 <= env.clock.time() - env.t0 <= 66
+    entry = env.journal.lookup(BASE, held)
+    assert entry is not None and entry.run_id == other  # still the other run's
+
+
+async def test_two_concurrent_runs_create_each_identity_exactly_once(env: Env) -> None:
+    reqs = rows(12)
+    # the second run's sheet lists the same sessions in another order
+    other_order = list(reversed(reqs))
+    j2 = Journal(env.state, clock=env.clock.time)  # a second "process" on the same state folder
+    events_a: list[Event] = []
+    events_b: list[Event] = []
+
+    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+        a, b = await asyncio.gather(
+            env.sending(reqs, RunConfig(workers=3), events=events_a),
+            env.sending(other_order, RunConfig(workers=3), journal=j2, events=events_b),
+        )
+        return a, b
+
+    out_a, out_b = await env.clock.run(both(), max_time=MAX_FAKE)
+    j2.close()
+    assert_one_outcome_each(reqs, out_a)
+    assert_one_outcome_each(reqs, out_b)
+    creates = Counter(c.identity for c in env.zoho.creates())
+    assert creates == Counter(r.identity for r in reqs)  # exactly once each
+    for r in reqs:
+        pair = {out_a[r.row].status, out_b[r.row].status}
+        assert pair == {Status.CREATED, Status.EXISTS}
+        assert out_a[r.row].session_id == out_b[r.row].session_id
+    assert statuses(out_a)["created"] > 0 and statuses(out_b)["created"] > 0
+
+
+async def test_another_run_waits_while_a_lost_reply_is_being_reconciled(env: Env) -> None:
+    [req] = rows(1)
+    # the first POST does not land, but its reply is lost: only listing can tell
+    env.zoho.create_script[req.identity] = [OutcomeUnknown("read timeout")]
+    j2 = Journal(env.state, clock=env.clock.time)
+
+    async def late_second_run() -> dict[int, Outcome]:
+        await env.clock.sleep(2)  # run A got no reply at +1 and lists at +6
+        return await env.sending([req], RunConfig(busy_poll=1.0), journal=j2)
+
+    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+        a, b = await asyncio.gather(
+            env.sending([req], RunConfig(reconcile_delay=5.0)), late_second_run()
+        )
+        return a, b
+
+    out_a, out_b = await env.clock.run(both(), max_time=MAX_FAKE)
+    j2.close()
+    assert out_a[req.row].status is Status.CREATED and out_a[req.row].attempts == 2
+    assert out_b[req.row].status is Status.EXISTS
+    assert len(env.zoho.sessions[req.identity]) == 1
+    assert [(c.kind, c.at - env.t0) for c in env.zoho.calls] == [
+        ("create", 0.0),
+        ("find", 6.0),
+        ("create", 7.0),
+    ]
+
+
+# -- robustness ------------------------------------------------------------------------------------
+
+
+async def test_unexpected_client_error_never_loses_the_row(env: Env) -> None:
+    reqs = rows(2)
+    env.zoho.create_script[reqs[0].identity] = [ValueError("bug")]
+    out = await env.send(reqs)
+    assert out[reqs[0].row].status is Status.UNKNOWN
+    assert env.status(reqs[0]) == UNKNOWN
+    assert out[reqs[1].row].status is Status.CREATED
+
+
+async def test_a_failing_progress_callback_does_not_break_the_run(env: Env) -> None:
+    reqs = rows(3)
+
+    def explode(_: Event) -> None:
+        raise RuntimeError("render bug")
+
+    out = await env.clock.run(
+        send_all(
+            reqs,
+            client=env.zoho,
+            journal=env.journal,
+            gate=env.gate,
+            api_base=BASE,
+            run_id=env.start(),
+            config=RunConfig(),
+            clock=env.clock,
+            on_event=explode,
+        )
+    )
+    assert statuses(out) == {"created": 3}
+
+
+async def test_heartbeat_keeps_the_run_alive_during_a_long_lock(env: Env) -> None:
+    reqs = rows(2)
+    env.zoho.create_script[reqs[0].identity] = [Locked("blocked")]
+    run_id = env.start()
+    seen: list[bool] = []
+
+    async def probe() -> None:
+        await env.clock.sleep(200)  # mid-lock, well past Journal.stale_after without beats
+        seen.append(env.journal.run_alive(run_id))
+
+    async def both() -> None:
+        await asyncio.gather(env.sending(reqs, run_id=run_id), probe())
+
+    await env.clock.run(both(), max_time=MAX_FAKE)
+    assert seen == [True]
+
+
+async def test_empty_input(env: Env) -> None:
+    assert await env.send([]) == {}
+
+
+# -- dry run ---------------------------------------------------------------------------------------
+
+
+async def test_preview_reports_without_calling(env: Env) -> None:
+    done, edited, unsure, new = rows(4)
+    first = await env.send([done, edited])
+    run = env.start()
+    env.journal.claim(BASE, unsure, run)
+    env.journal.record_unknown(BASE, unsure, run, "no reply")
+    n = len(env.zoho.calls)
+    reqs = [done, make_req(edited.row, fp="edited"), unsure, new]
+    out = preview(reqs, journal=env.journal, api_base=BASE)
+    assert len(env.zoho.calls) == n
+    assert out[done.row].status is Status.EXISTS
+    assert out[done.row].session_id == first[done.row].session_id
+    assert out[edited.row].status is Status.CHANGED
+    assert out[unsure.row].status is Status.WOULD_CREATE and "list" in out[unsure.row].message
+    assert out[new.row].status is Status.WOULD_CREATE
+
+
+def test_preview_flags_a_repeated_identity() -> None:
+    a = make_req(2)
+    same = Request(3, a.course_id, a.batch_id, a.module_id, a.session_data, a.identity, "fp")
+    other = Request(4, a.course_id, a.batch_id, a.module_id, a.session_data, a.identity, "x")
+
+    class NoJournal:
+        def lookup(self, api_base: str, req: Request) -> None:
+            return None
+
+    out = preview([a, same, other], journal=NoJournal(), api_base=BASE)  # type: ignore[arg-type]
+    assert [out[r].status for r in (2, 3, 4)] == [
+        Status.WOULD_CREATE,
+        Status.EXISTS,
+        Status.CHANGED,
+    ]
