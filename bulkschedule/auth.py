@@ -71,11 +71,13 @@ class TokenProvider(Protocol):
 
 
 def mask(secret: str) -> str:
-    """Show enough of a secret to recognise it ("1000.8c…9f"), never enough to use it."""
-    secret = secret or ""
-    if len(secret) < 16:
-        return "***"
-    return f"{secret[:7]}…{secret[-2:]}"
+    """Show enough of a secret to recognise it ("1000.8…9f"), never enough to use it.
+
+    One masking rule for the whole tool: `config.mask` (also behind ``config show``).
+    """
+    from bulkschedule.config import mask as _mask
+
+    return _mask(secret or "")
 
 
 class StaticToken:

@@ -355,11 +355,13 @@ def _factorize(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Codes and distinct values, None as -1; a dict beats pandas.factorize on object cells."""
     import numpy as np
 
-    seen: dict[Any, int] = {}
-    code = seen.setdefault
-    codes = np.fromiter((-1 if c is None else code(c, len(seen)) for c in cells),
-                        dtype=np.int64, count=len(cells))
-    return codes, list(seen)
+    distinct = dict.fromkeys(cells)  # every loop here runs in C: no Python per-cell work
+    distinct.pop(None, None)
+    uniques = list(distinct)
+    index: dict[Any, int] = dict(zip(uniques, range(len(uniques)), strict=True))
+    index[None] = -1
+    codes = np.fromiter(map(index.__getitem__, cells), dtype=np.int64, count=len(cells))
+    return codes, uniques
 
 
 def _hash_collides(u: object) -> bool:
@@ -715,4 +717,5 @@ def _sessions(cols: dict[str, _Parsed], row_numbers: np.ndarray, error_rows: set
     fields = ("courseId", "batchId", "moduleId", "name", "trainerErecno", "type", "date",
               "startTime", "endTime", "description", "roomId", "lockUntil", "gradeCategoryId",
               "key")
-    return list(map(SessionRow, row_numbers[ok].tolist(), *(values(f) for f in fields)))
+    columns = (row_numbers[ok].tolist(), *(values(f) for f in fields))
+    return list(map(SessionRow._make, zip(*columns, strict=True)))

@@ -88,9 +88,10 @@ def provider(
 
 
 def test_mask() -> None:
-    assert mask("1000.8cb99dxxxxxxxx9be93.9b8xxxxxx9f") == "1000.8c…9f"
-    assert mask("short") == "***"
-    assert mask("") == "***"
+    assert mask("1000.8cb99dxxxxxxxx9be93.9b8xxxxxx9f") == "1000.8…9f"
+    assert "8cb99d" not in mask("1000.8cb99dxxxxxxxx9be93.9b8xxxxxx9f")
+    assert mask("short") == "********"
+    assert mask("") == "********"
 
 
 async def test_static_token() -> None:
