@@ -493,6 +493,15 @@ async def _run(params: dict[str, Any]) -> int:
         job.default_results_path(params["sheet"])
     if results_path.suffix.lower() != ".xlsx":
         fail(f"--results {results_path}: the file name must end in .xlsx")
+    # Find out now, not after every session has been created, that the workbook cannot be kept.
+    folder = results_path.parent
+    if results_path.is_dir():
+        fail(f"--results {results_path} is a folder")
+    if not folder.is_dir():
+        fail(f"cannot write the results workbook {results_path}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # it is saved beside, then renamed over
+        fail(f"cannot write the results workbook {results_path}: the folder {folder} is not "
+             "writable")
 
     for note in validation.table.notes:
         click.echo(f"note: {note}")
@@ -503,14 +512,19 @@ async def _run(params: dict[str, Any]) -> int:
     speed = float(params["speed"])
     tty = sys.stderr.isatty()
     stop = asyncio.Event()
+    hard_stop = asyncio.Event()
     stopped_by: list[int] = []
 
     def on_signal(signum: int) -> None:
         if not stopped_by:
             click.echo("\nstopping: finishing the calls in flight, then writing the results "
                        "(press Ctrl-C again to stop harder)", err=True)
+            stop.set()
+        elif not hard_stop.is_set():
+            click.echo("\nstopping now: the calls in flight are abandoned (their rows become "
+                       "'unknown'; the next run checks them before sending)", err=True)
+            hard_stop.set()
         stopped_by.append(signum)
-        stop.set()
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -579,7 +593,8 @@ async def _run(params: dict[str, Any]) -> int:
         ticker = asyncio.create_task(progress.tick()) if progress.tty else None
         try:
             result = await job.send(validation, send, tokens=tokens, results_path=results_path,
-                                    dry_run=params["dry_run"], stop=stop, on_event=progress)
+                                    dry_run=params["dry_run"], stop=stop, hard_stop=hard_stop,
+                                    on_event=progress)
         except job.JobError as err:
             fail(str(err))
         except OSError as err:
@@ -1145,6 +1160,57 @@ def config_show(**params: Any) -> None:
     value_w = min(60, max(len(r[1]) for r in rows))
     for name, value, source in rows:
         click.echo(f"{name:<{name_w}}  {value:<{value_w}}  {source}".rstrip())
+
+
+# ------------------------------------------------------------------------------------ serve
+
+
+@main.command("serve", short_help="Serve the upload page (a web front for `run`).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback needs a password.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--sandbox", is_flag=True,
+              help="Send runs to a built-in local sandbox (no Zoho account needed).")
+@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0,
+              help="With --sandbox: run the window and the lock K times faster.")
+@click.option("--password-env", metavar="NAME", default="BULKSCHEDULE_WEB_PASSWORD",
+              show_default=True, help="Environment variable holding the page's password.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01, max=1024), default=20.0,
+              show_default=True, help="Largest sheet accepted, in MB.")
+@sending_options
+def serve_command(**params: Any) -> None:
+    """Serve the upload page: check a sheet, dry-run it, create its sessions, watch the progress
+    and download the results, from a browser. Runs use the same journal and rate limit as `run`
+    (one budget shared with CLI runs on the same state folder).
+
+    Bound to 127.0.0.1 by default. Another --host needs a password (at least 8 characters) in
+    $BULKSCHEDULE_WEB_PASSWORD or the variable named by --password-env.
+    """
+    import asyncio
+    import os
+
+    from bulkschedule import web
+
+    if params["sandbox"] and (params["api_base"] or params["dc"]):
+        fail("--sandbox runs against the built-in sandbox; drop --api-base/--dc")
+    if params["speed"] != 1.0 and not params["sandbox"]:
+        fail("--speed only applies with --sandbox (the real API's limits cannot be sped up)")
+    settings = _settings(params)
+    _start_logging(settings)
+    password = os.environ.get(params["password_env"]) or None
+    try:
+        web.check_access(params["host"], password)
+        asyncio.run(web.serve(
+            settings, host=params["host"], port=params["port"], sandbox=params["sandbox"],
+            speed=params["speed"], password=password,
+            state_dir=Path(params["state"]) if params["state"] else None,
+            max_upload=int(params["max_upload_mb"] * 1024 * 1024),
+            on_ready=lambda url: click.echo(f"serving {url} ; Ctrl-C to stop", err=True)))
+    except web.WebError as err:
+        fail(str(err))
+    except OSError as err:
+        fail(f"cannot listen on {params['host']}:{params['port']}: {err.strerror or err}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

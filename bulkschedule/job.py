@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkschedule.problems import DONE_STATUSES, Outcome, Status
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.payload import Request
     from bulkschedule.runner import Event
     from bulkschedule.schema import Validation
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -125,6 +127,25 @@ def complete(validation: Validation, outcomes: Mapping[int, Outcome]) -> dict[in
     return out
 
 
+async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> T | None:
+    """Await ``work``; if ``event`` is set first, cancel it, wait for it to unwind, return None."""
+    if event is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            # Not suppressed if we are being cancelled ourselves: that must propagate.
+            await asyncio.wait({task})
+    if task.cancelled():
+        return None
+    return task.result()
+
+
 def count(outcomes: Mapping[int, Outcome]) -> dict[str, int]:
     counts = {str(s): 0 for s in Status}
     for o in outcomes.values():
@@ -145,6 +166,7 @@ async def send(
     results_path: Path | None,
     dry_run: bool = False,
     stop: asyncio.Event | None = None,
+    hard_stop: asyncio.Event | None = None,
     on_event: Callable[[Event], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     clock: Clock | None = None,
@@ -154,6 +176,9 @@ async def send(
 
     ``tokens`` builds the token provider once the HTTP session exists (the refresh flow needs
     it). ``on_start(to_send, already_known)`` is called once the journal has been consulted.
+    ``stop`` stops taking rows and lets the calls in flight finish (up to the runner's grace);
+    ``hard_stop`` (a second Ctrl-C) also abandons the calls in flight: their rows become
+    ``unknown``, which the next run settles by listing before it sends anything.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
     """
     import aiohttp
@@ -162,7 +187,14 @@ async def send(
     from bulkschedule.client import LmsClient, check_base_url
     from bulkschedule.journal import Journal, normalise_base
     from bulkschedule.limiter import LockGate, SystemClock, WindowLimiter, make_pace
-    from bulkschedule.runner import RunConfig, StopEvent, preview, send_all, summarize
+    from bulkschedule.runner import (
+        OutcomeEvent,
+        RunConfig,
+        StopEvent,
+        preview,
+        send_all,
+        summarize,
+    )
 
     clock = clock or SystemClock()
     try:
@@ -187,7 +219,11 @@ async def send(
                                     shared=shared, scope=scope)
             gate = LockGate(clock=clock, shared=shared, scope=scope)
 
+            seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
+
             def watch(event: Event) -> None:
+                if isinstance(event, OutcomeEvent):
+                    seen[event.outcome.row] = event.outcome
                 if isinstance(event, StopEvent) and not (stop is not None and stop.is_set()):
                     halted.append(event.reason)
                 if on_event is not None:
@@ -207,9 +243,13 @@ async def send(
                         on_start(len(requests), 0)
                     config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
                                        reconcile_delay=min(5.0, settings.period / 10))
-                    sent = await send_all(requests, client=client, journal=journal, gate=gate,
-                                          api_base=base, run_id=run_id, config=config,
-                                          clock=clock, stop=stop, on_event=watch)
+                    sending = send_all(requests, client=client, journal=journal, gate=gate,
+                                       api_base=base, run_id=run_id, config=config,
+                                       clock=clock, stop=stop, on_event=watch)
+                    done = await _unless(hard_stop, sending)
+                    # Cut short, the runner still settled every row (OutcomeEvents) on its way
+                    # out: the rows it was sending are unknown, the rest pending.
+                    sent = seen if done is None else done
             finally:
                 limiter.detach()
                 gate.detach()
