@@ -25,10 +25,15 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import aiohttp
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from bulkschedule.config import Settings
+    from bulkschedule.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -433,3 +438,133 @@ def from_env(
         "no Zoho credentials: set ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and ZOHO_REFRESH_TOKEN "
         "(recommended; see `bulkschedule auth`), or ZOHO_ACCESS_TOKEN for a single run"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# `bulkschedule auth`: the Self Client set-up and the check, as results the CLI renders
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    written: Path  # the secrets file (mode 0600)
+    shadowing: list[str]  # credential variables set in the environment, which win over the file
+
+
+def accounts_server(settings: Settings, env: Mapping[str, str]) -> tuple[str, bool]:
+    """The accounts server to exchange the grant code with, and whether it came from
+    ``ZOHO_ACCOUNTS_URL`` (then it is kept in the secrets file too). `JobError` if unusable."""
+    from bulkschedule.client import check_base_url
+    from bulkschedule.job import JobError
+
+    given = env.get("ZOHO_ACCOUNTS_URL", "").strip()
+    try:
+        return check_base_url(given or settings.accounts_base), bool(given)
+    except ValueError as err:
+        raise JobError(f"ZOHO_ACCOUNTS_URL: {err}") from None
+
+
+async def set_up(
+    path: Path,
+    accounts: str,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    *,
+    keep_accounts: bool,
+    env: Mapping[str, str],
+) -> SetupResult:
+    """Spend the grant code once and write the secrets file (mode 0600); `JobError` on failure.
+
+    Call it only when nothing else can stop the file from being written: a grant code works
+    once, for a few minutes.
+    """
+    from bulkschedule.config import CREDENTIAL_NAMES, write_secrets
+    from bulkschedule.job import JobError
+    from bulkschedule.logs import register_secret
+
+    for secret in (client_id, client_secret, code):
+        register_secret(secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            reply = await exchange_grant_code(accounts, client_id, client_secret, code,
+                                              session=session)
+    except AuthError as err:
+        raise JobError(str(err)) from None
+    for key in ("refresh_token", "access_token"):
+        register_secret(str(reply.get(key) or ""))
+    values = {"ZOHO_CLIENT_ID": client_id, "ZOHO_CLIENT_SECRET": client_secret,
+              "ZOHO_REFRESH_TOKEN": str(reply["refresh_token"])}
+    if keep_accounts:
+        values["ZOHO_ACCOUNTS_URL"] = accounts
+    try:
+        written = write_secrets(path, values)
+    except OSError as err:
+        raise JobError(f"cannot write the secrets file {path}: {err.strerror or err}; the grant "
+                       "code is now used up, so generate a new one once this is fixed") from None
+    return SetupResult(written, [n for n in CREDENTIAL_NAMES if env.get(n, "").strip()])
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``auth --check`` found: how the token was had, then the read (if one was made)."""
+
+    api_base: str
+    refreshing: bool  # the refresh flow (else a static ZOHO_ACCESS_TOKEN)
+    minted: bool  # a new token was minted (else the cached one was still fresh)
+    sessions: int | None = None  # what the module listing returned; None: no read was made
+    error: str | None = None  # why the check failed after the token was had (exit 2)
+
+
+async def check(
+    target: Target,
+    module: tuple[str, str, str] | None,
+    *,
+    on_wait: Callable[[float], None] | None = None,
+) -> CheckResult:
+    """Get a token (minted or reused), then list the sessions of ``module`` (course, batch,
+    module) paced through the shared limiter and lock gate exactly like a run's calls, since
+    Zoho counts reads too. Nothing is created. No token at all is a `JobError`."""
+    from bulkschedule.client import ApiError, LmsClient, Locked, check_base_url
+    from bulkschedule.job import JobError
+    from bulkschedule.journal import Journal, normalise_base
+    from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
+    from bulkschedule.logs import register_secret
+
+    send = target.send
+    try:
+        base = check_base_url(send.api_base)
+    except ValueError as err:
+        raise JobError(str(err)) from None
+    async with aiohttp.ClientSession() as session:
+        try:
+            provider = target.tokens(session)
+            register_secret(await provider.token())
+        except (AuthError, JobError) as err:
+            raise JobError(f"cannot get an access token: {err}") from None
+        refreshing = isinstance(provider, RefreshingToken)
+        found = CheckResult(base, refreshing, refreshing and provider.mints > 0)
+        if module is None:
+            if refreshing:
+                return found
+            return replace(found, error="a static ZOHO_ACCESS_TOKEN can only be checked by a "
+                                        "read: give --course/--batch/--module or --ids-from SHEET")
+        with Journal(send.state_dir) as journal:
+            shared = journal.path
+        scope = normalise_base(base)
+        limiter = WindowLimiter(send.rate_calls, send.period, shared=shared, scope=scope)
+        gate = LockGate(shared=shared, scope=scope)
+        client = LmsClient(base, provider, session=session,
+                           payload_style=send.payload_style,  # type: ignore[arg-type]
+                           pace=make_pace(gate, limiter, on_wait=on_wait))
+        try:
+            items = await client.list_module_sessions(*module)
+        except Locked as err:
+            gate.close(max(err.retry_after or 0.0, send.lock), reason=err.message)
+            return replace(found, error=f"{err.message}; the credentials were accepted, try "
+                                        "the check again later")
+        except ApiError as err:
+            return replace(found, error=err.message)
+        finally:
+            limiter.detach()
+            gate.detach()
+    return replace(found, sessions=len(items))

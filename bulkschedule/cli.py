@@ -10,16 +10,19 @@ Exit codes (the same for every command, so scripts and CI can rely on them):
   stdout still carries exactly one JSON object, with an ``"error"`` field.
 
 Heavy libraries (pandas, pandera, openpyxl, aiohttp) are imported inside the commands, so
-``bulkschedule --help`` answers at once. New commands should reuse `fail`, `read_and_validate`,
-`echo_problems` and `summary_line` rather than invent their own error and report formats.
+``bulkschedule --help`` answers at once. The work is the library's: `job` (one sheet through the
+pipeline), `target` (credentials, settings, the sandbox), `inbox` (the unattended passes), `auth`
+(set-up and check); what a command prints is `console`. New commands should reuse `fail`,
+`read_and_validate` and `echo_problems` rather than invent their own error and report formats.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import textwrap
+import os
+import signal
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,10 +30,25 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from bulkschedule import __version__
+from bulkschedule.console import (
+    Progress,
+    counts_line,
+    format_problems,
+    plural,
+    preview_lines,
+    sandbox_stats_line,
+    sheet_line,
+    summary_line,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    import logging
+
+    from bulkschedule.config import Settings
     from bulkschedule.problems import Problem
     from bulkschedule.schema import Validation
+
+__all__ = ["fail", "format_problems", "main", "read_and_validate", "summary_line"]
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -75,95 +93,15 @@ def id_options(f: Any) -> Any:
     return f
 
 
-def read_and_validate(
-    sheet: str,
-    *,
-    sheet_name: str | None = None,
-    course: str | None = None,
-    batch: str | None = None,
-    module: str | None = None,
-    month_first: bool = False,
-    today: dt.date | None = None,
-    json_mode: bool = False,
-) -> Validation:
-    """Read and validate a sheet, or stop with exit code 2 when the file cannot be read."""
-    from bulkschedule.reader import ReadError, read_table
-    from bulkschedule.schema import preload, validate
+def read_and_validate(sheet: str, *, json_mode: bool = False, **options: Any) -> Validation:
+    """Read and validate a sheet (``options`` as for `job.load`: sheet_name, course, batch,
+    module, month_first, today), or stop with exit code 2 when the file cannot be read."""
+    from bulkschedule.job import JobError, load
 
-    preload()
     try:
-        table = read_table(sheet, sheet_name)
-    except ReadError as err:
+        return load(sheet, **options)
+    except JobError as err:
         fail(str(err), json_out={"file": sheet} if json_mode else None)
-    except OSError as err:  # the reader should wrap these; never show a traceback regardless
-        reason = err.strerror or str(err)
-        fail(f"{sheet}: cannot read the file: {reason}",
-             json_out={"file": sheet} if json_mode else None)
-    return validate(table, course=course, batch=batch, module=module,
-                    month_first=month_first, today=today)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def summary_line(validation: Validation) -> str:
-    """``sessions.xlsx: 40 rows, 38 valid, 3 errors, 1 warning``."""
-    line = (
-        f"{validation.table.file}: {_plural(validation.n_rows, 'row')}, "
-        f"{len(validation.sessions)} valid, {_plural(validation.errors, 'error')}, "
-        f"{_plural(validation.warnings, 'warning')}"
-    )
-    if validation.fatal:
-        line += " - fix the sheet-level errors first"
-    return line
-
-
-def _clip(text: str, width: int) -> str:
-    """One line of at most ``width`` characters; longer text ends in ``...``."""
-    text = " ".join(text.split())  # newlines and tabs in a cell would break the table
-    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
-
-
-def terminal_width() -> int:
-    """The width to lay tables out for: the terminal's, kept between 80 and 120."""
-    return max(80, min(120, shutil.get_terminal_size((100, 24)).columns))
-
-
-def format_problems(problems: Sequence[Problem], width: int | None = None) -> list[str]:
-    """The problems as a fixed-width table; long values are cut, long messages wrap.
-
-    ``row`` is ``-`` for a problem about the whole sheet.
-    """
-    width = width or terminal_width()
-    if not problems:
-        return []
-    col_w = min(16, max([len("column"), *(len(p.column or "") for p in problems)]))
-    val_w = min(24, max([len("value"), *(len(p.value or "") for p in problems)]))
-    row_w = max([3, *(len(str(p.row)) for p in problems if p.row is not None)])
-    sev_w = 7
-    # On a narrow terminal, give the message at least 30 columns by cutting values and columns.
-    over = row_w + col_w + val_w + sev_w + 8 + 30 - width
-    if over > 0:
-        cut = min(over, val_w - len("value"))
-        val_w -= cut
-        col_w -= min(over - cut, col_w - len("column"))
-    lead = row_w + col_w + val_w + sev_w + 8  # four two-space gaps
-    msg_w = max(30, width - lead)
-    out = [
-        f"{'row':>{row_w}}  {'column':<{col_w}}  {'value':<{val_w}}  {'severity':<{sev_w}}  "
-        "message",
-        f"{'-' * row_w}  {'-' * col_w}  {'-' * val_w}  {'-' * sev_w}  {'-' * min(msg_w, 40)}",
-    ]
-    for p in problems:
-        row = "-" if p.row is None else str(p.row)
-        message = textwrap.wrap(" ".join(p.message.split()), msg_w) or [""]
-        out.append(
-            f"{row:>{row_w}}  {_clip(p.column or '', col_w):<{col_w}}  "
-            f"{_clip(p.value or '', val_w):<{val_w}}  {p.severity:<{sev_w}}  {message[0]}"
-        )
-        out.extend(" " * lead + more for more in message[1:])
-    return out
 
 
 def echo_problems(problems: Sequence[Problem], width: int | None = None) -> None:
@@ -337,10 +275,8 @@ def sending_options(f: Any) -> Any:
     return f
 
 
-def _settings(params: dict[str, Any]) -> Any:
+def _settings(params: dict[str, Any]) -> Settings:
     """Resolve flag > environment > config file > default, or exit 2 with the reason."""
-    import os
-
     from bulkschedule.config import ConfigError, load_settings
 
     try:
@@ -349,79 +285,58 @@ def _settings(params: dict[str, Any]) -> Any:
         fail(str(err))
 
 
-class Progress:
-    """Renders runner events: a live status line on a terminal, plain log lines otherwise."""
+def _sandbox_flags(params: dict[str, Any]) -> None:
+    """``--sandbox`` and ``--speed`` (run, serve): only the sandbox can be sped up."""
+    if params["sandbox"] and (params["api_base"] or params["dc"]):
+        fail("--sandbox runs against the built-in sandbox; drop --api-base/--dc")
+    if params["speed"] != 1.0 and not params["sandbox"]:
+        fail("--speed only applies with --sandbox (the real API's limits cannot be sped up)")
 
-    def __init__(self, total: int, *, tty: bool, logger: Any, sheet: str | None = None) -> None:
-        import time
 
-        self.total = total
-        self.tty = tty
-        self.logger = logger
-        self.sheet = sheet
-        self.counts: dict[str, int] = {}
-        self.started = time.monotonic()
-        self.lock_until: float | None = None
-        self._last = 0.0
+def _start_logging(settings: Settings) -> logging.Logger:
+    """The log (stderr when it is not a terminal, plus --log-file). Call it after the secrets
+    are loaded, so they are registered for redaction before anything could log them."""
+    import logging
 
-    def __call__(self, event: Any) -> None:
-        from bulkschedule.logs import log_lock, log_outcome
-        from bulkschedule.runner import LockEvent, OutcomeEvent, WaitEvent
+    from bulkschedule.logs import setup_logging
 
-        if isinstance(event, OutcomeEvent):
-            status = str(event.outcome.status)
-            self.counts[status] = self.counts.get(status, 0) + 1
-            log_outcome(self.logger, event.outcome, sheet=self.sheet)
-        elif isinstance(event, LockEvent):
-            self.lock_until = event.until
-            log_lock(self.logger, event.until, event.reason)
-        elif isinstance(event, WaitEvent):
-            import time
+    try:
+        setup_logging(settings.log_file, settings.log_format)
+    except (OSError, ValueError) as err:
+        fail(f"cannot open the log file: {err}")
+    return logging.getLogger("bulkschedule")
 
-            self.lock_until = time.time() + event.remaining
-        if self.tty:
-            self.draw()
 
-    def line(self) -> str:
-        import time
+class _Signals:
+    """SIGINT/SIGTERM in the running loop: the first sets ``stop`` (calls in flight finish, the
+    results are written) and says so; with ``harder``, a second also sets ``hard_stop``."""
 
-        done = sum(self.counts.values())
-        width = 24
-        filled = int(width * done / self.total) if self.total else width
-        bar = "#" * filled + "-" * (width - filled)
-        elapsed = time.monotonic() - self.started
-        rate = done * 60 / elapsed if elapsed > 0 else 0.0
-        parts = [f"[{bar}] {done}/{self.total}"]
-        parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
-        parts.append(f"{rate:.1f}/min")
-        if 0 < done < self.total and rate > 0:
-            eta = int((self.total - done) * 60 / rate)
-            parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
-        if self.lock_until is not None:
-            left = int(self.lock_until - time.time())
-            if left > 0:
-                parts.append(f"LOCKED OUT: resuming in {left // 60}:{left % 60:02d}")
-        return "  ".join(parts)
-
-    def draw(self) -> None:
-        click.echo("\r\x1b[2K" + self.line()[: terminal_width() - 1], nl=False, err=True)
-
-    async def tick(self) -> None:
-        """Redraw every second so the lockout countdown and ETA move while nothing finishes."""
+    def __init__(self, first: str, harder: str | None = None) -> None:
         import asyncio
+        import contextlib
 
-        while True:
-            await asyncio.sleep(1)
-            self.draw()
+        self.first, self.harder = first, harder
+        self.stop, self.hard_stop = asyncio.Event(), asyncio.Event()
+        self.seen: list[int] = []
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.on_signal, signum)
 
-    def close(self) -> None:
-        if self.tty:
-            self.draw()
-            click.echo(err=True)
+    def on_signal(self, signum: int) -> None:
+        if not self.seen:
+            click.echo(self.first, err=True)
+            self.stop.set()
+        elif self.harder and not self.hard_stop.is_set():
+            click.echo(self.harder, err=True)
+            self.hard_stop.set()
+        self.seen.append(signum)
 
-
-def _counts_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no rows"
+    def exit_code(self, default: int) -> int:
+        """130/143 after a signal (the first one decides), else ``default``."""
+        if not self.seen:
+            return default
+        return EXIT_SIGINT if self.seen[0] == signal.SIGINT else EXIT_SIGTERM
 
 
 @main.command(short_help="Create the sheet's sessions in Zoho (or the sandbox).")
@@ -439,8 +354,7 @@ def _counts_line(counts: dict[str, int]) -> str:
 @click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0,
               help="With --sandbox: run the window and the lock K times faster.")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), hidden=True)
-@click.pass_context
-def run(ctx: click.Context, **params: Any) -> None:
+def run(**params: Any) -> None:
     """Create a Zoho LMS session for every valid row of SHEET, at the API's pace.
 
     Valid rows are sent; invalid rows are reported, never sent. A session is never created twice:
@@ -452,194 +366,89 @@ def run(ctx: click.Context, **params: Any) -> None:
     """
     import asyncio
 
-    code = asyncio.run(_run(params))
-    raise click.exceptions.Exit(code)
-
-
-async def _run(params: dict[str, Any]) -> int:
-    import asyncio
-    import contextlib
-    import os
-    import signal
-    import sys
-    import tempfile
-
     from bulkschedule import job
-    from bulkschedule.logs import log_summary, register_secret, setup_logging
 
-    sandbox_mode = bool(params["sandbox"])
-    if sandbox_mode and (params["api_base"] or params["dc"]):
-        fail("--sandbox runs against the built-in sandbox; drop --api-base/--dc")
-    if params["speed"] != 1.0 and not sandbox_mode:
-        fail("--speed only applies with --sandbox (the real API's limits cannot be sped up)")
+    _sandbox_flags(params)
     settings = _settings(params)
-    try:
-        setup_logging(settings.log_file, settings.log_format)
-    except (OSError, ValueError) as err:
-        fail(f"cannot open the log file: {err}")
-    import logging
-
-    logger = logging.getLogger("bulkschedule")
-
+    logger = _start_logging(settings)
     today = params["today"].date() if params["today"] else None
-    try:
-        validation = job.load(params["sheet"], sheet_name=params["sheet_name"],
-                              course=params["course"], batch=params["batch"],
-                              module=params["module"], month_first=params["month_first"],
-                              today=today)
-    except job.JobError as err:
-        fail(str(err))
+    validation = read_and_validate(
+        params["sheet"], sheet_name=params["sheet_name"], course=params["course"],
+        batch=params["batch"], module=params["module"], month_first=params["month_first"],
+        today=today)
     results_path = Path(params["results"]) if params["results"] else \
         job.default_results_path(params["sheet"])
-    if results_path.suffix.lower() != ".xlsx":
-        fail(f"--results {results_path}: the file name must end in .xlsx")
-    # Find out now, not after every session has been created, that the workbook cannot be kept.
-    folder = results_path.parent
-    if results_path.is_dir():
-        fail(f"--results {results_path} is a folder")
-    if not folder.is_dir():
-        fail(f"cannot write the results workbook {results_path}: no folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):  # it is saved beside, then renamed over
-        fail(f"cannot write the results workbook {results_path}: the folder {folder} is not "
-             "writable")
-
+    try:
+        job.check_results_path(results_path)
+    except job.JobError as err:
+        fail(str(err))
     for note in validation.table.notes:
         click.echo(f"note: {note}")
     echo_problems(validation.problems)
     click.echo(summary_line(validation))
+    raise click.exceptions.Exit(asyncio.run(_run(params, settings, validation, results_path,
+                                                 logger)))
 
-    calls, period = settings.rate_pair
-    speed = float(params["speed"])
-    tty = sys.stderr.isatty()
-    stop = asyncio.Event()
-    hard_stop = asyncio.Event()
-    stopped_by: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        if not stopped_by:
-            click.echo("\nstopping: finishing the calls in flight, then writing the results "
-                       "(press Ctrl-C again to stop harder)", err=True)
-            stop.set()
-        elif not hard_stop.is_set():
-            click.echo("\nstopping now: the calls in flight are abandoned (their rows become "
-                       "'unknown'; the next run checks them before sending)", err=True)
-            hard_stop.set()
-        stopped_by.append(signum)
+async def _run(params: dict[str, Any], settings: Settings, validation: Validation,
+               results_path: Path, logger: logging.Logger) -> int:
+    import asyncio
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, on_signal, signum)
+    from bulkschedule import job
+    from bulkschedule.logs import log_summary
+    from bulkschedule.target import open_target
 
-    async with contextlib.AsyncExitStack() as stack:
-        if sandbox_mode:
-            from bulkschedule.auth import StaticToken
-            from bulkschedule.sandbox import Sandbox, SandboxConfig
+    dry_run, sandbox = bool(params["dry_run"]), bool(params["sandbox"])
+    signals = _Signals("\nstopping: finishing the calls in flight, then writing the results "
+                       "(press Ctrl-C again to stop harder)",
+                       "\nstopping now: the calls in flight are abandoned (their rows become "
+                       "'unknown'; the next run checks them before sending)")
+    n = len(validation.sessions)
+    try:
+        async with open_target(settings, sandbox=sandbox, speed=float(params["speed"]),
+                               state_dir=Path(params["state"]) if params["state"] else None,
+                               need_credentials=not dry_run and n > 0) as target:
+            send = target.send
+            if target.sandbox is not None:
+                click.echo(f"sandbox: a local stand-in for Zoho at {send.api_base}, enforcing "
+                           f"{send.rate_calls} calls / {send.rate_period:g} s and a "
+                           f"{send.lock_seconds:g} s lockout"
+                           + (f", all {send.speed:g}x faster" if send.speed != 1 else ""))
+            elif not dry_run and not params["yes"] and n and sys.stdin.isatty():
+                minutes = n / send.rate_calls * send.rate_period / 60
+                if not click.confirm(f"Create up to {n} sessions at {send.api_base} (at "
+                                     f"{send.rate_calls} calls / {send.rate_period:g} s: about "
+                                     f"{minutes:.0f} min)?", default=False):
+                    click.echo("nothing sent")
+                    return job.EXIT_INCOMPLETE
 
-            sb = await stack.enter_async_context(Sandbox(SandboxConfig(
-                rate_calls=calls, rate_seconds=period, lock_seconds=settings.lock_seconds,
-                speed=speed)))
-            api_base = sb.url
-            state_dir = Path(params["state"]) if params["state"] else \
-                Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bulkschedule-")))
-            token = sb.token
-
-            def tokens(session: Any) -> Any:
-                return StaticToken(token)
-
-            click.echo(f"sandbox: a local stand-in for Zoho at {api_base}, enforcing "
-                       f"{calls} calls / {period:g} s and a {settings.lock_seconds:g} s lockout"
-                       + (f", all {speed:g}x faster" if speed != 1 else ""))
-        else:
-            from bulkschedule.config import ConfigError, credential_problem, load_secrets
-
-            api_base = settings.people_base
-            state_dir = settings.state_dir
+            progress = Progress(n, tty=sys.stderr.isatty() and not dry_run, logger=logger)
+            ticker = asyncio.create_task(progress.tick()) if progress.tty else None
             try:
-                secrets = load_secrets(settings, os.environ)
-            except ConfigError as err:
-                fail(str(err))
-            for value in secrets.values():
-                register_secret(value)
-            problem = credential_problem(secrets)
-            if problem and not params["dry_run"] and validation.sessions:
-                fail(problem)
-
-            def tokens(session: Any) -> Any:
-                from bulkschedule.auth import AuthError, from_env
-
-                try:
-                    return from_env(dict(secrets), dc=settings.dc,
-                                    accounts_url=secrets.get("ZOHO_ACCOUNTS_URL"),
-                                    cache_dir=state_dir, session=session)
-                except AuthError as err:
-                    raise job.JobError(str(err)) from None
-
-        send = job.SendSettings(
-            api_base=api_base, state_dir=state_dir, rate_calls=calls, rate_period=period,
-            lock_seconds=settings.lock_seconds, workers=settings.workers,
-            payload_style=settings.payload_style, speed=speed)
-
-        n = len(validation.sessions)
-        if (not params["dry_run"] and not sandbox_mode and not params["yes"] and n
-                and sys.stdin.isatty()):
-            minutes = n / calls * period / 60
-            if not click.confirm(f"Create up to {n} sessions at {api_base} (at {calls} calls / "
-                                 f"{period:g} s: about {minutes:.0f} min)?", default=False):
-                click.echo("nothing sent")
-                return job.EXIT_INCOMPLETE
-
-        progress = Progress(n, tty=tty and not params["dry_run"], logger=logger)
-        ticker = asyncio.create_task(progress.tick()) if progress.tty else None
-        try:
-            result = await job.send(validation, send, tokens=tokens, results_path=results_path,
-                                    dry_run=params["dry_run"], stop=stop, hard_stop=hard_stop,
-                                    on_event=progress)
-        except job.JobError as err:
-            fail(str(err))
-        except OSError as err:
-            fail(f"cannot write the results workbook {results_path}: {err.strerror or err}")
-        finally:
-            if ticker is not None:
-                ticker.cancel()
-            progress.close()
-
-        if params["dry_run"]:
-            _show_preview(validation, result)
-        if sandbox_mode:
-            stats = sb.stats()
-            click.echo(f"sandbox: {stats['calls']} calls, {stats['created']} sessions created, "
-                       f"{stats['refused']} refused, {stats['duplicates']} duplicates, "
-                       f"at most {stats['max_calls_in_window']} calls in any "
-                       f"{period / speed:g} s window")
+                result = await job.send(validation, send, tokens=target.tokens,
+                                        results_path=results_path, dry_run=dry_run,
+                                        stop=signals.stop, hard_stop=signals.hard_stop,
+                                        on_event=progress)
+            except OSError as err:
+                fail(f"cannot write the results workbook {results_path}: {err.strerror or err}")
+            finally:
+                if ticker is not None:
+                    ticker.cancel()
+                progress.close()
+            if dry_run:
+                for line in preview_lines(result):
+                    click.echo(line)
+            if target.sandbox is not None:
+                click.echo(sandbox_stats_line(target.sandbox.stats(), send.period))
+    except job.JobError as err:
+        fail(str(err))
 
     log_summary(logger, result.counts)
-    click.echo(f"{validation.table.file}: {_counts_line(result.counts)}")
+    click.echo(f"{validation.table.file}: {counts_line(result.counts)}")
     if result.halted:
         click.echo(f"stopped early: {result.halted}", err=True)
     click.echo(f"results: {results_path}")
-    if stopped_by:
-        return EXIT_SIGINT if stopped_by[0] == signal.SIGINT else EXIT_SIGTERM
-    return result.exit_code
-
-
-def _show_preview(validation: Any, result: Any) -> None:
-    """Dry run: what would be sent, first few payloads in full."""
-    from bulkschedule import job
-    from bulkschedule.problems import Status
-
-    requests = {r.row: r for r in job.requests_for(validation)}
-    shown = 0
-    for row, outcome in sorted(result.outcomes.items()):
-        if outcome.status == Status.WOULD_CREATE and row in requests and shown < 3:
-            req = requests[row]
-            click.echo(f"row {row}: POST {req.path}")
-            click.echo(f"  sessionData={json.dumps(req.session_data)}")
-            shown += 1
-        elif outcome.status in (Status.EXISTS, Status.CHANGED):
-            click.echo(f"row {row}: {outcome.status}: {outcome.message}")
-    would = sum(1 for o in result.outcomes.values() if o.status == Status.WOULD_CREATE)
-    click.echo(f"dry run: {would} sessions would be created; nothing was sent")
+    return signals.exit_code(result.exit_code)
 
 
 @main.command(short_help="Run the local stand-in for the Zoho LMS API.")
@@ -670,25 +479,11 @@ def sandbox(**params: Any) -> None:
     """
     import asyncio
 
-    from bulkschedule.sandbox import (
-        SandboxConfig,
-        load_catalogue,
-        parse_latency,
-        parse_rate,
-        serve,
-    )
+    from bulkschedule.sandbox import config_from_options, serve
 
+    host, port = params.pop("host"), params.pop("port")
     try:
-        calls, seconds = parse_rate(params["rate"])
-        latency = parse_latency(params["latency"])
-        catalogue = load_catalogue(params["data"]) if params["data"] else None
-        config = SandboxConfig(
-            rate_calls=calls, rate_seconds=seconds, lock_seconds=params["lock_seconds"],
-            fail_rate=params["fail_rate"], lose_reply_rate=params["lose_reply_rate"],
-            latency=latency, start_locked=params["start_locked"],
-            lock_style=params["lock_style"], token=params["token"],
-            token_ttl=params["token_ttl"], seed=params["seed"], catalogue=catalogue,
-            db=params["db"], speed=params["speed"])
+        config = config_from_options(**params)
     except ValueError as err:
         fail(str(err))
 
@@ -697,97 +492,15 @@ def sandbox(**params: Any) -> None:
                    err=True)
 
     try:
-        asyncio.run(serve(config, params["host"], params["port"], on_ready=ready))
+        asyncio.run(serve(config, host, port, on_ready=ready))
     except KeyboardInterrupt:
         pass
     except OSError as err:
-        fail(f"cannot listen on {params['host']}:{params['port']}: {err.strerror or err}")
+        fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
 
 
 
-# ------------------------------------------------------------------ inbox, auth, config show
-# The unattended workflow. `_credentials` and `_token_factory` repeat the credential code of
-# `_run` on purpose, so `run` can be changed independently; merge them once `run` settles.
-
-
-def _credentials(settings: Any, *, required: bool) -> Any:
-    """The secrets (environment or secrets file), registered for log redaction before anything
-    could log them; with ``required``, exit 2 when they cannot authenticate."""
-    import os
-
-    from bulkschedule.config import ConfigError, credential_problem, load_secrets
-    from bulkschedule.logs import register_secret
-
-    try:
-        secrets = load_secrets(settings, os.environ)
-    except ConfigError as err:
-        fail(str(err))
-    for value in secrets.values():
-        register_secret(value)
-    if required and (problem := credential_problem(secrets)):
-        fail(problem)
-    return secrets
-
-
-def _token_factory(settings: Any, secrets: Any) -> Any:
-    """``tokens(session)`` for `job.send`: the refresh flow (cached in the state folder) or the
-    static token; a half-configured environment becomes a JobError (exit 2), not a traceback."""
-
-    def tokens(session: Any) -> Any:
-        from bulkschedule import job
-        from bulkschedule.auth import AuthError, from_env
-
-        try:
-            return from_env(dict(secrets), dc=settings.dc,
-                            accounts_url=secrets.get("ZOHO_ACCOUNTS_URL"),
-                            cache_dir=settings.state_dir, session=session)
-        except AuthError as err:
-            raise job.JobError(str(err)) from None
-
-    return tokens
-
-
-def _start_logging(settings: Any) -> Any:
-    import logging
-
-    from bulkschedule.logs import setup_logging
-
-    try:
-        setup_logging(settings.log_file, settings.log_format)
-    except (OSError, ValueError) as err:
-        fail(f"cannot open the log file: {err}")
-    return logging.getLogger("bulkschedule")
-
-
-def _shown(path: Path | None, root: Path) -> str:
-    """A path relative to the inbox root when it is inside it: shorter cron mail."""
-    if path is None:
-        return ""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _sheet_line(result: Any, root: Path) -> str:
-    """One line per sheet for the console and the cron mail."""
-    from bulkschedule import inbox as ib
-
-    counts = _counts_line(result.counts) if result.counts else "no rows sent"
-    if result.status == ib.DONE:
-        line = f"{result.name}: {counts} -> {_shown(result.moved_to, root)}"
-        if result.results_path:
-            line += f" (results: {_shown(result.results_path, root)})"
-    elif result.status in (ib.REJECTED, ib.UNREADABLE):
-        line = f"{result.name}: {result.status}: {result.message} -> " \
-               f"{_shown(result.moved_to, root) or 'left in incoming/'}"
-        if result.report_path:
-            line += f" (see {_shown(result.report_path, root)})"
-    else:
-        line = f"{result.name}: {result.status}, left in incoming/: {result.message}"
-        if result.counts:
-            line += f" ({counts})"
-    return line
+# ------------------------------------------------------------------------------------ inbox
 
 
 @main.command(short_help="Send every sheet dropped in DIR/incoming/ (for cron or systemd).")
@@ -821,6 +534,8 @@ def inbox(**params: Any) -> None:
     import asyncio
 
     from bulkschedule.inbox import InboxBusy, InboxPaths, InstanceLock
+    from bulkschedule.job import JobError
+    from bulkschedule.target import api
 
     if params["once"] and params["watch"] is not None:
         raise click.UsageError("--once and --watch exclude each other")
@@ -844,45 +559,23 @@ def inbox(**params: Any) -> None:
         click.echo(str(InboxBusy(lock.path, lock.holder_pid())))
         raise click.exceptions.Exit(EXIT_OK)
     try:
-        secrets = _credentials(settings, required=True)  # registered before anything logs
+        try:
+            target = api(settings)  # the secrets are registered before anything logs
+        except JobError as err:
+            fail(str(err))
         logger = _start_logging(settings)
-        code = asyncio.run(_inbox(settings, paths, secrets, logger))
+        code = asyncio.run(_inbox(settings, paths, target, logger))
     finally:
         lock.release()
     raise click.exceptions.Exit(code)
 
 
-async def _inbox(settings: Any, paths: Any, secrets: Any, logger: Any) -> int:
-    """One pass, or with ``watch`` a pass every ``watch`` seconds until a signal."""
-    import asyncio
-    import contextlib
-    import signal
-    import sys
+async def _inbox(settings: Settings, paths: Any, target: Any, logger: logging.Logger) -> int:
+    """The passes (`inbox.watch_inbox`), rendered: a progress line per sheet, a line when a
+    sheet is settled, and the exit code (a stop cutting a sheet short: 130/143)."""
+    from bulkschedule.inbox import NOT_STARTED, SheetResult, watch_inbox
 
-    from bulkschedule import job
-    from bulkschedule.inbox import EXIT_CANNOT_START, NOT_STARTED, SheetResult, process_inbox
-
-    stop = asyncio.Event()
-    stopped_by: list[int] = []
-
-    def on_signal(signum: int) -> None:
-        if not stopped_by:
-            click.echo("stopping: finishing the calls in flight and writing the results",
-                       err=True)
-        stopped_by.append(signum)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, on_signal, signum)
-
-    calls, period = settings.rate_pair
-    send = job.SendSettings(
-        api_base=settings.people_base, state_dir=settings.state_dir, rate_calls=calls,
-        rate_period=period, lock_seconds=settings.lock_seconds, workers=settings.workers,
-        payload_style=settings.payload_style)
-    tokens = _token_factory(settings, secrets)
+    signals = _Signals("stopping: finishing the calls in flight and writing the results")
     tty = sys.stderr.isatty()
     current: list[Progress] = []
 
@@ -896,26 +589,19 @@ async def _inbox(settings: Any, paths: Any, secrets: Any, logger: Any) -> int:
         current.clear()
         if result.status == NOT_STARTED:
             click.echo(f"bulkschedule: error: {result.name}: {result.message}", err=True)
-        click.echo(_sheet_line(result, paths.root))
+        click.echo(sheet_line(result, paths.root))
 
     watch = settings.inbox.watch
-    while True:
-        result = await process_inbox(
-            paths, send, tokens=tokens, all_or_nothing=settings.inbox.all_or_nothing,
-            stable_seconds=settings.inbox.stable_seconds, stop=stop,
-            on_event_factory=progress_for, on_sheet=on_sheet, logger=logger)
-        if result.stopped:
-            return EXIT_SIGINT if stopped_by[:1] == [signal.SIGINT] else EXIT_SIGTERM
-        if watch is None:
-            if not result.sheets:
-                click.echo(f"{paths.incoming}: no sheet ready; nothing to do")
-            return result.exit_code
-        if result.exit_code == EXIT_CANNOT_START:
-            return EXIT_CANNOT_START  # credentials or disk: let the service manager restart/alert
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=watch)
-        if stop.is_set():
-            return EXIT_OK  # stopped between passes: nothing was cut short
+    result = await watch_inbox(
+        paths, target.send, tokens=target.tokens, watch=watch, stop=signals.stop,
+        all_or_nothing=settings.inbox.all_or_nothing,
+        stable_seconds=settings.inbox.stable_seconds, on_event_factory=progress_for,
+        on_sheet=on_sheet, logger=logger)
+    if result.stopped:
+        return signals.exit_code(EXIT_SIGTERM)
+    if watch is None and not result.sheets:
+        click.echo(f"{paths.incoming}: no sheet ready; nothing to do")
+    return result.exit_code
 
 
 # ------------------------------------------------------------------------------------- auth
@@ -926,8 +612,6 @@ def _ask(label: str, *, hide: bool) -> str:
 
     Secrets are never taken as options: a command line is visible to every user in `ps`.
     """
-    import sys
-
     if sys.stdin.isatty():
         value = click.prompt(label, hide_input=hide, err=True)
     else:
@@ -963,8 +647,6 @@ def auth(**params: Any) -> None:
 
     Exit code 0 on success, 2 when the credentials or the exchange failed.
     """
-    import asyncio
-
     settings = _settings(params)
     ids = [params["course"], params["batch"], params["module"]]
     if not params["check"]:
@@ -974,165 +656,94 @@ def auth(**params: Any) -> None:
         return
     if any(ids) and not all(ids):
         raise click.UsageError("--check needs all three of --course, --batch and --module")
-    target: tuple[str, str, str] | None = (ids[0], ids[1], ids[2]) if all(ids) else None
+    module: tuple[str, str, str] | None = (ids[0], ids[1], ids[2]) if all(ids) else None
     if params["ids_from"]:
-        if target is not None:
+        if module is not None:
             raise click.UsageError("give either --ids-from or --course/--batch/--module")
-        target = _ids_from(params["ids_from"])
-    secrets = _credentials(settings, required=True)
-    _start_logging(settings)  # a token minted here is logged (masked) like a run's
-    raise click.exceptions.Exit(asyncio.run(_auth_check(settings, secrets, target)))
+        first = read_and_validate(params["ids_from"]).sessions
+        if not first:
+            fail(f"{params['ids_from']}: no valid row to take the course, batch and module IDs "
+                 "from")
+        module = (first[0].course_id, first[0].batch_id, first[0].module_id)
+    _auth_check(settings, module)
 
 
-def _ids_from(sheet: str) -> tuple[str, str, str]:
-    from bulkschedule import job
-
-    try:
-        validation = job.load(sheet)
-    except job.JobError as err:
-        fail(str(err))
-    if not validation.sessions:
-        fail(f"{sheet}: no valid row to take the course, batch and module IDs from")
-    first = validation.sessions[0]
-    return first.course_id, first.batch_id, first.module_id
-
-
-def _auth_setup(settings: Any, *, force: bool) -> None:
+def _auth_setup(settings: Settings, *, force: bool) -> None:
     """Walk through the Self Client exchange; the grant code is spent only once nothing else
     can stop the secrets file from being written."""
     import asyncio
-    import os
-    import sys
 
-    from bulkschedule.config import CREDENTIAL_NAMES, write_secrets
-    from bulkschedule.logs import register_secret
+    from bulkschedule.auth import accounts_server, set_up
+    from bulkschedule.job import JobError
 
-    target: Path = settings.secrets_file
-    if target.is_dir():
-        fail(f"{target}: the secrets file path is a folder")
-    if target.exists() and not force and not (sys.stdin.isatty() and click.confirm(
-            f"{target} exists; replace it?", default=False, err=True)):
-        fail(f"{target} already exists; use --force to replace it")
-    from bulkschedule.client import check_base_url
-
-    accounts_env = os.environ.get("ZOHO_ACCOUNTS_URL", "").strip()
+    path = settings.secrets_file
+    assert path is not None  # resolved to the default when not configured
+    if path.is_dir():
+        fail(f"{path}: the secrets file path is a folder")
+    if path.exists() and not force and not (sys.stdin.isatty() and click.confirm(
+            f"{path} exists; replace it?", default=False, err=True)):
+        fail(f"{path} already exists; use --force to replace it")
     try:
-        accounts = check_base_url(accounts_env or settings.accounts_base)
-    except ValueError as err:
-        fail(f"ZOHO_ACCOUNTS_URL: {err}")
+        accounts, keep_accounts = accounts_server(settings, os.environ)
+    except JobError as err:
+        fail(str(err))
     if sys.stdin.isatty():
         click.echo(f"Zoho API console for the {settings.dc} data centre -> Self Client: copy "
                    "the client ID and secret, then Generate Code with scope "
                    "ZOHOPEOPLE.training.ALL.", err=True)
-    client_id = os.environ.get("ZOHO_CLIENT_ID", "").strip() or _ask("Client ID", hide=False)
-    register_secret(client_id)
-    client_secret = os.environ.get("ZOHO_CLIENT_SECRET", "").strip() or \
-        _ask("Client secret", hide=True)
-    register_secret(client_secret)
-    code = os.environ.get("ZOHO_GRANT_CODE", "").strip() or _ask("Grant code", hide=True)
-    register_secret(code)
-
-    async def exchange() -> dict[str, Any]:
-        import aiohttp
-
-        from bulkschedule.auth import exchange_grant_code
-
-        async with aiohttp.ClientSession() as session:
-            return await exchange_grant_code(accounts, client_id, client_secret, code,
-                                             session=session)
-
-    from bulkschedule.auth import AuthError
-
+    answers = [os.environ.get(name, "").strip() or _ask(label, hide=hide) for name, label, hide
+               in (("ZOHO_CLIENT_ID", "Client ID", False),
+                   ("ZOHO_CLIENT_SECRET", "Client secret", True),
+                   ("ZOHO_GRANT_CODE", "Grant code", True))]
     try:
-        reply = asyncio.run(exchange())
-    except AuthError as err:
+        done = asyncio.run(set_up(path, accounts, *answers, keep_accounts=keep_accounts,
+                                  env=os.environ))
+    except JobError as err:
         fail(str(err))
-    for key in ("refresh_token", "access_token"):
-        register_secret(str(reply.get(key) or ""))
-    values = {"ZOHO_CLIENT_ID": client_id, "ZOHO_CLIENT_SECRET": client_secret,
-              "ZOHO_REFRESH_TOKEN": str(reply["refresh_token"])}
-    if accounts_env:
-        values["ZOHO_ACCOUNTS_URL"] = accounts
-    try:
-        written = write_secrets(target, values)
-    except OSError as err:
-        fail(f"cannot write the secrets file {target}: {err.strerror or err}; the grant code "
-             "is now used up, so generate a new one once this is fixed")
-    click.echo(f"wrote {written} (mode 0600): client ID, client secret and refresh token")
-    shadowing = [n for n in CREDENTIAL_NAMES if os.environ.get(n, "").strip()]
-    if shadowing:
-        click.echo(f"note: {', '.join(shadowing)} set in the environment take(s) precedence over "
-                   "the secrets file; unset them for runs to use the file")
+    click.echo(f"wrote {done.written} (mode 0600): client ID, client secret and refresh token")
+    if done.shadowing:
+        click.echo(f"note: {', '.join(done.shadowing)} set in the environment take(s) precedence "
+                   "over the secrets file; unset them for runs to use the file")
     click.echo("next: bulkschedule auth --check --ids-from SHEET")
 
 
-async def _auth_check(settings: Any, secrets: Any, target: tuple[str, str, str] | None) -> int:
-    """Token first (minted or reused), then one module listing paced through the shared
-    limiter and lock gate, exactly like a run's calls, since Zoho counts reads too."""
-    import aiohttp
+def _auth_check(settings: Settings, module: tuple[str, str, str] | None) -> NoReturn:
+    import asyncio
 
-    from bulkschedule.auth import AuthError, RefreshingToken, from_env
-    from bulkschedule.client import ApiError, LmsClient, Locked, check_base_url
-    from bulkschedule.journal import Journal, normalise_base
-    from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
-    from bulkschedule.logs import register_secret
+    from bulkschedule.auth import check
+    from bulkschedule.job import JobError
+    from bulkschedule.target import api
 
     try:
-        base = check_base_url(settings.people_base)
-    except ValueError as err:
+        target = api(settings)
+    except JobError as err:
         fail(str(err))
-    async with aiohttp.ClientSession() as session:
-        try:
-            provider = from_env(dict(secrets), dc=settings.dc,
-                                accounts_url=secrets.get("ZOHO_ACCOUNTS_URL"),
-                                cache_dir=settings.state_dir, session=session)
-            token = await provider.token()
-        except AuthError as err:
-            fail(f"cannot get an access token: {err}")
-        register_secret(token)
-        refreshing = isinstance(provider, RefreshingToken)
-        if refreshing:
-            how = ("minted a new access token" if provider.mints
-                   else "reused the cached access token (still fresh)")
-            click.echo(f"credentials: OK, {how}")
-        else:
-            click.echo("credentials: using ZOHO_ACCESS_TOKEN as given")
-        if target is None:
-            if not refreshing:
-                fail("a static ZOHO_ACCESS_TOKEN can only be checked by a read: give "
-                     "--course/--batch/--module or --ids-from SHEET")
-            click.echo("scope: not checked (no module given); add --ids-from SHEET or "
-                       "--course/--batch/--module to make one harmless read")
-            return EXIT_OK
+    _start_logging(settings)  # a token minted here is logged (masked) like a run's
 
-        course, batch, module = target
-        calls, period = settings.rate_pair
-        journal = Journal(settings.state_dir)
-        shared = journal.path
-        journal.close()
-        scope = normalise_base(base)
-        limiter = WindowLimiter(calls, period, shared=shared, scope=scope)
-        gate = LockGate(shared=shared, scope=scope)
+    def waiting(seconds: float) -> None:
+        click.echo(f"waiting {seconds:.0f} s for a rate-limit lockout to end", err=True)
 
-        def waiting(seconds: float) -> None:
-            click.echo(f"waiting {seconds:.0f} s for a rate-limit lockout to end", err=True)
-
-        client = LmsClient(base, provider, session=session,
-                           payload_style=settings.payload_style,
-                           pace=make_pace(gate, limiter, on_wait=waiting))
-        try:
-            items = await client.list_module_sessions(course, batch, module)
-        except Locked as err:
-            gate.close(max(err.retry_after or 0.0, settings.lock_seconds), reason=err.message)
-            fail(f"{err.message}; the credentials were accepted, try the check again later")
-        except ApiError as err:
-            fail(err.message)
-        finally:
-            limiter.detach()
-            gate.detach()
-    click.echo(f"read: OK, module {module} of batch {batch} lists {_plural(len(items), 'session')}"
-               f" at {base}; nothing was created")
-    return EXIT_OK
+    try:
+        found = asyncio.run(check(target, module, on_wait=waiting))
+    except JobError as err:
+        fail(str(err))
+    if not found.refreshing:
+        click.echo("credentials: using ZOHO_ACCESS_TOKEN as given")
+    else:
+        how = "minted a new access token" if found.minted else \
+            "reused the cached access token (still fresh)"
+        click.echo(f"credentials: OK, {how}")
+    if found.error:
+        fail(found.error)
+    if found.sessions is None:
+        click.echo("scope: not checked (no module given); add --ids-from SHEET or "
+                   "--course/--batch/--module to make one harmless read")
+    else:
+        assert module is not None
+        click.echo(f"read: OK, module {module[2]} of batch {module[1]} lists "
+                   f"{plural(found.sessions, 'session')} at {found.api_base}; nothing was "
+                   "created")
+    raise click.exceptions.Exit(EXIT_OK)
 
 
 # ------------------------------------------------------------------------------ config show
@@ -1152,9 +763,14 @@ def config_show(**params: Any) -> None:
     Exit code 2 when the configuration or the secrets file is unusable (the message says why).
     """
     from bulkschedule.config import show
+    from bulkschedule.job import JobError
+    from bulkschedule.target import credentials
 
     settings = _settings(params)
-    secrets = _credentials(settings, required=False)
+    try:
+        secrets = credentials(settings, required=False)
+    except JobError as err:
+        fail(str(err))
     rows = show(settings, secrets)
     name_w = max(len(r[0]) for r in rows)
     value_w = min(60, max(len(r[1]) for r in rows))
@@ -1187,14 +803,10 @@ def serve_command(**params: Any) -> None:
     $BULKSCHEDULE_WEB_PASSWORD or the variable named by --password-env.
     """
     import asyncio
-    import os
 
     from bulkschedule import web
 
-    if params["sandbox"] and (params["api_base"] or params["dc"]):
-        fail("--sandbox runs against the built-in sandbox; drop --api-base/--dc")
-    if params["speed"] != 1.0 and not params["sandbox"]:
-        fail("--speed only applies with --sandbox (the real API's limits cannot be sped up)")
+    _sandbox_flags(params)
     settings = _settings(params)
     _start_logging(settings)
     password = os.environ.get(params["password_env"]) or None

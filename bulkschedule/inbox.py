@@ -11,7 +11,8 @@ The sending itself is the normal run pipeline (`bulkschedule.job`), so a sheet b
 whether it comes in by ``run`` or by the inbox. What is here is everything that must hold for an
 unattended job to be safe: never pick up a file that is still being written or is open in Excel,
 never overwrite anything, never run twice at once, and never move a sheet out of ``incoming/``
-before its results are on disk (`process_inbox`).
+before its results are on disk (`process_inbox`, one pass; `watch_inbox`, the passes of a
+``--watch`` service). The CLI only renders what they report.
 
 The plumbing is stdlib only; python_calamine is imported lazily, only to read an Instructions
 sheet, and the sending stack (aiohttp, pandas, openpyxl) only when `process_inbox` runs.
@@ -642,3 +643,30 @@ async def process_inbox(
             result.message = "some rows were not created; see the results workbook"
         settle(result)
     return outcome
+
+
+async def watch_inbox(
+    paths: InboxPaths,
+    send_settings: SendSettings,
+    *,
+    tokens: Callable[[aiohttp.ClientSession], TokenProvider],
+    watch: float | None = None,
+    stop: asyncio.Event,
+    **pass_options: Any,
+) -> InboxResult:
+    """One pass (``watch`` None), or a pass every ``watch`` seconds until ``stop``.
+
+    Returns the pass that ended it: one that a stop cut short (``stopped``), or with ``watch`` one
+    where a sheet could not start (exit code 2: credentials, network or disk, for the service
+    manager to restart or alert on). Stopped between passes, nothing was cut short: the result is
+    an empty pass (exit code 0). ``pass_options`` go to `process_inbox` as they are.
+    """
+    while True:
+        result = await process_inbox(paths, send_settings, tokens=tokens, stop=stop,
+                                     **pass_options)
+        if result.stopped or watch is None or result.exit_code == EXIT_CANNOT_START:
+            return result
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=watch)
+        if stop.is_set():
+            return InboxResult()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.schema import Validation
 
 T = TypeVar("T")
+
+log = logging.getLogger("bulkschedule")
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -68,6 +72,7 @@ class JobResult:
     exit_code: int
     halted: str | None = None  # why the run stopped taking rows (a fatal answer), if it did
     counts: dict[str, int] = field(default_factory=dict)
+    run_id: int | None = None  # the journal's id for this run (history, web pages)
 
 
 def load(
@@ -84,7 +89,10 @@ def load(
     from bulkschedule.reader import ReadError, read_table
     from bulkschedule.schema import preload, validate
 
-    preload()
+    if Path(sheet).suffix.lower() not in (".csv", ".txt"):
+        # calamine releases the GIL while parsing a workbook; the csv module does not, and
+        # a background import would only fight it for the GIL
+        preload()
     try:
         table = read_table(sheet, sheet_name)
     except ReadError as err:
@@ -93,6 +101,21 @@ def load(
         raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from None
     return validate(table, course=course, batch=batch, module=module,
                     month_first=month_first, today=today)
+
+
+def check_results_path(path: Path) -> None:
+    """Find out before sending, not after every session is created, that the results workbook
+    could not be kept: a `JobError` saying why."""
+    if path.suffix.lower() != ".xlsx":
+        raise JobError(f"--results {path}: the file name must end in .xlsx")
+    folder = path.parent
+    if path.is_dir():
+        raise JobError(f"--results {path} is a folder")
+    if not folder.is_dir():
+        raise JobError(f"cannot write the results workbook {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # it is saved beside, then renamed over
+        raise JobError(f"cannot write the results workbook {path}: the folder {folder} is not "
+                       "writable")
 
 
 def requests_for(validation: Validation) -> list[Request]:
@@ -169,16 +192,22 @@ async def send(
     hard_stop: asyncio.Event | None = None,
     on_event: Callable[[Event], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    on_register: Callable[[int], None] | None = None,
     clock: Clock | None = None,
     summary_extra: Mapping[str, object] | None = None,
 ) -> JobResult:
     """Send the valid rows of ``validation`` (or preview them) and write the results workbook.
 
     ``tokens`` builds the token provider once the HTTP session exists (the refresh flow needs
-    it). ``on_start(to_send, already_known)`` is called once the journal has been consulted.
+    it). ``on_register(run_id)`` is called as soon as the journal has registered the run (before
+    the first ``await``); ``on_start(to_send, already_known)`` once the credentials are proven.
+    ``on_event`` hears one `OutcomeEvent` for every input row, whoever settled it: invalid rows
+    first (they are known before anything is sent), then the runner's, then any row the runner
+    did not report (a dry run's previews, rows never reached), in row order.
     ``stop`` stops taking rows and lets the calls in flight finish (up to the runner's grace);
-    ``hard_stop`` (a second Ctrl-C) also abandons the calls in flight: their rows become
-    ``unknown``, which the next run settles by listing before it sends anything.
+    ``hard_stop`` (a second Ctrl-C) also abandons the calls in flight: rows whose request may
+    have left become ``unknown`` (the next run settles them by listing before it sends anything);
+    rows still waiting for the lock or a rate-limit slot are ``pending``.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
     """
     import aiohttp
@@ -194,6 +223,7 @@ async def send(
         preview,
         send_all,
         summarize,
+        track_pace,
     )
 
     clock = clock or SystemClock()
@@ -208,8 +238,29 @@ async def send(
                                dry_run=dry_run)
     halted: list[str] = []
     sent: dict[int, Outcome] = {}
+    reported: set[int] = set()  # rows whose OutcomeEvent on_event has had
+
+    def tell(event: Event) -> None:
+        if isinstance(event, OutcomeEvent):
+            reported.add(event.outcome.row)
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # a rendering bug must not lose a row's outcome (as in the runner)
+            log.exception("on_event callback failed for %r", event)
+
+    def settle_unreported(outcomes: Mapping[int, Outcome]) -> None:
+        for row in sorted(outcomes):
+            if row not in reported:
+                tell(OutcomeEvent(outcomes[row]))
+
     status = "finished"
     try:
+        if on_register is not None:
+            on_register(run_id)
+        settle_unreported({r: o for r, o in complete(validation, {}).items()
+                           if o.status == Status.INVALID})
         if dry_run:
             sent = preview(requests, journal=journal, api_base=base)
         elif requests:
@@ -226,8 +277,7 @@ async def send(
                     seen[event.outcome.row] = event.outcome
                 if isinstance(event, StopEvent) and not (stop is not None and stop.is_set()):
                     halted.append(event.reason)
-                if on_event is not None:
-                    on_event(event)
+                tell(event)
 
             try:
                 async with aiohttp.ClientSession() as session:
@@ -238,7 +288,8 @@ async def send(
                         raise JobError(f"cannot get an access token: {err}") from None
                     client = LmsClient(base, provider, session=session,
                                        payload_style=settings.payload_style,  # type: ignore[arg-type]
-                                       pace=make_pace(gate, limiter), timeout=settings.timeout)
+                                       pace=track_pace(make_pace(gate, limiter)),
+                                       timeout=settings.timeout)
                     if on_start is not None:
                         on_start(len(requests), 0)
                     config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
@@ -248,7 +299,8 @@ async def send(
                                        clock=clock, stop=stop, on_event=watch)
                     done = await _unless(hard_stop, sending)
                     # Cut short, the runner still settled every row (OutcomeEvents) on its way
-                    # out: the rows it was sending are unknown, the rest pending.
+                    # out: rows whose request may have left are unknown; rows still waiting for
+                    # the lock or a rate-limit slot, and rows never reached, are pending.
                     sent = seen if done is None else done
             finally:
                 limiter.detach()
@@ -258,6 +310,7 @@ async def send(
         raise
     finally:
         outcomes = complete(validation, sent)
+        settle_unreported(outcomes)
         counts = count(outcomes)
         finished = time.time()
         created = counts.get(str(Status.CREATED), 0)
@@ -291,4 +344,4 @@ async def send(
     if halted and not any(o.status in DONE_STATUSES for o in sent.values()):
         code = EXIT_CANNOT_START  # e.g. the credentials or scope were refused on the first call
     return JobResult(validation, outcomes, results_path, summary, code,
-                     halted[0] if halted else None, counts)
+                     halted[0] if halted else None, counts, run_id)

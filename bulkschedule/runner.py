@@ -13,6 +13,12 @@ Why it is shaped like this:
   during a lock may extend it, so nobody probes.
 * Every request gets exactly one `Outcome`, whatever happens (stop signal, fatal answer, a bug):
   the report is the operator's only way to know what to do next.
+* A stop tells apart a row whose request may have left from one that provably has not. The
+  client's pace is wrapped by `track_pace`, which tells the runner (through a ContextVar set around
+  each client call) when a worker enters the pace and when the pace lets its request go. A row
+  still inside the pace (waiting out a lockout or for a limiter slot) is released at once and
+  reported ``pending``; only a row whose request may be on the wire gets ``stop_grace`` and, if
+  still unanswered, becomes ``unknown``. After a stop, the tracked pace lets no request leave.
 
 The runner depends on the client and the gate only through the small Protocols below, so it is
 tested with a fake client on a fake clock (a 5-minute lockout takes milliseconds).
@@ -21,13 +27,15 @@ tested with a fake client on a fake clock (a 5-minute lockout takes milliseconds
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bulkschedule.client import (
     ApiError,
@@ -45,6 +53,8 @@ from bulkschedule.payload import Request
 from bulkschedule.problems import Outcome, Status
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 UNKNOWN_NEXT_RUN = "the next run will check (by listing the module's sessions) before sending it"
 
@@ -144,6 +154,65 @@ class _Handled:
 _HANDLED = _Handled()
 
 
+class _Phase(enum.Enum):
+    """Where a row's worker is with respect to the client (what a stop may do with it)."""
+
+    IDLE = "idle"  # not inside a client call
+    CALLING = "calling"  # inside a client call whose pace is not tracked: may be sending
+    PACING = "pacing"  # inside the tracked pace: this call's request has not left
+    SENDING = "sending"  # the pace let the request go: it may be on the wire
+
+
+class _Withheld(Exception):
+    """The run is stopping: the request was not sent (raised before or inside the pace)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _InCall:
+    run: _Run
+    item: _Item
+
+    def pacing(self) -> None:
+        self.item.phase = _Phase.PACING
+        if self.run._stopping():
+            raise _Withheld
+
+    def sending(self) -> None:
+        if self.run._stopping():  # the slot is wasted; over-counting only makes us slower
+            raise _Withheld
+        self.item.phase = _Phase.SENDING
+        self.item.left = True
+
+
+# The row a worker is calling the client for. Each worker is its own task, and the client awaits
+# the pace inside the caller's task, so the pace finds the row here.
+_IN_CALL: ContextVar[_InCall | None] = ContextVar("bulkschedule_runner_in_call", default=None)
+
+
+def track_pace(pace: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """Wrap the client's pace (``make_pace(gate, limiter)``) so a stop knows which rows were sent.
+
+    Inside a runner's client call the wrapper marks the row *pacing* on entry and *sending* once
+    ``pace`` returns, i.e. just before the HTTP request goes out. A stop then releases the rows
+    still pacing at once (they are ``pending``), and gives only the sending ones the grace. Once
+    the run is stopping, the wrapper lets no request leave: it raises instead of pacing or right
+    after pacing, and the runner records the row as not sent. Outside a runner (e.g. ``auth
+    check``) it is a plain pass-through. Without it the runner treats a row inside any client call
+    as possibly sent (safe, but a stop then waits for rows that are only waiting on the lock).
+    """
+
+    async def tracked() -> T:
+        in_call = _IN_CALL.get()
+        if in_call is None:
+            return await pace()
+        in_call.pacing()
+        result = await pace()
+        in_call.sending()
+        return result
+
+    return tracked
+
+
 @dataclass(eq=False)
 class _Item:
     """A row's progress within this run (the journal holds what must survive the process)."""
@@ -160,6 +229,13 @@ class _Item:
     sent_unknown: bool = False  # one of this run's creates may have landed
     last_error: str = ""
     done: bool = False
+    phase: _Phase = _Phase.IDLE
+    left: bool = False  # a request of the current client call passed the pace
+
+    @property
+    def may_be_sending(self) -> bool:
+        """Whether a request of the current client call may be on the wire right now."""
+        return self.phase in (_Phase.CALLING, _Phase.SENDING)
 
     @property
     def tries(self) -> int:
@@ -235,7 +311,7 @@ class _Run:
                 self._halt("stop requested")  # no-op if a fatal answer halted it already
                 await self._wind_down(workers)
         finally:
-            tasks = [heartbeat, *watchers, *workers]
+            tasks = [heartbeat, *watchers, *workers, *self.delayed.values()]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -245,7 +321,13 @@ class _Run:
         return {r.row: self.outcomes[r.row] for r in self.requests}
 
     async def _wind_down(self, workers: Mapping[asyncio.Task[None], int]) -> None:
-        """Stop taking rows; give calls in flight ``stop_grace`` seconds; settle everything else."""
+        """Stop taking rows; give calls in flight ``stop_grace`` seconds; settle everything else.
+
+        Only a worker whose request may have left waits for the grace. The others are cancelled
+        at once: idle, waiting on the gate before claiming, waiting inside the tracked pace (their
+        request never left: released, ``pending``), or waiting to list after a lost reply (no
+        listing is started after a stop: ``unknown``, the next run lists).
+        """
         while not self.ready.empty():
             item = self.ready.get_nowait()
             self._finish(item, self._halt_outcome(item))
@@ -256,10 +338,10 @@ class _Run:
         busy: set[asyncio.Task[None]] = set()
         for task, wid in workers.items():
             item = self.current.get(wid)
-            if item is not None and item.claimed:
+            if item is not None and item.claimed and item.may_be_sending:
                 busy.add(task)
             else:
-                task.cancel()  # idle, or waiting on the gate with nothing claimed
+                task.cancel()
         if busy:
             grace = asyncio.create_task(self.clock.sleep(self.config.stop_grace))
             pending = busy
@@ -270,7 +352,7 @@ class _Run:
                 pending = {t for t in still if t is not grace}
             grace.cancel()
             for task in pending:
-                task.cancel()  # their rows become unknown (journal keeps them in flight)
+                task.cancel()  # their rows become unknown (the journal says so)
         await asyncio.gather(*workers, return_exceptions=True)
 
     def _stopping(self) -> bool:
@@ -324,6 +406,7 @@ class _Run:
         while not self._stopping():
             item = await self.ready.get()
             self.current[wid] = item
+            item.phase = _Phase.IDLE
             try:
                 # Claim only once the gate is open, so a long lockout does not leave rows marked
                 # in flight (a crash then would force a needless listing).
@@ -332,6 +415,8 @@ class _Run:
                     self._finish(item, self._halt_outcome(item))
                     return
                 await self._process(item)
+            except _Withheld:  # stopping: this row's request was not sent
+                self._stopped_before_sending(item)
             except asyncio.CancelledError:
                 self._abandon(item)
                 raise
@@ -374,24 +459,45 @@ class _Run:
                     )
                     self._finish(item, self._outcome(item, Status.FAILED, message))
                     return
-                if self.halt_reason is not None:
-                    self.journal.release(
-                        self.api_base, req, self.run_id, attempts=item.new_attempts()
-                    )
-                    item.claimed = False
-                    self._finish(item, self._halt_outcome(item))
-                    return
-            if await self._send(item):
+            if await self._send(item):  # refused (_Withheld) if the run is stopping
                 return
+            if self._stopping():
+                raise _Withheld  # no listing after a stop: unknown, the next run lists
             # a lost reply: wait a little, then list before anything is re-sent
             await self.clock.sleep(self.config.reconcile_delay)
+
+    async def _call(self, item: _Item, call: Callable[[Request], Awaitable[T]]) -> T:
+        """One client call for ``item``, with the row known to `track_pace` while it lasts.
+
+        Raises `_Withheld` without calling if the run is stopping. The phase is left as it was
+        when the call is cancelled or fails unexpectedly, so the handler knows whether a request
+        may have left; an `ApiError` is an answer (or a known non-send), so the call is over.
+        """
+        item.left = False
+        if self._stopping():
+            raise _Withheld
+        item.phase = _Phase.CALLING
+        token = _IN_CALL.set(_InCall(self, item))
+        try:
+            result = await call(item.req)
+        except ApiError:
+            item.phase = _Phase.IDLE
+            raise
+        finally:
+            _IN_CALL.reset(token)
+        item.phase = _Phase.IDLE
+        return result
 
     async def _send(self, item: _Item) -> bool:
         """One create call. Returns False only when the reply was lost (reconcile, then retry)."""
         req = item.req
         item.attempts += 1
         try:
-            session_id = await self.client.create_session(req)
+            session_id = await self._call(item, self.client.create_session)
+        except (_Withheld, asyncio.CancelledError):
+            if not item.left and not item.may_be_sending:
+                item.attempts -= 1  # it never left (not yet journalled: no write since +1)
+            raise
         except Locked as exc:
             self._locked(item, exc)
         except OutcomeUnknown as exc:
@@ -487,7 +593,7 @@ class _Run:
     async def _reconcile(self, item: _Item) -> str | _Handled | None:
         """List before re-sending. Returns the sessionId, None (not there), or _HANDLED."""
         try:
-            return await self.client.find_session(item.req)
+            return await self._call(item, self.client.find_session)
         except Locked as exc:
             item.last_error = exc.message
             reopen = self._close_gate(exc)
@@ -597,28 +703,58 @@ class _Run:
         )
         self._finish(item, self._outcome(item, Status.UNKNOWN, message))
 
-    def _abandon(self, item: _Item) -> None:
-        """The worker was cancelled (stop grace ran out, or the caller cancelled the run)."""
+    def _provably_unsent(self, item: _Item) -> bool:
+        """Whether nothing this run sent for ``item`` can have created it (a claimed row whose
+        worker is inside the tracked pace, with no earlier lost reply)."""
+        return not item.unresolved and item.phase is _Phase.PACING
+
+    def _release_unsent(self, item: _Item, outcome: Outcome) -> None:
+        """Give a claimed row that was provably not sent back to the journal, then settle it."""
+        if item.claimed:
+            self.journal.release(
+                self.api_base,
+                item.req,
+                self.run_id,
+                attempts=item.new_attempts(),
+                message=outcome.message,
+            )
+            item.claimed = False
+        self._finish(item, outcome)
+
+    def _stopped_before_sending(self, item: _Item) -> None:
+        """The run stopped before this row's next request left (`_Withheld`)."""
         if item.done:
             return
-        if item.claimed:
+        if item.claimed and item.unresolved:  # an earlier request may have created it
+            self._unknown(item, self._halt_outcome(item).message)
+        else:
+            self._release_unsent(item, self._halt_outcome(item))
+
+    def _abandon(self, item: _Item) -> None:
+        """The worker was cancelled (a stop, the stop grace ran out, or the caller cancelled the
+        run, e.g. a hard stop)."""
+        if item.done:
+            return
+        if not item.claimed or self._provably_unsent(item):
+            self._release_unsent(item, self._halt_outcome(item))
+        elif item.unresolved:  # an earlier request got no reply (any call now is a listing)
+            self._unknown(item, self._halt_outcome(item).message)
+        else:
             self._unknown(
                 item,
                 "The run stopped while this row was being sent; it may have been created; "
                 f"{UNKNOWN_NEXT_RUN}.",
             )
-        else:
-            self._finish(item, self._halt_outcome(item))
 
     def _unexpected(self, item: _Item, exc: Exception) -> None:
         if item.done:
             return
-        if item.claimed:
+        if not item.claimed or self._provably_unsent(item):
+            self._release_unsent(item, self._outcome(item, Status.FAILED, f"Not sent: {exc!r}"))
+        else:
             self._unknown(
                 item, f"Unexpected error ({exc!r}); it may have been created; {UNKNOWN_NEXT_RUN}."
             )
-        else:
-            self._finish(item, self._outcome(item, Status.FAILED, f"Not sent: {exc!r}"))
 
     def _requeue(self, item: _Item, delay: float) -> None:
         if self.halt_reason is not None:

@@ -271,6 +271,16 @@ def load_catalogue(path: str | Path) -> Catalogue:
     return Catalogue(courses, trainers, rooms)
 
 
+def config_from_options(*, rate: str, latency: str, data: str | None, **options: Any
+                        ) -> SandboxConfig:
+    """The ``bulkschedule sandbox`` options as a config: ``rate`` N/SECONDS, ``latency`` MIN-MAX,
+    ``data`` a catalogue file; the rest are `SandboxConfig` fields. ValueError says what is
+    wrong."""
+    calls, seconds = parse_rate(rate)
+    return SandboxConfig(rate_calls=calls, rate_seconds=seconds, latency=parse_latency(latency),
+                         catalogue=load_catalogue(data) if data else None, **options)
+
+
 # ---------------------------------------------------------------------------------------- store
 
 

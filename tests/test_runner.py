@@ -1,7 +1,9 @@
 """The worker pool against a fake Zoho on a fake clock: no HTTP, no real sleeps.
 
-The fake client behaves like the real paced client in the one way that matters here: it awaits the
-lock gate before every call. Scripts per identity say what each successive call answers.
+The fake client behaves like the real paced client in the one way that matters here: it awaits its
+pace before every call. By default that pace is the lock gate, wrapped by `track_pace` exactly as
+job.py wraps ``make_pace(gate, limiter)``; `use_real_pace` swaps in the real LockGate and
+WindowLimiter (on the fake clock). Scripts per identity say what each successive call answers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import random
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from bulkschedule.client import (
     ServerError,
 )
 from bulkschedule.journal import CREATED, FAILED, RELEASED, UNKNOWN, Journal
+from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
 from bulkschedule.payload import Request
 from bulkschedule.problems import Outcome, Status
 from bulkschedule.runner import (
@@ -42,6 +45,7 @@ from bulkschedule.runner import (
     preview,
     send_all,
     summarize,
+    track_pace,
 )
 
 BASE = "https://people.zoho.com"
@@ -104,14 +108,24 @@ class Call:
 @dataclass
 class FakeZoho:
     clock: FakeClock
-    gate: FakeGate
+    gate: FakeGate | LockGate
     latency: float = 1.0
+    latency_for: dict[str, float] = field(default_factory=dict)  # per identity
+    pace: Callable[[], Awaitable[object]] | None = None  # default: the gate, tracked
     sessions: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     calls: list[Call] = field(default_factory=list)
     create_script: dict[str, list[object]] = field(default_factory=dict)
     find_script: dict[str, list[object]] = field(default_factory=dict)
     refused_at: list[float] = field(default_factory=list)  # when a Locked reply arrived
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(555_000_000_000_000_001))
+
+    def __post_init__(self) -> None:
+        if self.pace is None:
+            self.pace = track_pace(self.gate.wait)
+
+    async def _paced(self) -> None:
+        assert self.pace is not None
+        await self.pace()  # the real client awaits the shared pace before every call
 
     def creates(self, identity: str | None = None) -> list[Call]:
         return [
@@ -138,9 +152,9 @@ class FakeZoho:
         return steps.pop(0) if steps else None
 
     async def create_session(self, req: Request) -> str:
-        await self.gate.wait()  # the real client awaits the shared pace before every call
+        await self._paced()
         self.calls.append(Call(self.clock.time(), "create", req.identity, req.row))
-        await self.clock.sleep(self.latency)
+        await self.clock.sleep(self.latency_for.get(req.identity, self.latency))
         step = self._step(self.create_script, req.identity)
         if step == LOST:
             self.add_session(req)
@@ -152,9 +166,9 @@ class FakeZoho:
         return self.add_session(req)
 
     async def find_session(self, req: Request) -> str | None:
-        await self.gate.wait()
+        await self._paced()
         self.calls.append(Call(self.clock.time(), "find", req.identity, req.row))
-        await self.clock.sleep(self.latency)
+        await self.clock.sleep(self.latency_for.get(req.identity, self.latency))
         step = self._step(self.find_script, req.identity)
         if isinstance(step, BaseException):
             raise step
@@ -166,7 +180,7 @@ class Env:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = FakeClock()
         self.t0 = self.clock.time()
-        self.gate = FakeGate(self.clock)
+        self.gate: FakeGate | LockGate = FakeGate(self.clock)
         self.zoho = FakeZoho(self.clock, self.gate)
         self.state = tmp_path / "state"
         self.journal = Journal(self.state, clock=self.clock.time)
@@ -574,6 +588,235 @@ async def test_stop_already_set_sends_nothing(env: Env) -> None:
     out = await env.send(reqs, stop=stop)
     assert statuses(out) == {"pending": 3}
     assert env.zoho.calls == []
+
+
+# -- stopping while rows wait in the pace ----------------------------------------------------------
+#
+# A worker claims its row, then the client awaits the pace: the lock gate, then a limiter slot. With
+# the real pace (30 calls / 60 s, so starts at least 1.03 s apart) workers 2-4 wait for slots; when
+# a lockout closes the gate meanwhile, make_pace sends them back to wait out the lock, claimed but
+# provably unsent. A stop must release those rows at once (pending), not give them the grace.
+
+
+def use_real_pace(env: Env, *, tracked: bool = True) -> None:
+    """Pace the fake client as job.py paces the real one: LockGate + WindowLimiter (in memory, on
+    the fake clock), wrapped by `track_pace` unless ``tracked`` is False."""
+    gate = LockGate(clock=env.clock)
+    limiter = WindowLimiter(30, 60.0, clock=env.clock)
+    pace = make_pace(gate, limiter)
+    env.gate = gate
+    env.zoho.gate = gate
+    env.zoho.pace = track_pace(pace) if tracked else pace
+
+
+async def run_with_stop(
+    env: Env, reqs: Sequence[Request], config: RunConfig, *, stop_at: float
+) -> dict[int, Outcome]:
+    stop = asyncio.Event()
+
+    async def stopper() -> None:
+        await env.clock.sleep(stop_at)
+        stop.set()
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(env.sending(reqs, config, stop=stop), stopper())
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    assert_one_outcome_each(reqs, out)
+    return out
+
+
+def lock_while_three_rows_wait_for_slots(env: Env, n: int = 8) -> list[Request]:
+    """Row 0 is sent at +0 and locked out at +1 (gate closed until +301); rows 1-3 were claimed
+    and waiting for limiter slots, and now wait out the lock inside the pace."""
+    reqs = rows(n)
+    env.zoho.create_script[reqs[0].identity] = [Locked("Maximum limit exceeded", status=422)]
+    return reqs
+
+
+async def test_stop_during_a_lockout_releases_rows_waiting_in_the_pace_at_once(env: Env) -> None:
+    use_real_pace(env)
+    reqs = lock_while_three_rows_wait_for_slots(env)
+    out = await run_with_stop(env, reqs, RunConfig(workers=4, stop_grace=30), stop_at=60)
+
+    # the stop took effect at once: neither the lock (+301) nor the grace (+90) was waited for
+    assert env.clock.time() - env.t0 == pytest.approx(60.0, abs=1e-6)
+    assert statuses(out) == {"pending": 8}
+    assert [c.row for c in env.zoho.calls] == [reqs[0].row]  # nothing else left
+    for r in reqs[1:4]:  # claimed, then waited in the pace: given back, no attempt counted
+        assert env.status(r) == RELEASED
+        assert out[r.row].attempts == 0
+        assert "stopped before this row was sent" in out[r.row].message
+    assert env.status(reqs[0]) == RELEASED  # released when the lockout came back
+    assert all(env.status(r) is None for r in reqs[4:])  # never claimed
+
+    # the next run sends them without a reconciliation listing, once the lock is over
+    again = await env.send(reqs)
+    assert statuses(again) == {"created": 8}
+    assert env.zoho.finds() == []
+    assert Counter(c.identity for c in env.zoho.creates()) == Counter(
+        {r.identity: (2 if r is reqs[0] else 1) for r in reqs}
+    )
+    assert min(c.at for c in env.zoho.calls[1:]) - env.t0 >= 301
+
+
+async def test_without_track_pace_rows_inside_the_client_are_treated_as_sent(env: Env) -> None:
+    """The safe fallback when the pace is not wrapped: the runner cannot tell a row waiting in the
+    pace from one on the wire, so it gives it the grace and reports it unknown."""
+    use_real_pace(env, tracked=False)
+    reqs = lock_while_three_rows_wait_for_slots(env)
+    out = await run_with_stop(env, reqs, RunConfig(workers=4, stop_grace=30), stop_at=60)
+    assert env.clock.time() - env.t0 == pytest.approx(90.0, abs=1e-6)
+    assert [out[r.row].status for r in reqs[1:4]] == [Status.UNKNOWN] * 3
+    assert [env.status(r) for r in reqs[1:4]] == [UNKNOWN] * 3
+    assert len(env.zoho.calls) == 1
+
+
+def one_in_flight_two_waiting(env: Env, in_flight_latency: float) -> list[Request]:
+    """Row 0 is sent at +0 and answers after ``in_flight_latency``; row 1 is sent at +1.03 and
+    locked out at +2.03; rows 2 and 3 got limiter slots at +2.06 and +3.09, found the gate closed,
+    and wait out the lock inside the pace."""
+    reqs = rows(4)
+    env.zoho.latency_for[reqs[0].identity] = in_flight_latency
+    env.zoho.create_script[reqs[1].identity] = [Locked("Maximum limit exceeded", status=422)]
+    return reqs
+
+
+@pytest.mark.parametrize(
+    ("latency", "status", "journal_status", "ends_at"),
+    [(20.0, Status.CREATED, CREATED, 20.0), (100.0, Status.UNKNOWN, UNKNOWN, 40.0)],
+)
+async def test_stop_gives_the_grace_only_to_a_request_on_the_wire(
+    env: Env, latency: float, status: Status, journal_status: str, ends_at: float
+) -> None:
+    use_real_pace(env)
+    reqs = one_in_flight_two_waiting(env, latency)
+    settled_early: list[int] = []
+
+    async def probe() -> None:  # during the grace: the rows that were waiting are already settled
+        await env.clock.sleep(11)
+        settled_early.extend(e.outcome.row for e in env.events if isinstance(e, OutcomeEvent))
+        assert [env.status(r) for r in reqs[2:]] == [RELEASED, RELEASED]
+
+    async def run() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(
+            run_with_stop(env, reqs, RunConfig(workers=4, stop_grace=30), stop_at=10), probe()
+        )
+        return out
+
+    out = await run()
+    assert env.clock.time() - env.t0 == pytest.approx(ends_at, abs=1e-6)
+    assert out[reqs[0].row].status is status  # the grace applied to the one on the wire
+    assert env.status(reqs[0]) == journal_status
+    assert sorted(settled_early) == sorted(r.row for r in reqs[1:])
+    assert [out[r.row].status for r in reqs[1:]] == [Status.PENDING] * 3
+    assert [env.status(r) for r in reqs[1:]] == [RELEASED] * 3
+    assert [c.row for c in env.zoho.calls] == [reqs[0].row, reqs[1].row]
+
+
+@pytest.mark.parametrize("soft_stop_first", [False, True])
+async def test_hard_stop_abandons_only_the_request_on_the_wire(
+    env: Env, soft_stop_first: bool
+) -> None:
+    """job.send's hard stop cancels the run and keeps the outcomes the runner emitted on its way
+    out; this does the same."""
+    use_real_pace(env)
+    reqs = one_in_flight_two_waiting(env, 100.0)
+    stop = asyncio.Event()
+
+    async def scenario() -> dict[int, Outcome]:
+        sending = asyncio.ensure_future(env.sending(reqs, RunConfig(stop_grace=30), stop=stop))
+        await env.clock.sleep(10)
+        if soft_stop_first:
+            stop.set()
+            await env.clock.sleep(2)
+        sending.cancel()
+        await asyncio.wait({sending})
+        return {e.outcome.row: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
+
+    out = await env.clock.run(scenario(), max_time=MAX_FAKE)
+    assert_one_outcome_each(reqs, out)
+    assert env.clock.time() - env.t0 == pytest.approx(12.0 if soft_stop_first else 10.0, abs=1e-6)
+    assert out[reqs[0].row].status is Status.UNKNOWN
+    assert env.status(reqs[0]) == UNKNOWN
+    assert [out[r.row].status for r in reqs[1:]] == [Status.PENDING] * 3
+    assert [env.status(r) for r in reqs[1:]] == [RELEASED] * 3
+    assert all(out[r.row].attempts == 0 for r in reqs[2:])
+
+
+async def test_listing_waiting_on_the_lock_at_a_stop_is_unknown_at_once(env: Env) -> None:
+    use_real_pace(env)
+    lost, locked = rows(2)
+    env.zoho.create_script[lost.identity] = [LOST]  # landed; reply lost at +1, listing due at +6
+    env.zoho.create_script[locked.identity] = [Locked("7209 threshold")]  # gate closed at +2.03
+    out = await run_with_stop(
+        env, [lost, locked], RunConfig(workers=2, reconcile_delay=5.0), stop_at=60
+    )
+    assert env.clock.time() - env.t0 == pytest.approx(60.0, abs=1e-6)
+    assert out[lost.row].status is Status.UNKNOWN  # it may exist: never released
+    assert env.status(lost) == UNKNOWN
+    assert out[locked.row].status is Status.PENDING
+    assert env.zoho.finds() == []
+
+    again = await env.send([lost, locked])  # lists first, finds it, does not send it again
+    assert again[lost.row].status is Status.EXISTS
+    assert len(env.zoho.creates(lost.identity)) == 1
+    assert len(env.zoho.finds(lost.identity)) == 1
+
+
+async def test_no_listing_starts_after_a_stop(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]  # reply lost at +1; listing due at +31
+    out = await run_with_stop(env, [req], RunConfig(reconcile_delay=30.0), stop_at=10)
+    assert env.clock.time() - env.t0 == pytest.approx(10.0, abs=1e-6)  # no wait for the listing
+    assert out[req.row].status is Status.UNKNOWN and "next run" in out[req.row].message
+    assert env.status(req) == UNKNOWN
+    assert env.zoho.finds() == []
+
+
+async def test_fatal_answer_releases_rows_waiting_in_the_pace(env: Env) -> None:
+    use_real_pace(env)
+    reqs = rows(4)
+    env.zoho.create_script[reqs[1].identity] = [Fatal("7218 invalid OAuth scope", status=403)]
+    out = await env.send(reqs, RunConfig(workers=4))
+    t_fatal = env.zoho.creates(reqs[1].identity)[0].at + env.zoho.latency
+    assert env.clock.time() == pytest.approx(t_fatal, abs=1e-6)  # nobody waited for a slot
+    assert out[reqs[0].row].status is Status.CREATED
+    assert out[reqs[1].row].status is Status.FAILED
+    for r in reqs[2:]:  # claimed, waiting for a limiter slot: not sent, given back
+        assert out[r.row].status is Status.FAILED
+        assert out[r.row].message.startswith("Not sent: the run stopped because Zoho answered")
+        assert out[r.row].attempts == 0
+        assert env.status(r) == RELEASED
+    assert [c.row for c in env.zoho.calls] == [reqs[0].row, reqs[1].row]
+
+
+async def test_a_pace_refused_after_a_stop_sends_nothing(env: Env) -> None:
+    """A worker whose slot comes free just as the stop arrives does not send (the wrapper checks
+    after the pace returns), even before the runner got round to cancelling it."""
+    [req] = rows(1)
+    stop = asyncio.Event()
+
+    async def pace_that_stops_the_run() -> None:
+        stop.set()  # the stop lands while this worker is in the pace
+
+    env.zoho.pace = track_pace(pace_that_stops_the_run)
+    out = await env.send([req], stop=stop)
+    assert out[req.row].status is Status.PENDING and out[req.row].attempts == 0
+    assert env.status(req) == RELEASED
+    assert env.zoho.calls == []
+
+
+async def test_track_pace_outside_a_run_is_a_pass_through() -> None:
+    seen: list[str] = []
+
+    async def pace() -> float:
+        seen.append("paced")
+        return 42.0
+
+    assert await track_pace(pace)() == 42.0
+    assert seen == ["paced"]
 
 
 # -- other runs ------------------------------------------------------------------------------------

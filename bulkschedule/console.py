@@ -1,0 +1,223 @@
+"""What the command line prints: problem tables, summary lines, live progress, inbox lines.
+
+Pure text formatting over the library's records (`Problem`, `Outcome`, `SheetResult`), so every
+command reports the same thing the same way. Only `Progress` writes, to stderr, and only the CLI
+uses it. Stdlib and click only: `bulkschedule --help` must not wait for pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import logging
+
+    from bulkschedule.inbox import SheetResult
+    from bulkschedule.job import JobResult
+    from bulkschedule.problems import Problem
+    from bulkschedule.runner import Event
+    from bulkschedule.schema import Validation
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary_line(validation: Validation) -> str:
+    """``sessions.xlsx: 40 rows, 38 valid, 3 errors, 1 warning``."""
+    line = (
+        f"{validation.table.file}: {plural(validation.n_rows, 'row')}, "
+        f"{len(validation.sessions)} valid, {plural(validation.errors, 'error')}, "
+        f"{plural(validation.warnings, 'warning')}"
+    )
+    if validation.fatal:
+        line += " - fix the sheet-level errors first"
+    return line
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    """``38 created, 2 invalid``."""
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v) or "no rows"
+
+
+def _clip(text: str, width: int) -> str:
+    """One line of at most ``width`` characters; longer text ends in ``...``."""
+    text = " ".join(text.split())  # newlines and tabs in a cell would break the table
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
+def terminal_width() -> int:
+    """The width to lay tables out for: the terminal's, kept between 80 and 120."""
+    return max(80, min(120, shutil.get_terminal_size((100, 24)).columns))
+
+
+def format_problems(problems: Sequence[Problem], width: int | None = None) -> list[str]:
+    """The problems as a fixed-width table; long values are cut, long messages wrap.
+
+    ``row`` is ``-`` for a problem about the whole sheet.
+    """
+    width = width or terminal_width()
+    if not problems:
+        return []
+    col_w = min(16, max([len("column"), *(len(p.column or "") for p in problems)]))
+    val_w = min(24, max([len("value"), *(len(p.value or "") for p in problems)]))
+    row_w = max([3, *(len(str(p.row)) for p in problems if p.row is not None)])
+    sev_w = 7
+    # On a narrow terminal, give the message at least 30 columns by cutting values and columns.
+    over = row_w + col_w + val_w + sev_w + 8 + 30 - width
+    if over > 0:
+        cut = min(over, val_w - len("value"))
+        val_w -= cut
+        col_w -= min(over - cut, col_w - len("column"))
+    lead = row_w + col_w + val_w + sev_w + 8  # four two-space gaps
+    msg_w = max(30, width - lead)
+    out = [
+        f"{'row':>{row_w}}  {'column':<{col_w}}  {'value':<{val_w}}  {'severity':<{sev_w}}  "
+        "message",
+        f"{'-' * row_w}  {'-' * col_w}  {'-' * val_w}  {'-' * sev_w}  {'-' * min(msg_w, 40)}",
+    ]
+    for p in problems:
+        row = "-" if p.row is None else str(p.row)
+        message = textwrap.wrap(" ".join(p.message.split()), msg_w) or [""]
+        out.append(
+            f"{row:>{row_w}}  {_clip(p.column or '', col_w):<{col_w}}  "
+            f"{_clip(p.value or '', val_w):<{val_w}}  {p.severity:<{sev_w}}  {message[0]}"
+        )
+        out.extend(" " * lead + more for more in message[1:])
+    return out
+
+
+def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
+    """A dry run: what would be sent, the first ``shown`` payloads in full."""
+    from bulkschedule import job
+    from bulkschedule.problems import Status
+
+    requests = {r.row: r for r in job.requests_for(result.validation)}
+    out: list[str] = []
+    for row, outcome in sorted(result.outcomes.items()):
+        if outcome.status == Status.WOULD_CREATE and row in requests and shown > 0:
+            req = requests[row]
+            out += [f"row {row}: POST {req.path}", f"  sessionData={json.dumps(req.session_data)}"]
+            shown -= 1
+        elif outcome.status in (Status.EXISTS, Status.CHANGED):
+            out.append(f"row {row}: {outcome.status}: {outcome.message}")
+    would = sum(1 for o in result.outcomes.values() if o.status == Status.WOULD_CREATE)
+    out.append(f"dry run: {would} sessions would be created; nothing was sent")
+    return out
+
+
+def _shown(path: Path | None, root: Path) -> str:
+    """A path relative to the inbox root when it is inside it: shorter cron mail."""
+    if path is None:
+        return ""
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def sheet_line(result: SheetResult, root: Path) -> str:
+    """One line per inbox sheet for the console and the cron mail."""
+    from bulkschedule import inbox as ib
+
+    counts = counts_line(result.counts) if result.counts else "no rows sent"
+    if result.status == ib.DONE:
+        line = f"{result.name}: {counts} -> {_shown(result.moved_to, root)}"
+        if result.results_path:
+            line += f" (results: {_shown(result.results_path, root)})"
+    elif result.status in (ib.REJECTED, ib.UNREADABLE):
+        line = f"{result.name}: {result.status}: {result.message} -> " \
+               f"{_shown(result.moved_to, root) or 'left in incoming/'}"
+        if result.report_path:
+            line += f" (see {_shown(result.report_path, root)})"
+    else:
+        line = f"{result.name}: {result.status}, left in incoming/: {result.message}"
+        if result.counts:
+            line += f" ({counts})"
+    return line
+
+
+class Progress:
+    """Renders `job.send` events: a live status line on a terminal, and one log line per row
+    outcome and per lockout (the log decides whether those reach the screen).
+
+    ``total`` is the rows to send: invalid rows are logged and counted, but not progress.
+    """
+
+    def __init__(self, total: int, *, tty: bool, logger: logging.Logger,
+                 sheet: str | None = None) -> None:
+        self.total = total
+        self.tty = tty
+        self.logger = logger
+        self.sheet = sheet
+        self.counts: dict[str, int] = {}
+        self.done = 0
+        self.started = time.monotonic()
+        self.lock_until: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        from bulkschedule.logs import log_lock, log_outcome
+        from bulkschedule.problems import Status
+        from bulkschedule.runner import LockEvent, OutcomeEvent, WaitEvent
+
+        if isinstance(event, OutcomeEvent):
+            status = str(event.outcome.status)
+            self.counts[status] = self.counts.get(status, 0) + 1
+            self.done += event.outcome.status != Status.INVALID
+            log_outcome(self.logger, event.outcome, sheet=self.sheet)
+        elif isinstance(event, LockEvent):
+            self.lock_until = event.until
+            log_lock(self.logger, event.until, event.reason)
+        elif isinstance(event, WaitEvent):
+            self.lock_until = time.time() + event.remaining
+        if self.tty:
+            self.draw()
+
+    def line(self) -> str:
+        done, width = self.done, 24
+        filled = int(width * done / self.total) if self.total else width
+        bar = "#" * filled + "-" * (width - filled)
+        elapsed = time.monotonic() - self.started
+        rate = done * 60 / elapsed if elapsed > 0 else 0.0
+        parts = [f"[{bar}] {done}/{self.total}"]
+        parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
+        parts.append(f"{rate:.1f}/min")
+        if 0 < done < self.total and rate > 0:
+            eta = int((self.total - done) * 60 / rate)
+            parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
+        if self.lock_until is not None:
+            left = int(self.lock_until - time.time())
+            if left > 0:
+                parts.append(f"LOCKED OUT: resuming in {left // 60}:{left % 60:02d}")
+        return "  ".join(parts)
+
+    def draw(self) -> None:
+        click.echo("\r\x1b[2K" + self.line()[: terminal_width() - 1], nl=False, err=True)
+
+    async def tick(self) -> None:
+        """Redraw every second so the lockout countdown and ETA move while nothing finishes."""
+        import asyncio
+
+        while True:
+            await asyncio.sleep(1)
+            self.draw()
+
+    def close(self) -> None:
+        if self.tty:
+            self.draw()
+            click.echo(err=True)
+
+
+def sandbox_stats_line(stats: Mapping[str, Any], window: float) -> str:
+    """The sandbox's own count of what happened, after a rehearsal."""
+    return (f"sandbox: {stats['calls']} calls, {stats['created']} sessions created, "
+            f"{stats['refused']} refused, {stats['duplicates']} duplicates, "
+            f"at most {stats['max_calls_in_window']} calls in any {window:g} s window")

@@ -1,0 +1,268 @@
+"""Runs started from the upload page: one at a time, on the server, reported as they go.
+
+A run is `job.send` in an asyncio task; its `LiveRun` follows the events (counts, rate, ETA,
+lockout, rows needing attention) so any number of tabs, and a reload, see the same progress. Its
+id is the journal's (`job.send`'s ``on_register``), so a finished run is found again in the
+journal's history after a restart. On shutdown, runs stop as after a Ctrl-C: calls in flight
+finish and the results workbook is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulkschedule import job
+from bulkschedule.logs import redact
+from bulkschedule.web_access import Refused
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from bulkschedule.journal import RunInfo
+    from bulkschedule.runner import Event
+    from bulkschedule.schema import Validation
+    from bulkschedule.target import Target
+
+log = logging.getLogger("bulkschedule")
+
+STOP_GRACE = 30.0  # on shutdown: how long a run may take to finish its calls in flight
+MAX_KEPT = 20  # finished runs kept in memory (older ones come back from the journal)
+
+STATE_TEXT = {
+    "starting": "Starting: checking the credentials",
+    "running": "Running",
+    "stopping": "Stopping: finishing the calls in flight",
+    "finished": "Finished",
+    "interrupted": "Stopped before the end",
+    "failed": "Failed",
+}
+
+
+
+@dataclass
+class LiveRun:
+    """One run started from the page: what the progress stream shows, updated by runner events.
+
+    It lives on the server so a reload (or a second tab) sees the same state; ``changed`` is
+    replaced on every update so each waiting stream wakes once per change.
+    """
+
+    id: int
+    upload_id: str
+    name: str
+    dry_run: bool
+    total: int
+    target: str
+    results_path: Path
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    hard_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    started: float = field(default_factory=time.time)
+    started_mono: float = field(default_factory=time.monotonic)
+    state: str = "starting"  # starting | running | stopping | finished | interrupted | failed
+    counts: dict[str, int] = field(default_factory=dict)
+    done: int = 0
+    retries: int = 0
+    lock_until: float | None = None
+    message: str | None = None
+    attention: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
+    task: asyncio.Task[None] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("finished", "interrupted", "failed")
+
+    def touch(self) -> None:
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    def on_event(self, event: Event) -> None:
+        from bulkschedule.logs import log_lock, log_outcome
+        from bulkschedule.problems import Status
+        from bulkschedule.runner import LockEvent, OutcomeEvent, RetryEvent, StopEvent, WaitEvent
+
+        if isinstance(event, OutcomeEvent):
+            outcome = event.outcome
+            status = str(outcome.status)
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if outcome.status == Status.INVALID:  # never sent: shown with the upload's problems
+                log_outcome(log, outcome, sheet=self.name)
+                self.touch()
+                return
+            self.done += 1
+            if outcome.status not in (Status.CREATED, Status.EXISTS, Status.WOULD_CREATE):
+                self.attention.append({"row": outcome.row, "status": status,
+                                       "message": redact(outcome.message or "")})
+            log_outcome(log, outcome, sheet=self.name)
+        elif isinstance(event, LockEvent):
+            self.lock_until = event.until
+            log_lock(log, event.until, event.reason)
+        elif isinstance(event, WaitEvent):
+            self.lock_until = time.time() + event.remaining
+        elif isinstance(event, RetryEvent):
+            self.retries += 1
+        elif isinstance(event, StopEvent) and not self.stop.is_set():
+            self.message = redact(event.reason)
+        self.touch()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the progress panel shows, as JSON: counts, rate, ETA, lockout."""
+        now = time.time()
+        elapsed = max(time.monotonic() - self.started_mono, 1e-9)
+        rate = self.done * 60 / elapsed
+        lock_left = 0.0
+        if self.lock_until is not None and not self.finished:
+            lock_left = max(0.0, self.lock_until - now)
+        eta = None
+        if 0 < self.done < self.total and rate > 0 and not self.finished:
+            eta = int((self.total - self.done) * 60 / rate + lock_left)
+        return {
+            "id": self.id,
+            "state": self.state,
+            "state_text": STATE_TEXT.get(self.state, self.state),
+            "dry_run": self.dry_run,
+            "total": self.total,
+            "done": self.done,
+            "counts": dict(sorted(self.counts.items())),
+            "rate": round(rate, 1),
+            "eta": eta,
+            "lock_left": round(lock_left, 1),
+            "retries": self.retries,
+            "message": self.message,
+            "attention": list(self.attention),
+            "results": f"/runs/{self.id}/results.xlsx"
+            if self.finished and self.results_path.is_file() else None,
+        }
+
+
+class Busy(Exception):
+    """Another run is still going: one at a time."""
+
+    def __init__(self, run: LiveRun) -> None:
+        super().__init__(f"run {run.id} is still running")
+        self.run = run
+
+
+class Runs:
+    """The runs of this server, newest last, and the journal's history of every run."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.live: OrderedDict[int, LiveRun] = OrderedDict()
+        self.starting = asyncio.Lock()  # a check-then-start must not interleave
+        self.closing = False
+
+    def get(self, run_id: int) -> LiveRun | None:
+        return self.live.get(run_id)
+
+    def current(self) -> LiveRun | None:
+        for run in self.live.values():
+            if not run.finished:
+                return run
+        return None
+
+    def journal_runs(self, limit: int = 50) -> list[RunInfo]:
+        from bulkschedule.journal import Journal
+
+        with Journal(self.state_dir) as journal:
+            return journal.runs(limit)
+
+    def journal_run(self, run_id: int) -> RunInfo | None:
+        from bulkschedule.journal import Journal
+
+        with Journal(self.state_dir) as journal:
+            return journal.run(run_id)
+
+    async def start(self, upload_id: str, folder: Path, meta: Mapping[str, Any],
+                    validation: Validation, *, dry_run: bool, target: Target) -> LiveRun:
+        """Start `job.send` as a task; return its run once the journal has registered it (its
+        journal id is the run's id everywhere: page, event stream, history, download)."""
+        current = self.current()
+        if current is not None:
+            raise Busy(current)
+        results = folder / f".results-{secrets.token_hex(8)}.xlsx"
+        run = LiveRun(id=0, upload_id=upload_id, name=meta["name"], dry_run=dry_run,
+                      total=len(validation.sessions), target=target.api_base,
+                      results_path=results)
+        registered = asyncio.Event()
+
+        def on_register(run_id: int) -> None:
+            run.id = run_id
+            self.live[run_id] = run
+            registered.set()
+
+        run.task = asyncio.create_task(self._execute(run, validation, target, on_register))
+        waiter = asyncio.ensure_future(registered.wait())
+        try:
+            await asyncio.wait({run.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not registered.is_set():  # it failed before it began (e.g. an unusable API base)
+            raise Refused(422, run.message or "the run could not be registered in the journal")
+        while len(self.live) > MAX_KEPT:
+            oldest = next(iter(self.live))
+            if not self.live[oldest].finished:
+                break
+            self.live.pop(oldest)
+        return run
+
+    async def _execute(self, run: LiveRun, validation: Validation, target: Target,
+                       on_register: Callable[[int], None]) -> None:
+        from bulkschedule.logs import log_summary
+
+        def started(to_send: int, known: int) -> None:
+            if run.state == "starting":
+                run.state = "running"
+            run.touch()
+
+        if run.dry_run:
+            run.state = "running"
+        try:
+            result = await job.send(
+                validation, target.send, tokens=target.tokens, results_path=run.results_path,
+                dry_run=run.dry_run, stop=run.stop, hard_stop=run.hard_stop,
+                on_event=run.on_event, on_start=started, on_register=on_register,
+                summary_extra={"file": run.name, "started from": "upload page"})
+        except job.JobError as err:
+            run.state, run.message = "failed", redact(str(err))
+        except OSError as err:
+            run.state = "failed"
+            run.message = f"cannot write the results workbook: {err.strerror or err}"
+        except asyncio.CancelledError:
+            run.state, run.message = "interrupted", "the server stopped during the run"
+            raise
+        except Exception:
+            log.exception("web run %s failed", run.id)
+            run.state, run.message = "failed", "internal error: see the server log"
+        else:
+            run.counts = dict(result.counts)
+            run.state = "interrupted" if run.stop.is_set() else "finished"
+            if result.halted:
+                run.message = redact(result.halted)
+            log_summary(log, result.counts, sheet=run.name)
+        finally:
+            run.touch()
+
+    async def shutdown(self) -> None:
+        """Stop runs gracefully (calls in flight finish, results are written), then the streams."""
+        self.closing = True
+        tasks = [r.task for r in self.live.values() if r.task is not None and not r.task.done()]
+        for run in self.live.values():
+            run.stop.set()
+            run.touch()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            if pending:
+                for run in self.live.values():
+                    run.hard_stop.set()
+                _, pending = await asyncio.wait(pending, timeout=5.0)
+                for task in pending:
+                    task.cancel()
+        for run in self.live.values():
+            run.touch()
