@@ -506,12 +506,13 @@ async def set_up(
 
 @dataclass(frozen=True)
 class CheckResult:
-    """What ``auth --check`` found: how the token was had, then the read (if one was made)."""
+    """What ``auth --check`` found: how the token was had, then the one read it made."""
 
     api_base: str
     refreshing: bool  # the refresh flow (else a static ZOHO_ACCESS_TOKEN)
     minted: bool  # a new token was minted (else the cached one was still fresh)
-    sessions: int | None = None  # what the module listing returned; None: no read was made
+    sessions: int | None = None  # what the module listing returned (a module was given)
+    trainers: int | None = None  # what the trainers' first page held (no module given)
     error: str | None = None  # why the check failed after the token was had (exit 2)
 
 
@@ -521,10 +522,11 @@ async def check(
     *,
     on_wait: Callable[[float], None] | None = None,
 ) -> CheckResult:
-    """Get a token (minted or reused), then list the sessions of ``module`` (course, batch,
-    module) paced through the shared limiter and lock gate exactly like a run's calls, since
-    Zoho counts reads too. Nothing is created. No token at all is a `JobError`."""
-    from bulkschedule.client import ApiError, LmsClient, Locked, check_base_url
+    """Get a token (minted or reused), then make one harmless read, paced through the shared
+    limiter and lock gate exactly like a run's calls, since Zoho counts reads too: the sessions
+    of ``module`` (course, batch, module) when one is given, else the first page of the
+    trainers, which needs no IDs. Nothing is created. No token at all is a `JobError`."""
+    from bulkschedule.client import ApiError, LmsClient, Locked, Rejected, check_base_url
     from bulkschedule.job import JobError
     from bulkschedule.journal import Journal, normalise_base
     from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
@@ -543,11 +545,6 @@ async def check(
             raise JobError(f"cannot get an access token: {err}") from None
         refreshing = isinstance(provider, RefreshingToken)
         found = CheckResult(base, refreshing, refreshing and provider.mints > 0)
-        if module is None:
-            if refreshing:
-                return found
-            return replace(found, error="a static ZOHO_ACCESS_TOKEN can only be checked by a "
-                                        "read: give --course/--batch/--module or --ids-from SHEET")
         with Journal(send.state_dir) as journal:
             shared = journal.path
         scope = normalise_base(base)
@@ -557,14 +554,21 @@ async def check(
                            payload_style=send.payload_style,  # type: ignore[arg-type]
                            pace=make_pace(gate, limiter, on_wait=on_wait))
         try:
-            items = await client.list_module_sessions(*module)
+            if module is not None:
+                return replace(found, sessions=len(await client.list_module_sessions(*module)))
+            return replace(found, trainers=len(await client.list_trainers()))
         except Locked as err:
             gate.close(max(err.retry_after or 0.0, send.lock), reason=err.message)
             return replace(found, error=f"{err.message}; the credentials were accepted, try "
                                         "the check again later")
+        except Rejected as err:
+            if module is not None:
+                return replace(found, error=err.message)
+            return replace(found, error=f"{err.message}; to check by reading a module's "
+                                        "sessions instead, add --ids-from SHEET or "
+                                        "--course/--batch/--module")
         except ApiError as err:
             return replace(found, error=err.message)
         finally:
             limiter.detach()
             gate.detach()
-    return replace(found, sessions=len(items))

@@ -403,7 +403,7 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
                        "(press Ctrl-C again to stop harder)",
                        "\nstopping now: the calls in flight are abandoned (their rows become "
                        "'unknown'; the next run checks them before sending)")
-    n = len(validation.sessions)
+    n = validation.valid
     try:
         async with open_target(settings, sandbox=sandbox, speed=float(params["speed"]),
                                state_dir=Path(params["state"]) if params["state"] else None,
@@ -630,7 +630,8 @@ def _ask(label: str, *, hide: bool) -> str:
               help="Get an access token and make one harmless read; create nothing.")
 @click.option("--force", is_flag=True, help="Replace an existing secrets file.")
 @click.option("--ids-from", metavar="SHEET", type=click.Path(dir_okay=False),
-              help="With --check: read the module named in this sheet's first valid row.")
+              help="With --check: read the module named in this sheet's first valid row "
+                   "(instead of the trainers).")
 @id_options
 @sending_options
 def auth(**params: Any) -> None:
@@ -641,9 +642,10 @@ def auth(**params: Any) -> None:
     come from ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and ZOHO_GRANT_CODE, or one per line on stdin.
     The file is written with mode 0600 to `secrets_file` (see `bulkschedule config show`).
 
-    With --check: get an access token (reusing the cached one if it is still fresh) and list the
-    sessions of one module (--course/--batch/--module, or --ids-from SHEET) at the usual pace,
-    proving the credentials, the data centre and the scope. Nothing is created.
+    With --check: get an access token (reusing the cached one if it is still fresh) and make one
+    harmless read at the usual pace: the first page of the trainers, or, given a module
+    (--course/--batch/--module, or --ids-from SHEET), that module's sessions. This proves the
+    credentials, the data centre and the scope. Nothing is created.
 
     Exit code 0 on success, 2 when the credentials or the exchange failed.
     """
@@ -704,7 +706,7 @@ def _auth_setup(settings: Settings, *, force: bool) -> None:
     if done.shadowing:
         click.echo(f"note: {', '.join(done.shadowing)} set in the environment take(s) precedence "
                    "over the secrets file; unset them for runs to use the file")
-    click.echo("next: bulkschedule auth --check --ids-from SHEET")
+    click.echo("next: bulkschedule auth --check")
 
 
 def _auth_check(settings: Settings, module: tuple[str, str, str] | None) -> NoReturn:
@@ -735,14 +737,15 @@ def _auth_check(settings: Settings, module: tuple[str, str, str] | None) -> NoRe
         click.echo(f"credentials: OK, {how}")
     if found.error:
         fail(found.error)
-    if found.sessions is None:
-        click.echo("scope: not checked (no module given); add --ids-from SHEET or "
-                   "--course/--batch/--module to make one harmless read")
-    else:
-        assert module is not None
+    if module is not None:
+        assert found.sessions is not None
         click.echo(f"read: OK, module {module[2]} of batch {module[1]} lists "
                    f"{plural(found.sessions, 'session')} at {found.api_base}; nothing was "
                    "created")
+    else:
+        assert found.trainers is not None
+        click.echo(f"read: OK, {plural(found.trainers, 'trainer')} listed (first page) at "
+                   f"{found.api_base}; nothing was created")
     raise click.exceptions.Exit(EXIT_OK)
 
 

@@ -107,7 +107,28 @@ _SCOPE_CODES = frozenset({"7218"})
 _SUCCESS_CODES = frozenset({"200", "201", "0", "SUCCESS"})
 #: A listing of an empty module may come back as an "error" saying there is nothing to list.
 _NO_RECORDS = re.compile(
-    r"\bno\s+(matching\s+)?(records?|data|sessions?)\b(\s+(found|available))?", re.I
+    r"\bno\s+(matching\s+)?(records?|data|sessions?|trainers?)\b(\s+(found|available))?", re.I
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """What one kind of LMS listing is called and where its items may sit in a reply."""
+
+    what: str  # for messages: "the session listing"
+    many: str  # the key its list is expected under ("sessions"), also the noun in messages
+    one: str  # the singular key, used when it holds a list ("session": [...])
+    id_key: str  # what the key of a People-wrapped record (``{"<id>": [{...}]}``) becomes
+    unreadable: str  # what a reply without a list means for the caller
+
+
+_SESSIONS = _Listing(
+    "the session listing", "sessions", "session", "sessionId",
+    "cannot check which sessions exist",
+)
+_TRAINERS = _Listing(
+    "the trainer listing", "trainers", "trainer", "erecno",
+    "cannot tell whether the read worked",
 )
 
 
@@ -424,51 +445,62 @@ def classify_create(
 
 
 def _classify_list(
-    status: int, headers: Mapping[str, str], body: str, *, now: float | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    *,
+    now: float | None = None,
+    listing: _Listing = _SESSIONS,
 ) -> tuple[list[dict[str, Any]], bool | None]:
     """(items, hasMoreRecords or None) of a listing page, or the ApiError it deserves."""
     info = _parse(body)
     if 200 <= status < 300 and info.is_json and not info.has_error:
-        items = _list_items(info.doc)
+        items = _list_items(info.doc, listing)
         if items is not None:
             return items, _has_more(info.doc)
         if not _holds_records(info.doc):
-            return [], False  # a success reply with no list at all: an empty module
+            return [], False  # a success reply with no list at all: an empty listing
     if info.has_error or status == 404 or status == 204:
         text = f"{info.message or ''} {info.snippet}"
         if status == 204 or _NO_RECORDS.search(text):
             return [], False
-    _raise_for_error(status, headers, info, what="the session listing", creating=False, now=now)
+    _raise_for_error(status, headers, info, what=listing.what, creating=False, now=now)
     raise ServerError(
-        "Zoho answered the session listing without a list of sessions "
-        f"({_describe(info, status)}); cannot check which sessions exist",
+        f"Zoho answered {listing.what} without a list of {listing.many} "
+        f"({_describe(info, status)}); {listing.unreadable}",
         status=status,
         code=info.code,
     )
 
 
-def _list_items(doc: Any) -> list[dict[str, Any]] | None:
-    """The list of sessions under any of the keys seen in Zoho list replies, or a bare list."""
+def _classify_trainers(
+    status: int, headers: Mapping[str, str], body: str, *, now: float | None = None
+) -> tuple[list[dict[str, Any]], bool | None]:
+    return _classify_list(status, headers, body, now=now, listing=_TRAINERS)
+
+
+def _list_items(doc: Any, listing: _Listing = _SESSIONS) -> list[dict[str, Any]] | None:
+    """The list of items under any of the keys seen in Zoho list replies, or a bare list."""
     candidates: list[Any] = [doc]
     if isinstance(doc, dict):
         response = doc.get("response") if isinstance(doc.get("response"), dict) else {}
         candidates = [
-            doc.get("sessions"),
-            doc.get("session") if isinstance(doc.get("session"), list) else None,
+            doc.get(listing.many),
+            doc.get(listing.one) if isinstance(doc.get(listing.one), list) else None,
             doc.get("data"),
             doc.get("result"),
             doc.get("records"),
             response.get("result"),
-            response.get("sessions"),
+            response.get(listing.many),
             response.get("data"),
         ]
     for found in candidates:
         if isinstance(found, dict):  # e.g. {"data": {"sessions": [...]}}
-            inner = _list_items(found)
+            inner = _list_items(found, listing)
             if inner is not None:
                 return inner
         if isinstance(found, list):
-            return [_unwrap(item) for item in found if isinstance(item, dict)]
+            return [_unwrap(item, listing.id_key) for item in found if isinstance(item, dict)]
     return None
 
 
@@ -481,12 +513,12 @@ def _holds_records(doc: Any) -> bool:
     return False
 
 
-def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
+def _unwrap(item: dict[str, Any], id_key: str = "sessionId") -> dict[str, Any]:
     """Zoho People form lists wrap each record as ``{"<recordId>": [{...}]}``: unwrap that."""
     if len(item) == 1:
         ((key, value),) = item.items()
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
-            return {"sessionId": key, **value[0]}
+            return {id_key: key, **value[0]}
     return item
 
 
@@ -653,7 +685,8 @@ def _session_id(item: Mapping[str, Any]) -> str | None:
 
 
 class LmsClient:
-    """Creates and lists sessions; every failure surfaces as one ApiError subclass.
+    """Creates and lists sessions, lists trainers; every failure surfaces as one ApiError
+    subclass.
 
     ``pace`` is awaited before every API request (the shared lock gate and rate limiter); the
     token endpoint is not paced. An auth failure is answered by one token refresh and one retry.
@@ -728,6 +761,25 @@ class LmsClient:
             out.extend(page)
         return out
 
+    async def list_trainers(self) -> list[dict[str, Any]]:
+        """The first page of the organisation's trainers (raw items, as Zoho sends them).
+
+        One paced call and no more, whatever ``hasMoreRecords`` says: this is the ID-free
+        harmless read of ``auth --check``, which needs to prove the credentials and scope, not
+        to enumerate every trainer. Classified like the session listing (lock, one refresh on
+        an auth failure, scope, ...); an empty organisation is an empty list.
+        """
+        items, _ = await self._call(
+            "GET",
+            f"{self._base}/api/v1/trainers?startIndex=0",
+            None,
+            {},
+            what=_TRAINERS.what,
+            creating=False,
+            classify=_classify_trainers,
+        )
+        return list(items)
+
     async def find_session(self, req: Request) -> str | None:
         """The sessionId of a listed session matching `req` by name, date and start time.
 
@@ -768,7 +820,7 @@ class LmsClient:
                 f"{self._base}{path}?startIndex={start}",
                 None,
                 {},
-                what="the session listing",
+                what=_SESSIONS.what,
                 creating=False,
                 classify=_classify_list,
             )

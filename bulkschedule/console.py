@@ -35,7 +35,7 @@ def summary_line(validation: Validation) -> str:
     """``sessions.xlsx: 40 rows, 38 valid, 3 errors, 1 warning``."""
     line = (
         f"{validation.table.file}: {plural(validation.n_rows, 'row')}, "
-        f"{len(validation.sessions)} valid, {plural(validation.errors, 'error')}, "
+        f"{validation.valid} valid, {plural(validation.errors, 'error')}, "
         f"{plural(validation.warnings, 'warning')}"
     )
     if validation.fatal:

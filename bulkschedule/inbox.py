@@ -561,7 +561,7 @@ async def process_inbox(
             result.message = (f"{validation.errors} errors and all-or-nothing applies: nothing "
                               "sent; fix the sheet (see its report) and drop it in again")
             result.counts = {"invalid": len(validation.error_rows) or validation.n_rows,
-                             "not sent": len(validation.sessions)}
+                             "not sent": validation.valid}
             result.counts = {k: v for k, v in result.counts.items() if v}
             try:
                 _, result.summary_path = results_paths(paths, sheet, now=start)
@@ -588,7 +588,7 @@ async def process_inbox(
             settle(result)
             break
         result.results_path, result.summary_path = results_xlsx, summary_json
-        on_event = (on_event_factory(sheet.name, len(validation.sessions))
+        on_event = (on_event_factory(sheet.name, validation.valid)
                     if on_event_factory is not None else None)
         try:
             sent = await job.send(validation, send_settings, tokens=tokens,

@@ -6,7 +6,6 @@ comes in by. The CLI keeps only flags, prompts, progress and exit codes.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import os
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bulkschedule.problems import DONE_STATUSES, Outcome, Status
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    import asyncio
+
     import aiohttp
 
     from bulkschedule.auth import TokenProvider
@@ -154,6 +155,8 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
     """Await ``work``; if ``event`` is set first, cancel it, wait for it to unwind, return None."""
     if event is None:
         return await work
+    import asyncio
+
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(event.wait())
     try:

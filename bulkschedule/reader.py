@@ -7,12 +7,13 @@ lose information (IDs stay text, typed cells keep their type).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
+import gc
 import io
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,148 @@ class ReadError(Exception):
     """The file cannot be read. ``str(err)`` is one clear line naming the file (exit code 2)."""
 
 
-@dataclass(slots=True)
 class RawTable:
-    file: str  # the path as the user gave it
-    sheet: str | None  # sheet name for workbooks, None for CSV
-    headers: list[str]  # header row as typed (empty string for a blank header cell)
-    rows: list[list[Cell]]  # data rows, each padded/truncated to len(headers); blank rows dropped
-    row_numbers: list[int]  # spreadsheet row number of each entry in rows (header is row 1)
-    notes: list[str] = field(default_factory=list)  # e.g. "read as Windows-1252", "delimiter ';'"
-    #: Spreadsheet column number (A = 1) of ``headers[0]``: calamine trims empty leading columns,
-    #: and an annotated copy of the sheet must put its marks back in the right column.
-    first_column: int = 1
-    #: Spreadsheet row number of the header row (1 unless blank rows precede it).
-    header_row: int = 1
+    """One sheet as read. ``rows`` is built on first use: validation reads `columns` instead.
+
+    Fields: ``file`` (the path as the user gave it); ``sheet`` (sheet name for workbooks, None for
+    CSV); ``headers`` (header row as typed, "" for a blank header cell); ``rows`` (data rows, each
+    padded/truncated to len(headers), blank rows dropped, empty cells None); ``row_numbers``
+    (spreadsheet row number of each entry in rows; the header is row 1); ``notes`` (e.g. "read as
+    Windows-1252", "delimiter ';'"); ``first_column`` (spreadsheet column number, A = 1, of
+    ``headers[0]``: calamine trims empty leading columns, and an annotated copy of the sheet must
+    put its marks back in the right column); ``header_row`` (spreadsheet row number of the header
+    row: 1 unless blank rows precede it).
+    """
+
+    __slots__ = ("_columns", "_rows", "file", "first_column", "header_row", "headers", "notes",
+                 "row_numbers", "sheet")
+    __match_args__ = ("file", "sheet", "headers", "rows", "row_numbers", "notes", "first_column",
+                      "header_row")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __init__(
+        self,
+        file: str,
+        sheet: str | None,
+        headers: list[str],
+        rows: list[list[Cell]],
+        row_numbers: list[int],
+        notes: list[str] | None = None,
+        first_column: int = 1,
+        header_row: int = 1,
+    ) -> None:
+        self.file = file
+        self.sheet = sheet
+        self.headers = headers
+        self._rows: list[list[Cell]] | None = rows
+        self._columns: list[Cells] | None = None
+        self.row_numbers = row_numbers
+        self.notes = [] if notes is None else notes
+        self.first_column = first_column
+        self.header_row = header_row
+
+    @classmethod
+    def from_columns(
+        cls, file: str, sheet: str | None, headers: list[str], columns: list[Cells],
+        row_numbers: list[int], notes: list[str], *, header_row: int = 1,
+    ) -> RawTable:
+        """A table kept column by column (one `Cells` per header) until someone asks for rows."""
+        table = cls(file, sheet, headers, None, row_numbers, notes, header_row=header_row)  # type: ignore[arg-type]
+        table._columns = columns
+        return table
+
+    @property
+    def rows(self) -> list[list[Cell]]:
+        if self._rows is None:
+            columns, self._columns = self._columns or [], None
+            lists = [c.tolist() for c in columns]
+            self._rows = (list(map(list, zip(*lists, strict=True))) if lists
+                          else [[] for _ in self.row_numbers])
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[list[Cell]]) -> None:
+        self._rows, self._columns = rows, None
+
+    def columns(self) -> list[Cells]:
+        """The cells column by column, one `Cells` per header, without building rows."""
+        if self._rows is None:
+            return list(self._columns or [])
+        width = len(self.headers)
+        rows = self._rows
+        if not rows:
+            return [Cells(()) for _ in range(width)]
+        if any(len(r) < width for r in rows):  # the reader pads; a hand-built table may not
+            rows = [r if len(r) >= width else [*r, *([None] * (width - len(r)))] for r in rows]
+        return [Cells(c) for c, _ in zip(zip(*rows, strict=False), range(width), strict=False)]
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.file, self.sheet, self.headers, self.rows, self.row_numbers, self.notes,
+                self.first_column, self.header_row)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
+                                                          strict=True))
+        return f"RawTable({values})"
+
+
+class Cells:
+    """One column of a table: ``uniques[codes[i]]`` when ``codes`` is set (each distinct cell
+    stored once, code -1 for a missing cell), else ``values[i]``. An empty cell may be "" here;
+    `RawTable.rows` and indexing show it as None."""
+
+    __slots__ = ("codes", "uniques", "values")
+
+    def __init__(self, values: Sequence[Cell] | None = None, *, codes: Any = None,
+                 uniques: list[Cell] | None = None) -> None:
+        self.values = values
+        self.codes = codes  # numpy integer array, or None
+        self.uniques = uniques
+
+    def __len__(self) -> int:
+        return len(self.codes if self.values is None else self.values)
+
+    def __getitem__(self, i: int) -> Cell:
+        if self.values is None:
+            k = self.codes[i]
+            v = None if k < 0 else self.uniques[k]  # type: ignore[index]
+        else:
+            v = self.values[i]
+        return None if v.__class__ is str and not v else v
+
+    def take(self, index: Any) -> Cells:
+        """The cells at ``index`` (a slice or an array of positions)."""
+        if self.values is None:
+            return Cells(codes=self.codes[index], uniques=self.uniques)
+        if isinstance(index, slice) or hasattr(self.values, "dtype"):
+            return Cells(self.values[index])  # type: ignore[index]
+        return Cells(list(map(self.values.__getitem__, index.tolist())))
+
+    def blank_at(self, index: Any) -> Any:
+        """Per position in ``index``: is the cell empty or only spaces (numpy bool array)."""
+        import numpy as np
+
+        if self.values is None:
+            u = self.uniques or []
+            blank = np.fromiter(map(_is_blank_cell, u), bool, len(u))
+            return np.append(blank, True)[self.codes[index]]
+        values = map(self.values.__getitem__, index.tolist())
+        return np.fromiter(map(_is_blank_cell, values), bool, len(index))
+
+    def tolist(self) -> list[Cell]:
+        """Every cell, an empty one as None."""
+        import numpy as np
+
+        if self.values is None:
+            u = [None if v.__class__ is str and not v else v for v in self.uniques or []]
+            u.append(None)  # code -1
+            return np.fromiter(u, object, len(u))[self.codes].tolist()  # type: ignore[no-any-return]
+        return [None if v.__class__ is str and not v else v for v in self.values]
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -58,6 +188,25 @@ _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 _NOT_A_WORKBOOK = "not a valid Excel workbook (is it corrupt, or another format renamed?)"
 _SAMPLE_CHARS = 65536  # enough text to sniff the delimiter from the first records
 _SAMPLE_RECORDS = 20
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building a sheet's cells.
+
+    Reading and validating build hundreds of thousands of acyclic objects; each allocation burst
+    would trigger collections walking every live cell (measured: a third of calamine's read, and
+    double the time of building session rows). Import modules *before* pausing: their objects
+    would otherwise pile up in the youngest generation for one long collection afterwards. Any
+    cycles made meanwhile are collected later, as usual, once the collector is back on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def read_table(path: str | Path, sheet: str | None = None) -> RawTable:
@@ -153,6 +302,7 @@ def _read_workbook(
     p: Path, name: str, sheet: str | None, notes: list[str], *, sniff: bool
 ) -> RawTable:
     """Load one sheet through python-calamine, turning any failure of it into a ReadError."""
+    import numpy  # noqa: F401  # before the pause below (see gc_paused)
     import python_calamine as pc  # deferred: a CSV run never pays for it
 
     try:
@@ -165,7 +315,8 @@ def _read_workbook(
             names: list[str] = list(wb.sheet_names)
             chosen = _choose_sheet(wb, sheet, name)
             ws = wb.get_sheet_by_name(chosen)
-            grid: list[list[Any]] = ws.to_python()
+            with gc_paused():  # 100,000 row lists, turned into columns and dropped meanwhile
+                columns, n = _grid_columns(ws.to_python())
             start = ws.start  # (row, col), 0-based, of grid[0][0]; None for an empty sheet
         finally:
             wb.close()
@@ -184,7 +335,8 @@ def _read_workbook(
         raise ReadError(f"{name}: {_NOT_A_WORKBOOK} ({detail})") from None
     first_row, first_col = start if start else (0, 0)
     try:
-        table = _table_from_grid(name, chosen, grid, first_row + 1, notes)
+        table = _table_from_columns(name, chosen, columns, n, first_row + 1, notes,
+                                    f"{name}: sheet '{chosen}' is empty: no header row found")
     except ReadError as e:
         if len(names) < 2:
             raise
@@ -229,25 +381,61 @@ def _match_sheet(names: Sequence[str], wanted: str) -> str | None:
     return None
 
 
-def _table_from_grid(
-    name: str, sheet: str, grid: list[list[Any]], grid_row: int, notes: list[str]
+def _grid_columns(grid: list[list[Any]]) -> tuple[list[Cells], int]:
+    """calamine's rectangle (empty cells as "") as columns, and its number of rows.
+
+    One pass in C; then object arrays, which the garbage collector never walks (it would walk
+    tuples of 100,000 cells), and the row lists are dropped at once.
+    """
+    import numpy as np
+
+    n = len(grid)
+    width = max(map(len, grid), default=0)
+    if min(map(len, grid), default=0) != width:  # calamine gives a rectangle; never trust it
+        grid = [r if len(r) == width else [*r, *([""] * (width - len(r)))] for r in grid]
+    columns = [Cells(np.fromiter(c, dtype=object, count=n)) for c in zip(*grid, strict=True)]
+    grid.clear()
+    return columns, n
+
+
+def _table_from_columns(
+    name: str, sheet: str | None, columns: list[Cells], n: int, first_row: int,
+    notes: list[str], empty: str,
 ) -> RawTable:
-    """Turn calamine's rectangle (empty cells as "") into rows; ``grid_row`` numbers grid[0]."""
-    header_at = next((i for i, r in enumerate(grid) if not _is_blank(r)), None)
-    if header_at is None:
-        raise ReadError(f"{name}: sheet '{sheet}' is empty: no header row found")
-    rows: list[list[Cell]] = []
-    numbers: list[int] = []
-    for i in range(header_at + 1, len(grid)):
-        r = grid[i]
-        first = r[0]
-        # Most rows have something in their first cell; only the others get the full blank test.
-        if first.__class__ is str and (not first or first.isspace()) and _is_blank(r):
-            continue
-        rows.append([None if v == "" else v for v in r])
-        numbers.append(grid_row + i)
-    headers = _fit_width(grid[header_at], rows)
-    return RawTable(name, sheet, headers, rows, numbers, notes, header_row=grid_row + header_at)
+    """Find the header (the first non-blank row), drop blank rows, fit the width to the header
+    (widening it rather than dropping data). Row i of the columns is spreadsheet row first_row + i.
+    """
+    import numpy as np
+
+    blank = np.arange(n)  # positions of rows blank so far; each column narrows it down
+    for c in columns:
+        if not len(blank):
+            break
+        blank = blank[c.blank_at(blank)]
+    keep = np.ones(n, dtype=bool)
+    keep[blank] = False
+    keep = np.flatnonzero(keep)
+    if not len(keep):
+        raise ReadError(empty)
+    header_at, keep = int(keep[0]), keep[1:]
+    header = [c[header_at] for c in columns]
+    width = len(header)
+    while width and _is_blank_cell(header[width - 1]):
+        width -= 1
+    for j in range(len(columns) - 1, width - 1, -1):
+        if len(keep) and not columns[j].blank_at(keep).all():
+            width = j + 1
+            break
+    if not len(keep):
+        index: Any = slice(0, 0)
+    elif int(keep[-1]) - int(keep[0]) + 1 == len(keep):  # no blank rows among the data: a view
+        index = slice(int(keep[0]), int(keep[-1]) + 1)
+    else:
+        index = keep
+    fitted = [c.take(index) for c in columns[:width]]
+    headers = [_header_text(v) for v in header[:width]]
+    return RawTable.from_columns(name, sheet, headers, fitted, (keep + first_row).tolist(), notes,
+                                 header_row=first_row + header_at)
 
 
 def _is_blank_cell(v: Any) -> bool:
@@ -293,10 +481,84 @@ def _fit_width(header: Sequence[Any], rows: list[list[Cell]]) -> list[str]:
 
 
 def _read_csv(p: Path, name: str, notes: list[str]) -> RawTable:
-    text = _decode(_read_bytes(p, name), name, notes)
+    raw = _read_bytes(p, name)
+    text, utf8 = _decode(raw, name, notes)
     delimiter = _sniff_delimiter(text)
     if delimiter != ",":
         notes.append(f"delimiter {_DELIMITER_NAMES[delimiter]}")
+    data = (raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw) if utf8 \
+        else text.encode("utf-8")
+    del raw
+    import pandas  # noqa: F401  # before the pause (see gc_paused)
+
+    with gc_paused():
+        columns = _csv_columns(data, text, delimiter)
+    if columns is not None:
+        return _table_from_columns(name, None, columns, len(columns[0]), 1, notes,
+                                   f"{name}: no header row found (the file is blank)")
+    return _read_csv_records(text, delimiter, name, notes)
+
+
+def _csv_columns(data: bytes, text: str, delimiter: str) -> list[Cells] | None:
+    """The records column by column through pandas' C parser (pandas is imported for validation
+    anyway), or None where it would not read exactly what the csv module reads: a record longer
+    than the first, an unclosed quote, a leading blank line, a cell over csv's size limit.
+
+    A column of repeating cells (IDs, dates, times, types; or an unknown column whose first records
+    repeat) is read as a categorical: each distinct cell becomes one string, the rows just codes.
+    Free text is read as strings (a categorical of 100,000 distinct names costs a slow sort).
+    """
+    import numpy as np
+    import pandas as pd
+
+    try:
+        sample = list(csv.reader(io.StringIO(text[:_SAMPLE_CHARS], newline=""),
+                                 delimiter=delimiter))
+    except csv.Error:
+        return None
+    from bulkschedule.columns import BY_NAME, canonical
+
+    header = next((r for r in sample if r), [])
+    seen = [r for r in sample[1:-1] if r]  # not the header, nor a record the sample cuts
+    kinds: dict[int, Any] = {}  # every column gets a dtype: none is inferred (IDs stay text)
+    for j in range(max(map(len, sample), default=0)):
+        known = canonical(header[j]) if j < len(header) else None
+        if known is not None:  # a known column: IDs, dates, times repeat; free text does not
+            repeats = BY_NAME[known].kind != "text"
+        else:
+            cells = [r[j] for r in seen if len(r) > j]
+            repeats = len(set(cells)) * 2 <= len(cells)
+        kinds[j] = "category" if repeats else object
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data), sep=delimiter, header=None, dtype=kinds, engine="c",
+            na_filter=False, keep_default_na=False, skip_blank_lines=False, quotechar='"',
+            doublequote=True, escapechar=None, comment=None, skipinitialspace=False,
+            encoding="utf-8", low_memory=False,
+        )
+    except Exception:  # ParserError, EmptyDataError...: the csv module decides
+        return None
+    columns: list[Cells] = []
+    for j in range(frame.shape[1]):
+        col = frame.iloc[:, j]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            cells = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
+                          uniques=col.cat.categories.tolist())
+        elif j in kinds:
+            cells = Cells(col.to_numpy(dtype=object))
+        else:  # pandas saw more columns than the sample: it may have inferred numbers
+            return None
+        columns.append(cells)
+    if len(data) > csv.field_size_limit():
+        for c in columns:
+            if max(map(len, c.uniques if c.values is None else c.values), default=0) \
+                    > csv.field_size_limit():
+                return None  # the csv module refuses it, with its own message
+    return columns or None
+
+
+def _read_csv_records(text: str, delimiter: str, name: str, notes: list[str]) -> RawTable:
+    """The csv module's reading: ragged records, unclosed quotes, leading blank lines."""
     try:
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as e:
@@ -325,19 +587,20 @@ def _read_csv(p: Path, name: str, notes: list[str]) -> RawTable:
     return RawTable(name, None, headers, rows, numbers, notes, header_row=header_at + 1)
 
 
-def _decode(raw: bytes, name: str, notes: list[str]) -> str:
-    """UTF-8 (BOM or not), else Windows-1252 as Excel writes "CSV" on Western Windows."""
+def _decode(raw: bytes, name: str, notes: list[str]) -> tuple[str, bool]:
+    """UTF-8 (BOM or not), else Windows-1252 as Excel writes "CSV" on Western Windows; and
+    whether ``raw`` is UTF-8."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel "Unicode Text"
         try:
             text = raw.decode("utf-16")
         except UnicodeDecodeError:
             raise ReadError(f"{name}: does not look like a text CSV file") from None
         notes.append("read as UTF-16")
-        return text
+        return text, False
     if b"\0" in raw:
         raise ReadError(f"{name}: does not look like a text CSV file (it contains binary data)")
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), True
     except UnicodeDecodeError:
         pass
     if raw.startswith(codecs.BOM_UTF8):
@@ -349,7 +612,7 @@ def _decode(raw: bytes, name: str, notes: list[str]) -> str:
             f"{name}: the text is neither UTF-8 nor Windows-1252: save it as 'CSV UTF-8'"
         ) from None
     notes.append("read as Windows-1252")
-    return text
+    return text, False
 
 
 def _sniff_delimiter(text: str) -> str:

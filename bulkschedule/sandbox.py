@@ -770,6 +770,14 @@ async def create_session(request: web.Request) -> web.StreamResponse:
     return web.json_response({"code": 200, "message": "success", "session": record})
 
 
+def _start_index(request: web.Request) -> int:
+    """The 0-based ``startIndex`` of a listing (default 0); anything else is ``_Invalid``."""
+    text = request.query.get("startIndex", "0").strip() or "0"
+    if not text.isdigit():
+        raise _Invalid("INVALID_INPUT", f"Invalid value for startIndex: {text!r}")
+    return int(text)
+
+
 async def list_sessions(request: web.Request) -> web.Response:
     """GET .../sessions?startIndex=: 25 a page in creation order, with ``hasMoreRecords``."""
     gated = await _gate(request, "reads")
@@ -778,15 +786,43 @@ async def list_sessions(request: web.Request) -> web.Response:
     state = gated
     try:
         course, batch, module = _check_ids(request, state)
-        text = request.query.get("startIndex", "0").strip() or "0"
-        if not text.isdigit():
-            raise _Invalid("INVALID_INPUT", f"Invalid value for startIndex: {text!r}")
+        start = _start_index(request)
     except _Invalid as bad:
         state.counters["rejected"] += 1
         return _error(bad.status, bad.code, bad.message)
-    sessions, more = state.store.page(course, batch, module, int(text), PAGE_SIZE)
+    sessions, more = state.store.page(course, batch, module, start, PAGE_SIZE)
     return web.json_response(
         {"code": 200, "message": "success", "sessions": sessions, "hasMoreRecords": more}
+    )
+
+
+async def list_trainers(request: web.Request) -> web.Response:
+    """GET /api/v1/trainers?startIndex=: the catalogue's trainers in file order, 25 a page.
+
+    The reply's shape is invented (Zoho does not publish it): the LMS listing envelope with
+    ``trainers`` items of ``erecno`` and ``name``. Without a catalogue the list is empty.
+    """
+    gated = await _gate(request, "reads")
+    if isinstance(gated, web.Response):
+        return gated
+    state = gated
+    try:
+        start = _start_index(request)
+    except _Invalid as bad:
+        state.counters["rejected"] += 1
+        return _error(bad.status, bad.code, bad.message)
+    cat = state.config.catalogue
+    everyone = [
+        {"erecno": erecno, "name": name} for erecno, name in (cat.trainers if cat else {}).items()
+    ]
+    page = everyone[start : start + PAGE_SIZE]
+    return web.json_response(
+        {
+            "code": 200,
+            "message": "success",
+            "trainers": page,
+            "hasMoreRecords": start + PAGE_SIZE < len(everyone),
+        }
     )
 
 
@@ -861,6 +897,7 @@ def make_app(config: SandboxConfig) -> web.Application:
     app.router.add_post(base + "/modules/{module}/sessions", create_session)
     app.router.add_get(base + "/modules/{module}/sessions", list_sessions)
     app.router.add_get(base + "/sessions", list_sessions)
+    app.router.add_get("/api/v1/trainers", list_trainers)
     app.router.add_post("/oauth/v2/token", mint_token)
     app.router.add_get("/__sandbox/stats", get_stats)
     app.router.add_post("/__sandbox/reset", post_reset)

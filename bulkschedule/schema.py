@@ -9,20 +9,17 @@ and so ``bulkschedule --help``, stays instant.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import datetime as dt
 import functools
 import gc
-import importlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bulkschedule import parse
 from bulkschedule.columns import BY_NAME, COLUMNS, REQUIRED, HeaderMap, map_headers
 from bulkschedule.problems import Problem, error, sort_key, warning
-from bulkschedule.reader import RawTable
+from bulkschedule.reader import Cells, RawTable, gc_paused
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,20 +50,58 @@ class SessionRow(NamedTuple):
     key: str | None = None
 
 
-@dataclass(slots=True)
 class Validation:
-    """Everything validation learnt about one sheet."""
+    """Everything validation learnt about one sheet.
 
-    table: RawTable
-    headers: HeaderMap
-    sessions: list[SessionRow]  # rows with no error, in input order
-    problems: list[Problem]  # sorted with problems.sort_key
-    fatal: bool = False  # a required column is missing: nothing can be sent
-    error_rows: set[int] = field(default_factory=set)  # spreadsheet rows with at least one error
+    ``sessions``: the rows with no error, in input order, parsed (built on first use: ``valid``
+    counts them without building them); ``problems``: sorted with problems.sort_key; ``fatal``: a
+    required column is missing, nothing can be sent; ``error_rows``: spreadsheet rows with at
+    least one error.
+    """
+
+    __slots__ = ("_build", "_sessions", "_valid", "error_rows", "fatal", "headers", "problems",
+                 "table")
+    __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        table: RawTable,
+        headers: HeaderMap,
+        sessions: list[SessionRow],
+        problems: list[Problem],
+        fatal: bool = False,
+        error_rows: set[int] | None = None,
+    ) -> None:
+        self.table = table
+        self.headers = headers
+        self._sessions: list[SessionRow] | None = sessions
+        self._build: Callable[[], list[SessionRow]] | None = None
+        self._valid = len(sessions)
+        self.problems = problems
+        self.fatal = fatal
+        self.error_rows: set[int] = set() if error_rows is None else error_rows
+
+    @property
+    def sessions(self) -> list[SessionRow]:
+        if self._sessions is None:
+            with gc_paused():
+                self._sessions = self._build() if self._build else []
+            self._build = None
+        return self._sessions
+
+    @sessions.setter
+    def sessions(self, sessions: list[SessionRow]) -> None:
+        self._sessions, self._build, self._valid = sessions, None, len(sessions)
+
+    @property
+    def valid(self) -> int:
+        """How many rows are valid: ``len(sessions)``, without building them."""
+        return self._valid if self._sessions is None else len(self._sessions)
 
     @property
     def n_rows(self) -> int:
-        return len(self.table.rows)
+        return len(self.table.row_numbers)
 
     @property
     def errors(self) -> int:
@@ -81,11 +116,25 @@ class Validation:
         return {
             "file": self.table.file,
             "rows": self.n_rows,
-            "valid": len(self.sessions),
+            "valid": self.valid,
             "errors": self.errors,
             "warnings": self.warnings,
             "problems": [p.to_dict() for p in self.problems],
         }
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.table, self.headers, self.sessions, self.problems, self.fatal,
+                self.error_rows)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
+                                                          strict=True))
+        return f"Validation({values})"
 
 
 #: Which option supplies each path ID, for messages.
@@ -117,8 +166,7 @@ def preload() -> threading.Thread:
     while it parses a workbook, so the two overlap (measured: 2.2 s -> 1.9 s on a 100k-row xlsx).
     Join the thread (or just call `validate`, which imports them anyway) before validating.
     """
-    thread = threading.Thread(target=importlib.import_module, args=("pandera.pandas",),
-                              name="preload-pandera", daemon=True)
+    thread = threading.Thread(target=_import_pandera, name="preload-pandera", daemon=True)
     thread.start()
     return thread
 
@@ -133,26 +181,29 @@ def validate(
     today: dt.date | None = None,
 ) -> Validation:
     """Check every row of a sheet and parse the valid ones; never raises for bad cell values."""
-    with _gc_paused():
+    _import_pandera()  # before the pause (see reader.gc_paused)
+    with gc_paused():
         return _validate(table, course, batch, module, month_first, today)
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while validating.
+_frozen: list[bool] = []
 
-    Validation allocates hundreds of thousands of small acyclic objects (one SessionRow per row);
-    each allocation burst triggers collections that walk every live cell of the sheet, which
-    doubled the time of building the rows. Any cycles made meanwhile are collected later, as
-    usual, once the collector is back on.
+
+def _import_pandera() -> None:
+    """Import pandera (with pandas and numpy), then, once per process, `gc.freeze` what is loaded.
+
+    Frozen objects are never walked by the cyclic garbage collector again. The modules live until
+    exit anyway, but every full collection would walk their hundreds of thousands of objects: the
+    interpreter's collections at exit alone cost 0.3 s after importing pandera (measured: a
+    process that only imports pandera.pandas takes 0.87 s, 0.55 s with the freeze). Freezing once
+    after the imports is the use the gc module documents; any garbage cycle that exists at that
+    moment is kept, once.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+    import pandera.pandas  # noqa: F401
+
+    if not _frozen:
+        _frozen.append(True)
+        gc.freeze()
 
 
 def _validate(
@@ -179,22 +230,22 @@ def _validate(
             problems.append(error(None, name, None, message + hint))
             fatal = True
 
-    rows = _padded_rows(table)
+    columns = table.columns()  # column by column: no rows are built
+    n = len(table.row_numbers)
     row_numbers = np.asarray(table.row_numbers, dtype=np.int64)
-    by_column = list(zip(*rows, strict=False)) if rows else []  # one pass, in C
     cols: dict[str, _Parsed] = {}
     for name, index in headers.index.items():
-        cells = by_column[index] if rows else ()
+        cells = columns[index]
         parsed = _parse_column(cells, BY_NAME[name].kind, month_first)
         for pos, message in parsed.errors:
-            problems.append(error(int(row_numbers[pos]), name, parse.display(rows[pos][index]),
+            problems.append(error(int(row_numbers[pos]), name, parse.display(cells[pos]),
                                   message))
         cols[name] = parsed
     for name, value in args.items():
         if name in cols:
             cols[name].fill_blanks(value)
         else:
-            cols[name] = _Parsed.constant(value, len(rows))
+            cols[name] = _Parsed.constant(value, n)
 
     row_pos: dict[int, int] = {}
 
@@ -203,8 +254,8 @@ def _validate(
         if not row_pos:  # built on first use: most sheets have few such failures
             row_pos.update((int(r), i) for i, r in enumerate(row_numbers))
         pos = row_pos[row]
-        if name in headers.index and not parse.is_blank(rows[pos][headers.index[name]]):
-            return parse.display(rows[pos][headers.index[name]])
+        if name in headers.index and not parse.is_blank(found := columns[headers.index[name]][pos]):
+            return parse.display(found)
         return args.get(name, "")
 
     frame = _frame(cols, row_numbers)
@@ -212,15 +263,19 @@ def _validate(
         (int(row_numbers[pos]), name) for name, c in cols.items() for pos, _ in c.errors
     }
     problems.extend(_schema_problems(frame, today, bad_cells, cell))
-    problems.extend(_cross_row_problems(frame))
+    problems.extend(_cross_row_problems(frame, cols))
 
     problems.sort(key=sort_key)
     if fatal:
         error_rows = {int(r) for r in row_numbers}
     else:
         error_rows = {p.row for p in problems if p.is_error and p.row is not None}
-    sessions = [] if fatal else _sessions(cols, row_numbers, error_rows)
-    return Validation(table, headers, sessions, problems, fatal, error_rows)
+    validation = Validation(table, headers, [], problems, fatal, error_rows)
+    if not fatal:  # the valid rows become SessionRows only when someone asks for them
+        ok, validation._valid = _valid_rows(row_numbers, error_rows)
+        validation._sessions = None
+        validation._build = functools.partial(_sessions, cols, row_numbers, ok)
+    return validation
 
 
 def _header_problems(headers: HeaderMap, problems: list[Problem]) -> None:
@@ -248,22 +303,13 @@ def _path_arguments(given: dict[str, str | None], problems: list[Problem]) -> di
     return args
 
 
-def _padded_rows(table: RawTable) -> list[list[Any]]:
-    """The rows padded to the header width: the reader promises it, but a short row must not
-    crash validation."""
-    width = len(table.headers)
-    if all(len(r) >= width for r in table.rows):
-        return table.rows
-    return [r if len(r) >= width else [*r, *([None] * (width - len(r)))] for r in table.rows]
-
-
 # ------------------------------------------------------------------------------- per-cell parsing
 
 
 class _Parsed:
     """One column parsed: the value per row (None when blank or unparseable), plus the failures."""
 
-    __slots__ = ("blank", "codes", "errors", "kind", "results", "values")
+    __slots__ = ("blank", "codes", "distinct", "errors", "kind", "results", "values")
 
     def __init__(
         self,
@@ -272,6 +318,8 @@ class _Parsed:
         results: np.ndarray,
         blank: np.ndarray,
         errors: list[tuple[int, str]],
+        *,
+        distinct: bool = True,
     ) -> None:
         self.kind = kind
         self.codes = codes  # per row: index into results (-1, the last slot, for an empty cell)
@@ -279,6 +327,7 @@ class _Parsed:
         self.values = results[codes]  # per row: the parsed value, or None (object array)
         self.blank = blank  # per row: the cell was empty
         self.errors = errors  # (position, message) for cells that failed to parse
+        self.distinct = distinct  # False: one result per row (free text, never factorized)
 
     def per_row(self, convert: Callable[[Any], float]) -> np.ndarray:
         """A float per row, converting each distinct value once."""
@@ -295,7 +344,23 @@ class _Parsed:
 
     def fill_blanks(self, value: str) -> None:
         """A path-ID argument fills the blank cells; a non-blank cell wins."""
+        import numpy as np
+
         self.values[self.blank] = value
+        self.results = np.concatenate([self.results[:-1], [value, None]])
+        self.codes = np.where(self.blank, len(self.results) - 2, self.codes)
+
+    def keys(self, pos: np.ndarray) -> np.ndarray:
+        """Per row at ``pos``: a code shared by the rows with an equal parsed value; -1 for none."""
+        import numpy as np
+        import pandas as pd
+
+        if not self.distinct:
+            return pd.factorize(self.values[pos])[0]  # type: ignore[no-any-return]
+        seen: dict[Any, int] = {}
+        canon = np.fromiter((-1 if v is None else seen.setdefault(v, len(seen))
+                             for v in self.results), dtype=np.intp, count=len(self.results))
+        return canon[self.codes[pos]]  # type: ignore[no-any-return]
 
 
 _PARSERS: dict[str, Callable[..., Any]] = {
@@ -306,14 +371,13 @@ _PARSERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _parse_column(cells: Sequence[Any], kind: str, month_first: bool) -> _Parsed:
-    """Parse each distinct cell once (pandas.factorize), then spread the results over the rows.
+def _parse_column(cells: Cells, kind: str, month_first: bool) -> _Parsed:
+    """Parse each distinct cell once, then spread the results over the rows.
 
     A term repeats the same dates, times and IDs thousands of times, so this does a few hundred
-    parses instead of 100,000.
+    parses instead of 100,000. The reader hands most CSV columns over already factorized.
     """
     import numpy as np
-    import pandas as pd
 
     parser: Callable[[Any], Any]
     if kind == "date":
@@ -321,17 +385,16 @@ def _parse_column(cells: Sequence[Any], kind: str, month_first: bool) -> _Parsed
             return parse.parse_date(c, month_first=month_first)
     else:
         parser = _PARSERS[kind]
-    n = len(cells)
-    if kind == "text":
-        # free text (names, keys) rarely repeats and cannot fail: strip each cell directly
-        results = np.empty(n + 1, dtype=object)
-        results[:n] = [(c.strip() or None) if c.__class__ is str else parse.parse_text(c)
-                       for c in cells]
-        return _Parsed(kind, np.arange(n), results, pd.isna(results[:n]), [])
-    codes, uniques = _factorize(cells)
-    if any(_hash_collides(u) for u in uniques):
-        # factorize treats True, 1 and 1.0 as one value; they parse differently, so go cell by cell
-        codes, uniques = _factorize_by_type(cells)
+    if cells.values is not None and kind == "text":
+        # free text (names) rarely repeats and cannot fail: strip each cell directly
+        return _text_column(cells.values)
+    if cells.values is None:
+        codes, uniques = cells.codes, cells.uniques or []
+    else:
+        codes, uniques = _factorize(cells.values)
+        if any(_hash_collides(u) for u in uniques):
+            # factorize treats True, 1 and 1.0 as one value; they parse differently
+            codes, uniques = _factorize_by_type(cells.values)
     results = np.empty(len(uniques) + 1, dtype=object)  # the extra last slot is code -1: blank
     blank_u = np.zeros(len(uniques) + 1, dtype=bool)
     blank_u[-1] = True
@@ -344,6 +407,8 @@ def _parse_column(cells: Sequence[Any], kind: str, month_first: bool) -> _Parsed
             results[k] = parser(u)
         except parse.ParseError as exc:
             failed[k] = exc.message
+    if kind == "text":  # parse_text makes a blank-after-stripping cell None
+        blank_u |= np.equal(results, None)
     errors: list[tuple[int, str]] = []
     if failed:
         where = np.flatnonzero(np.isin(codes, np.fromiter(failed, dtype=np.int64)))
@@ -351,17 +416,33 @@ def _parse_column(cells: Sequence[Any], kind: str, month_first: bool) -> _Parsed
     return _Parsed(kind, codes, results, blank_u[codes], errors)
 
 
-def _factorize(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Codes and distinct values, None as -1; a dict beats pandas.factorize on object cells."""
+def _text_column(values: Sequence[Any]) -> _Parsed:
     import numpy as np
 
-    distinct = dict.fromkeys(cells)  # every loop here runs in C: no Python per-cell work
-    distinct.pop(None, None)
-    uniques = list(distinct)
-    index: dict[Any, int] = dict(zip(uniques, range(len(uniques)), strict=True))
-    index[None] = -1
-    codes = np.fromiter(map(index.__getitem__, cells), dtype=np.int64, count=len(cells))
-    return codes, uniques
+    n = len(values)
+    try:  # in C; a cell that is not text (None, a number) raises TypeError
+        stripped = np.fromiter(map(str.strip, values), dtype=object, count=n)
+        blank = stripped == ""
+        stripped[blank] = None
+    except TypeError:
+        stripped = np.fromiter(((c.strip() or None) if c.__class__ is str else parse.parse_text(c)
+                                for c in values), dtype=object, count=n)
+        blank = np.equal(stripped, None)
+    results = np.append(stripped, None)  # the last slot is code -1 of the other kinds
+    return _Parsed("text", np.arange(n), results, blank, [], distinct=False)
+
+
+def _factorize(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Codes and distinct values in one pass of a dict, in C (no Python per-cell work): each
+    cell's code is first the position of its first occurrence, then renumbered densely."""
+    import numpy as np
+
+    n = len(cells)
+    first: dict[Any, int] = {}
+    at = np.fromiter(map(first.setdefault, cells, range(n)), dtype=np.intp, count=n)
+    dense = np.empty(n, dtype=np.intp)
+    dense[np.fromiter(first.values(), dtype=np.intp, count=len(first))] = np.arange(len(first))
+    return dense[at], list(first)
 
 
 def _hash_collides(u: object) -> bool:
@@ -567,43 +648,83 @@ def _message(check: str, column: str, shown: Callable[[str], str], today: dt.dat
 # ------------------------------------------------------------------------------- cross-row checks
 
 
-def _cross_row_problems(frame: pd.DataFrame) -> list[Problem]:
+def _cross_row_problems(frame: pd.DataFrame, cols: dict[str, _Parsed]) -> list[Problem]:
+    """Duplicates and double bookings, on codes of the parsed values: no cell is hashed twice."""
+    keys = _Keys(frame, cols)
     found = _duplicates(
-        frame, ["moduleId", "name", "date", "startTime"], "name",
+        keys, ["moduleId", "date", "startTime", "name"], "name",
         lambda first: (f"Same session as row {first} (same module, name, date and start time): "
                        "delete one of them"),
     )
     # a repeated session is not also a double booking: the first copy stays valid
     repeated = [p.row for p in found]
     found.extend(_duplicates(
-        frame, ["key"], "key",
+        keys, ["key"], "key",
         lambda first: f"The key is also used in row {first}: each row's key must be unique",
     ))
-    once = frame.drop(index=repeated) if repeated else frame
-    found.extend(_double_bookings(once, "trainerErecno", "Trainer"))
-    found.extend(_double_bookings(once, "roomId", "Room"))
+    found.extend(_double_bookings(keys, repeated, "trainerErecno", "Trainer"))
+    found.extend(_double_bookings(keys, repeated, "roomId", "Room"))
     return found
+
+
+class _Keys:
+    """Integer keys of the normalised columns for the cross-row checks."""
+
+    def __init__(self, frame: pd.DataFrame, cols: dict[str, _Parsed]) -> None:
+        self.frame = frame
+        self.cols = cols
+        self.rows = frame.index.to_numpy()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.cols
+
+    def codes(self, name: str, pos: np.ndarray) -> np.ndarray:
+        """Per row at ``pos``: equal values share a code; -1 for a missing value."""
+        import pandas as pd
+
+        if self.cols[name].kind in ("date", "time"):  # numbers already (datetime64, minutes)
+            return pd.factorize(self.frame[name].to_numpy()[pos])[0]  # type: ignore[no-any-return]
+        return self.cols[name].keys(pos)
+
+    def values(self, name: str) -> np.ndarray:
+        return self.cols[name].values
 
 
 def _duplicates(
-    frame: pd.DataFrame, keys: list[str], column: str, message: Callable[[int], str]
+    keys: _Keys, names: list[str], column: str, message: Callable[[int], str]
 ) -> list[Problem]:
-    """An error on every later row equal to an earlier one on ``keys`` (rows with a key missing
-    are left out), naming the first such row."""
-    if any(k not in frame for k in keys):
+    """An error on every later row equal to an earlier one on ``names`` (rows with a key missing
+    are left out), naming the first such row.
+
+    Column by column, only the rows still equal to another row on the columns so far are kept, so
+    free text (the last key) is hashed only for the few rows that may repeat.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if any(k not in keys for k in names):
         return []
-    sub = frame[keys].dropna()
-    later = sub.duplicated(keep="first")
-    if not later.any():
-        return []
-    first = sub.index.to_series().groupby([sub[k] for k in keys], sort=False).transform("first")
-    found = []
-    for row in sub.index[later.to_numpy()]:
-        found.append(error(int(row), column, frame.at[row, column], message(int(first[row]))))
-    return found
+    pos = np.arange(len(keys.rows))
+    key = np.zeros(len(pos), dtype=np.int64)
+    for name in names:
+        codes = keys.codes(name, pos)
+        have = codes >= 0
+        pos, key, codes = pos[have], key[have], codes[have]
+        key = pd.factorize(key * (int(codes.max(initial=0)) + 1) + codes)[0]
+        repeats = np.bincount(key)[key] > 1
+        pos, key = pos[repeats], key[repeats]
+        if not len(pos):
+            return []
+    first = np.empty(int(key.max()) + 1, dtype=pos.dtype)
+    first[key[::-1]] = pos[::-1]  # the earliest position of each key wins
+    firsts = first[key]
+    later = firsts != pos
+    rows, shown = keys.rows, keys.values(column)
+    return [error(int(rows[i]), column, shown[i], message(int(rows[f])))
+            for i, f in zip(pos[later].tolist(), firsts[later].tolist(), strict=True)]
 
 
-def _double_bookings(frame: pd.DataFrame, column: str, what: str) -> list[Problem]:
+def _double_bookings(keys: _Keys, repeated: list[int], column: str, what: str) -> list[Problem]:
     """Rows booking the same trainer (or room) on the same date at overlapping times.
 
     Sorted sweeps keep this O(n log n): counting overlaps is two binary searches per row over the
@@ -612,18 +733,26 @@ def _double_bookings(frame: pd.DataFrame, column: str, what: str) -> list[Proble
     import numpy as np
     import pandas as pd
 
-    need = [column, "date", "startTime", "endTime"]
-    if any(k not in frame for k in need):
+    if any(k not in keys for k in (column, "date", "startTime", "endTime")):
         return []
-    sub = frame[need].dropna()
-    sub = sub[sub["endTime"] > sub["startTime"]]  # ending before it starts: already an error
-    if len(sub) < 2:
+    frame = keys.frame
+    pos = np.arange(len(keys.rows))
+    if repeated:
+        pos = pos[~np.isin(keys.rows, np.asarray(repeated, dtype=keys.rows.dtype))]
+    who_all = keys.codes(column, pos)
+    dates = frame["date"].to_numpy()[pos]
+    starts = frame["startTime"].to_numpy()[pos]
+    ends = frame["endTime"].to_numpy()[pos]
+    ok = (who_all >= 0) & ~np.isnat(dates) & ~np.isnan(starts) & ~np.isnan(ends)
+    ok[ok] = ends[ok] > starts[ok]  # ending before it starts: already an error
+    if ok.sum() < 2:
         return []
-    who = pd.factorize(sub[column])[0].astype(np.int64)
-    day = sub["date"].to_numpy("datetime64[D]").astype(np.int64)
+    pos = pos[ok]
+    who = pd.factorize(who_all[ok])[0].astype(np.int64)
+    day = dates[ok].astype("datetime64[D]").astype(np.int64)
     group = pd.factorize(who * 4_000_000 + (day - day.min()))[0].astype(np.int64)
-    start = sub["startTime"].to_numpy(np.int64)
-    end = sub["endTime"].to_numpy(np.int64)
+    start = starts[ok].astype(np.int64)
+    end = ends[ok].astype(np.int64)
     span = 2048  # > minutes in a day: keeps (group, minute) keys of different groups apart
     start_key = group * span + start
     end_key = group * span + end
@@ -632,8 +761,8 @@ def _double_bookings(frame: pd.DataFrame, column: str, what: str) -> list[Proble
     if not overlaps.any():
         return []
 
-    rows = sub.index.to_numpy()
-    ids = sub[column].to_numpy()
+    rows = keys.rows[pos]
+    ids = keys.values(column)[pos]
     partners = _overlap_partners(group, start, end, overlaps)
     found = []
     for i, others in partners.items():
@@ -702,12 +831,18 @@ def _join(parts: list[str]) -> str:
 # -------------------------------------------------------------------------------- the valid rows
 
 
-def _sessions(cols: dict[str, _Parsed], row_numbers: np.ndarray, error_rows: set[int]) -> list[
-        SessionRow]:
+def _valid_rows(row_numbers: np.ndarray, error_rows: set[int]) -> tuple[Any, int]:
+    """The positions of the rows without an error (a slice when there are none), and how many."""
     import numpy as np
 
+    if not error_rows:
+        return slice(None), len(row_numbers)
     ok = ~np.isin(row_numbers, np.fromiter(error_rows, dtype=np.int64, count=len(error_rows)))
-    n = int(ok.sum())
+    return ok, int(ok.sum())
+
+
+def _sessions(cols: dict[str, _Parsed], row_numbers: np.ndarray, ok: Any) -> list[SessionRow]:
+    n = len(row_numbers[ok])
 
     def values(name: str) -> list[Any]:
         if name not in cols:
@@ -718,4 +853,5 @@ def _sessions(cols: dict[str, _Parsed], row_numbers: np.ndarray, error_rows: set
               "startTime", "endTime", "description", "roomId", "lockUntil", "gradeCategoryId",
               "key")
     columns = (row_numbers[ok].tolist(), *(values(f) for f in fields))
-    return list(map(SessionRow._make, zip(*columns, strict=True)))
+    make = functools.partial(tuple.__new__, SessionRow)  # SessionRow._make, without Python calls
+    return list(map(make, zip(*columns, strict=True)))

@@ -188,7 +188,7 @@ class Runs:
             raise Busy(current)
         results = folder / f".results-{secrets.token_hex(8)}.xlsx"
         run = LiveRun(id=0, upload_id=upload_id, name=meta["name"], dry_run=dry_run,
-                      total=len(validation.sessions), target=target.api_base,
+                      total=validation.valid, target=target.api_base,
                       results_path=results)
         registered = asyncio.Event()
 

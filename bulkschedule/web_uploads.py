@@ -289,7 +289,7 @@ class Uploads:
             raise
         self.remember(upload_id, validation)
         log.info("web: upload %s (%s, %d bytes): %d rows, %d valid, %d errors", upload_id, name,
-                 size, validation.n_rows, len(validation.sessions), validation.errors)
+                 size, validation.n_rows, validation.valid, validation.errors)
         return upload_id
 
     def _store(self, folder: Path, meta: dict[str, Any]) -> Validation:

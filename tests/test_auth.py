@@ -487,3 +487,63 @@ def test_from_env_partial_trio_with_an_access_token_uses_the_token() -> None:
         {"ZOHO_CLIENT_ID": CLIENT_ID, "ZOHO_ACCESS_TOKEN": ACCESS[0]}, cache_dir=None, session=None
     )  # type: ignore[arg-type]
     assert isinstance(p, StaticToken)
+
+
+# --------------------------------------------------------------------------------------------
+# `auth --check`: the one harmless read (end to end against the sandbox in test_cli_ops.py)
+
+PEOPLE = "https://people.zoho.com"
+TRAINERS_URL = re.compile(re.escape(f"{PEOPLE}/api/v1/trainers") + r"\?startIndex=0$")
+MODULE_IDS = ("478346000019479103", "478346000019479115", "478346000019479119")
+
+
+def check_target(state: Path) -> Any:
+    from bulkschedule.job import SendSettings
+    from bulkschedule.target import Target
+
+    return Target(SendSettings(api_base=PEOPLE, state_dir=state, rate_calls=100, rate_period=1),
+                  lambda session: StaticToken(ACCESS[0]))
+
+
+async def test_check_without_a_module_reads_the_trainers_first_page(tmp_path: Path) -> None:
+    from bulkschedule.auth import check
+
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, payload={"code": 200, "message": "success", "hasMoreRecords": True,
+                                     "trainers": [{"erecno": "1", "name": "A"}] * 25})
+        found = await check(check_target(tmp_path / "state"), None)
+        assert sum(len(calls) for calls in m.requests.values()) == 1
+    assert (found.trainers, found.sessions, found.error) == (25, None, None)
+    assert not found.refreshing and found.api_base == PEOPLE
+
+
+async def test_check_failures_of_the_trainers_read(tmp_path: Path) -> None:
+    from bulkschedule.auth import check
+
+    target = check_target(tmp_path / "state")
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, status=404, payload={"code": 404, "message": "URL not found"})
+        found = await check(target, None)
+        assert found.trainers is None and found.error is not None
+        assert found.error.startswith("Zoho refused the trainer listing: 404: URL not found")
+        assert found.error.endswith("add --ids-from SHEET or --course/--batch/--module")
+        m.get(TRAINERS_URL, status=403, payload={"code": 403, "message": "Not authorized"})
+        found = await check(target, None)
+        assert found.error is not None and "may not do this" in found.error
+        assert "--ids-from" not in found.error  # a module would be refused the same way
+        m.get(TRAINERS_URL, status=401, payload={"code": "INVALID_OAUTHTOKEN", "message": "x"})
+        found = await check(target, None)
+        assert found.error is not None and "set a fresh ZOHO_ACCESS_TOKEN" in found.error
+        m.get(TRAINERS_URL, status=429, headers={"Retry-After": "7"})
+        found = await check(target, None)
+        assert found.error is not None and "try the check again later" in found.error
+        assert sum(len(calls) for calls in m.requests.values()) == 4  # one read per check
+    # (that lockout is now recorded in tmp_path/"state": runs and checks there wait it out)
+    # With a module given, the module is read and the trainers are not.
+    sessions = re.compile(re.escape(f"{PEOPLE}/api/v1/courses/") + r".*/sessions\?startIndex=0$")
+    with aioresponses() as m:
+        m.get(sessions, payload={"sessions": [], "hasMoreRecords": False})
+        found = await check(check_target(tmp_path / "other-state"), MODULE_IDS)
+        ((_, url),) = m.requests
+        assert url.path.endswith(f"/modules/{MODULE_IDS[2]}/sessions")
+    assert (found.sessions, found.trainers, found.error) == (0, None, None)

@@ -16,12 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from bulkschedule.cli import main
-from bulkschedule.sandbox import Sandbox, SandboxConfig
+from bulkschedule.sandbox import Sandbox, SandboxConfig, load_catalogue
 
 LONG_SECRET = "0a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # long enough to be shown masked
 IDS = ["--course", "478346000019479103", "--batch", "478346000019479115",
        "--module", "478346000019479119"]
 LEAKS = ("sandbox-client-secret", "sandbox-refresh-token", "sandbox-grant-code")
+CATALOGUE = Path(__file__).parents[1] / "sample_data" / "catalogue.json"
 
 
 @pytest.fixture
@@ -205,16 +206,26 @@ async def test_auth_check_ids_from_a_sheet_and_without_ids(tmp_path: Path,
                   'ZOHO_CLIENT_ID = "sandbox-client-id"\n'
                   'ZOHO_CLIENT_SECRET = "sandbox-client-secret"\n'
                   'ZOHO_REFRESH_TOKEN = "sandbox-refresh-token"\n')
-    async with Sandbox(SandboxConfig(rate_calls=10, rate_seconds=1, lock_seconds=1)) as sb:
+    config = SandboxConfig(rate_calls=10, rate_seconds=1, lock_seconds=1,
+                           catalogue=load_catalogue(CATALOGUE))
+    async with Sandbox(config) as sb:
         env["ZOHO_ACCOUNTS_URL"] = sb.url
         base = ["auth", "--check", "--api-base", sb.url, "--state", str(state)]
         code, out, err = await cli([*base, "--ids-from", str(sheet)], env)
         assert code == 0, (out, err)
-        assert "read: OK" in out and sb.stats()["reads"] == 1
+        assert "read: OK, module 478346000019479119 of batch 478346000019479115 lists " \
+               "0 sessions" in out
+        assert "trainers" not in out  # with a module, the module is what is read
+        assert sb.stats()["reads"] == 1
+        # Without a module: one ID-free read of the trainers' first page instead.
         code, out, err = await cli(base, env)
         assert code == 0, (out, err)
-        assert "scope: not checked" in out and sb.stats()["reads"] == 1
-        assert sb.stats()["creates"] == 0
+        assert f"read: OK, 3 trainers listed (first page) at {sb.url}; nothing was created" \
+            in out
+        assert "not checked" not in out
+        stats = sb.stats()
+        assert (stats["reads"], stats["calls"]) == (2, 2)  # exactly one more read
+        assert stats["creates"] == 0 and stats["sessions"] == 0
 
 
 @pytest.mark.slow
@@ -238,11 +249,25 @@ async def test_auth_failures_exit_2_with_one_line(tmp_path: Path, env: dict[str,
         assert err.strip().splitlines()[-1].startswith("bulkschedule: error: ")
         assert "Traceback" not in err
         assert "access token was rejected" in err
-        # A static token cannot be checked without a read.
-        code, out, err = await cli(["auth", "--check", "--api-base", sb.url,
-                                    "--state", str(tmp_path / "state")], env)
-        assert code == 2 and "can only be checked by a read" in err
-        assert sb.stats()["creates"] == 0
+        # Without a module too: the trainers' read is what rejects it.
+        no_ids = ["auth", "--check", "--api-base", sb.url, "--state", str(tmp_path / "state")]
+        code, out, err = await cli(no_ids, env)
+        assert code == 2, (out, err)
+        assert err.strip().splitlines()[-1].startswith("bulkschedule: error: ")
+        assert "access token was rejected" in err
+        assert "can only be checked by a read" not in err
+        assert sb.stats()["unauthorized"] == 2 and sb.stats()["calls"] == 0
+        # A valid static token needs no module: one read of the trainers' first page.
+        env["ZOHO_ACCESS_TOKEN"] = sb.token
+        code, out, err = await cli(no_ids, env)
+        assert code == 0, (out, err)
+        assert "credentials: using ZOHO_ACCESS_TOKEN as given" in out
+        assert f"read: OK, 0 trainers listed (first page) at {sb.url}; nothing was created" \
+            in out
+        stats = sb.stats()
+        assert (stats["reads"], stats["calls"]) == (1, 1)
+        assert stats["creates"] == 0 and stats["sessions"] == 0
+        assert sb.token not in out + err
 
 
 def test_auth_usage_errors(env: dict[str, str]) -> None:

@@ -1030,3 +1030,111 @@ async def test_unreadable_listing_is_not_taken_as_absent(http: aiohttp.ClientSes
         m.get(LIST_URL, payload={"sessions": [{"sid": "1", "title": "x", "when": 123}]})
         with pytest.raises(ServerError, match="no recognisable name"):
             await c.find_session(make_req())
+
+
+# --------------------------------------------------------------------------------------------
+# the trainers' first page (the ID-free read of `auth --check`)
+
+TRAINERS_URL = re.compile(re.escape(f"{BASE}/api/v1/trainers") + r"\?startIndex=\d+$")
+TRAINER = {"erecno": "478346000008251001", "name": "Henry Adams"}
+
+
+async def test_list_trainers_reads_one_paced_page(http: aiohttp.ClientSession) -> None:
+    c, pace = make_client(http)
+    page = [{"erecno": str(478346000008260000 + i), "name": f"T{i}"} for i in range(25)]
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, payload={"code": 200, "message": "success", "trainers": page,
+                                     "hasMoreRecords": True}, repeat=True)
+        got = await c.list_trainers()
+        assert n_requests(m) == 1  # the first page only, even though more records follow
+        assert start_indexes(m) == [0]
+        ((method, url),) = m.requests
+        assert method == "GET" and url.path == "/api/v1/trainers"
+        assert auth_headers(m) == [f"Zoho-oauthtoken {TOKEN}"]
+    assert got == page
+    assert pace.calls == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"code": 200, "message": "success", "trainers": [TRAINER], "hasMoreRecords": False},
+        {"code": "200", "trainer": [TRAINER]},
+        {"data": [TRAINER]},
+        {"response": {"result": [TRAINER], "status": 0}},
+        {"response": {"trainers": [TRAINER]}},
+        {"data": {"trainers": [TRAINER]}},
+        [TRAINER],
+        {"response": {"result": [{"478346000008251001": [{"name": "Henry Adams"}]}]}},
+    ],
+)
+async def test_list_trainers_shapes(http: aiohttp.ClientSession, payload: Any) -> None:
+    c, _ = make_client(http)
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, payload=payload)
+        assert await c.list_trainers() == [TRAINER]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"code": 200, "message": "success", "trainers": [], "hasMoreRecords": False},
+        {"code": 200, "message": "success"},
+        {"response": {"errors": {"code": 7024, "message": "No records found"}, "status": 1}},
+        {"code": "NO_DATA", "message": "No trainers found"},
+    ],
+)
+async def test_list_trainers_empty_shapes(http: aiohttp.ClientSession, payload: Any) -> None:
+    c, _ = make_client(http)
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, payload=payload)
+        assert await c.list_trainers() == []
+
+
+async def test_list_trainers_errors_are_classified_like_other_reads(
+    http: aiohttp.ClientSession,
+) -> None:
+    tokens = FakeTokens()
+    c, pace = make_client(http, tokens)
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, status=429, headers={"Retry-After": "30"})
+        with pytest.raises(Locked) as info:
+            await c.list_trainers()
+        assert info.value.retry_after == 30
+        m.get(TRAINERS_URL, payload=OLD_7209)
+        with pytest.raises(Locked):
+            await c.list_trainers()
+        m.get(TRAINERS_URL, status=401)  # one refresh, then the retry succeeds
+        m.get(TRAINERS_URL, payload={"trainers": [TRAINER]})
+        assert await c.list_trainers() == [TRAINER]
+        m.get(TRAINERS_URL, payload={"response": {"errors": {"code": 7218, "message": "scope"}}})
+        with pytest.raises(Fatal, match="lacks the required scope"):
+            await c.list_trainers()
+        m.get(TRAINERS_URL, status=403, payload={"code": 403, "message": "Not authorized"})
+        with pytest.raises(Fatal, match="may not do this"):
+            await c.list_trainers()
+        m.get(TRAINERS_URL, status=404, payload={"code": 404, "message": "URL not found"})
+        with pytest.raises(Rejected, match="trainer listing: 404: URL not found"):
+            await c.list_trainers()
+        m.get(TRAINERS_URL, status=502, body="bad gateway")
+        with pytest.raises(ServerError):  # a read: never OutcomeUnknown
+            await c.list_trainers()
+        m.get(TRAINERS_URL, body="<html><title>Sign in</title></html>")
+        with pytest.raises(ServerError, match="trainer listing without a list of trainers"):
+            await c.list_trainers()
+        m.get(TRAINERS_URL, payload={"code": 200, "stuff": {"people": [TRAINER]}})
+        with pytest.raises(ServerError, match="without a list of trainers"):
+            await c.list_trainers()  # records under a key we do not know are not "empty"
+    assert tokens.refreshed == [TOKEN]
+    assert pace.calls == 10
+
+
+async def test_list_trainers_rejected_twice_is_auth_expired(http: aiohttp.ClientSession) -> None:
+    tokens = FakeTokens()
+    c, pace = make_client(http, tokens)
+    with aioresponses() as m:
+        m.get(TRAINERS_URL, payload={"code": "INVALID_OAUTHTOKEN", "message": "x"}, repeat=True)
+        with pytest.raises(AuthExpired, match="even after a token refresh"):
+            await c.list_trainers()
+        assert n_requests(m) == 2
+    assert tokens.refreshed == [TOKEN] and pace.calls == 2

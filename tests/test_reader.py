@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -563,3 +564,134 @@ def test_result_is_a_raw_table(tmp_path: Path) -> None:
     t = read_table(str(write_bytes(tmp_path / "s.csv", b"A\nx\n")))
     assert isinstance(t, RawTable)
     assert t.file == str(tmp_path / "s.csv")
+
+
+# -- the column-wise reading (pandas' C parser for CSV, calamine's rectangle as columns) ---------
+
+_TRICKY_CSV = [
+    'a,b\n1,2\n',
+    'a,b,c\n1,2\n\n3,4,5\n',  # a short row, a blank line
+    'a,b\n1,2,3\n',  # a row longer than the first record: the csv module reads it
+    '\na,b\n1,2\n',  # a leading blank line
+    'a,"b"c,d\nx,y"z,w\n',  # quotes inside unquoted cells
+    'a,b\r\n"x\r\ny",z\r\n',  # a quoted CRLF stays in its cell
+    'a,b\rc,d\r',  # old Mac line ends
+    'a,  "b" ,c\n',
+    '"a""b",c\n',
+    'a,b,\n1,2,\n',  # Excel's trailing empty fields
+    'a,b\n,\n  ,\t\nx,\n',  # blank and whitespace-only rows
+    'a,"never closed\nb,c\n',
+    ',,\nName,Date\nx,y\n',  # blank cells before the header
+    'Name\n"line one\nline two"\nnext\n',
+]
+
+
+def _both_ways(text: str) -> tuple[object, object, bool]:
+    """(csv module result, column-wise result, whether the column-wise reader took the file)."""
+    delimiter = reader._sniff_delimiter(text)
+
+    def outcome(read: Any) -> object:
+        try:
+            t = read()
+        except ReadError as e:
+            return ("ReadError", str(e))
+        return (t.headers, t.rows, t.row_numbers, t.header_row)
+
+    slow = outcome(lambda: reader._read_csv_records(text, delimiter, "f.csv", []))
+    columns = reader._csv_columns(text.encode("utf-8"), text, delimiter)
+    if columns is None:
+        return slow, slow, False
+    fast = outcome(lambda: reader._table_from_columns(
+        "f.csv", None, columns, len(columns[0]), 1, [],
+        "f.csv: no header row found (the file is blank)"))
+    return slow, fast, True
+
+
+@pytest.mark.parametrize("text", _TRICKY_CSV)
+def test_csv_columns_read_what_the_csv_module_reads(text: str) -> None:
+    slow, fast, _ = _both_ways(text)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_csv_columns_agree_with_the_csv_module_on_random_text(seed: int) -> None:
+    rnd = random.Random(seed)
+    alphabet = ["a", "b", ",", '"', "\n", "\r\n", "\r", " ", ";", "\t", "é", '""']
+    taken = 0
+    for _ in range(400):
+        body = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 40)))
+        text = body if rnd.random() < 0.3 else "h1,h2,h3\n" + body
+        slow, fast, took = _both_ways(text)
+        assert fast == slow, repr(text)
+        taken += took
+    assert taken > 100  # most of them went the fast way
+
+
+def test_csv_large_file_is_read_column_wise_and_rows_are_built_on_demand(tmp_path: Path) -> None:
+    lines = ["courseId,name,date,Notes"]
+    for i in range(3000):
+        lines.append(f"{BIG_ID},Session {i},{i % 7 + 1:02d}-01-2027,{'' if i % 2 else 'x'}")
+        if i % 1000 == 999:
+            lines.append(",,,")  # a blank row
+    t = read_table(write_bytes(tmp_path / "s.csv", ("\n".join(lines) + "\n").encode()))
+    columns = t.columns()
+    assert columns[0].codes is not None and columns[0].uniques is not None  # IDs: categorical
+    assert columns[1].values is not None  # free text: one string per row
+    assert t._rows is None  # nothing built yet
+    assert len(t.row_numbers) == 3000 and t.row_numbers[999:1001] == [1001, 1003]
+    assert t.rows[0] == [BIG_ID, "Session 0", "01-01-2027", "x"]
+    assert t.rows[1] == [BIG_ID, "Session 1", "02-01-2027", None]
+    assert t.rows[-1][1] == "Session 2999"
+    assert t == RawTable(t.file, None, t.headers, t.rows, t.row_numbers, t.notes)
+
+
+def test_csv_cell_over_the_csv_size_limit_is_still_refused(tmp_path: Path) -> None:
+    big = "x" * 200_000
+    msg = read_error(write_bytes(tmp_path / "s.csv", f"Name,Note\na,{big}\n".encode()))
+    assert "not a readable CSV file" in msg and "field larger than field limit" in msg
+
+
+def test_raw_table_by_hand_gives_columns_and_takes_new_rows() -> None:
+    t = RawTable("f.csv", None, ["A", "B"], [["a", None], ["b"]], [2, 3])
+    assert [list(c.values or ()) for c in t.columns()] == [["a", "b"], [None, None]]
+    t.rows = [["c", "d"]]
+    assert [c[0] for c in t.columns()] == ["c", "d"]
+    assert "rows=[['c', 'd']]" in repr(t)
+    assert RawTable("f.csv", None, ["A"], [], []) != RawTable("g.csv", None, ["A"], [], [])
+
+
+def _grid_reference(grid: list[list[Any]], first_row: int) -> object:
+    """What a sheet's rectangle means, written plainly: the header is the first non-blank row,
+    blank rows are dropped, empty cells are None, the width is the header's or the data's."""
+    blank = [all(v is None or (isinstance(v, str) and not v.strip()) for v in r) for r in grid]
+    if all(blank):
+        return "empty"
+    h = blank.index(False)
+    data = [(first_row + i, r) for i, r in enumerate(grid) if i > h and not blank[i]]
+
+    def used(r: list[Any]) -> int:
+        return max([j + 1 for j, v in enumerate(r) if not (isinstance(v, str) and not v.strip())],
+                   default=0)
+
+    width = max([used(grid[h]), *(used(r) for _, r in data)])
+    headers = [reader._header_text(v) for v in grid[h][:width]]
+    rows = [[None if v == "" else v for v in r[:width]] for _, r in data]
+    return headers, rows, [n for n, _ in data], first_row + h
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_workbook_rectangle_as_columns_matches_its_plain_meaning(seed: int) -> None:
+    rnd = random.Random(seed)
+    cells = ["", "", " ", "\t", "a", "b", 1.0, 0.0, 2.5, True, False, dt.date(2024, 1, 2),
+             dt.time(10, 0)]
+    for _ in range(300):
+        width, height = rnd.randint(0, 5), rnd.randint(0, 8)
+        grid = [[rnd.choice(cells) for _ in range(width)] for _ in range(height)]
+        expected = _grid_reference([list(r) for r in grid], 3)
+        columns, n = reader._grid_columns([list(r) for r in grid])
+        try:
+            t = reader._table_from_columns("f", "S", columns, n, 3, [], "f: empty")
+        except ReadError:
+            assert expected == "empty", grid
+            continue
+        assert (t.headers, t.rows, t.row_numbers, t.header_row) == expected, grid

@@ -792,6 +792,66 @@ async def test_listing_requires_auth() -> None:
         assert resp.status == 401
 
 
+TRAINERS_PATH = "/api/v1/trainers"
+
+
+async def test_trainers_listed_from_the_catalogue_and_counted_as_reads() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(TRAINERS_PATH, startIndex=0)
+        assert status == 200
+        assert (body["code"], body["message"], body["hasMoreRecords"]) == (200, "success", False)
+        assert body["trainers"] == [
+            {"erecno": TRAINER, "name": "Henry Adams"},
+            {"erecno": "478346000008251017", "name": "Priya Raman"},
+            {"erecno": "478346000008251033", "name": "Tomás Ortega"},
+        ]
+        status, body = await env.get(TRAINERS_PATH)  # startIndex defaults to 0
+        assert len(body["trainers"]) == 3
+        stats = env.sandbox.stats()
+        assert (stats["reads"], stats["calls"], stats["creates"]) == (2, 2, 0)
+        assert stats["sessions"] == 0
+
+
+async def test_trainers_without_a_catalogue_is_an_empty_list() -> None:
+    async with running() as env:
+        status, body = await env.get(TRAINERS_PATH, startIndex=0)
+        assert status == 200
+        assert body == {"code": 200, "message": "success", "trainers": [],
+                        "hasMoreRecords": False}
+        assert env.sandbox.stats()["reads"] == 1
+
+
+async def test_trainers_pages_of_25(tmp_path: Path) -> None:
+    data = tmp_path / "catalogue.json"
+    erecnos = [str(478346000008260000 + i) for i in range(30)]
+    data.write_text(json.dumps(
+        {"trainers": [{"erecno": e, "name": f"Trainer {i}"} for i, e in enumerate(erecnos)]}))
+    clock = StepClock()
+    config = SandboxConfig(clock=clock, catalogue=load_catalogue(data))
+    async with Sandbox(config) as sandbox, aiohttp.ClientSession() as http:
+        env = Env(sandbox, http, clock)
+        pages = [(await env.get(TRAINERS_PATH, startIndex=start))[1] for start in (0, 25, 30)]
+    assert [len(p["trainers"]) for p in pages] == [25, 5, 0]
+    assert [p["hasMoreRecords"] for p in pages] == [True, False, False]
+    assert [t["erecno"] for p in pages for t in p["trainers"]] == erecnos
+
+
+async def test_trainers_need_auth_bad_start_index_and_the_threshold() -> None:
+    async with running(catalogue=True, rate_calls=2) as env:
+        async with env.http.get(env.sandbox.url + TRAINERS_PATH) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["code"] == "INVALID_OAUTHTOKEN"
+        assert env.sandbox.stats()["calls"] == 0  # unauthenticated: not counted
+        status, body = await env.get(TRAINERS_PATH, startIndex="x")
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+        assert (await env.get(TRAINERS_PATH))[0] == 200
+        status, body = await env.get(TRAINERS_PATH)  # the third call in the window
+        assert status == 429
+        stats = env.sandbox.stats()
+        assert (stats["reads"], stats["calls"], stats["refused"]) == (3, 3, 1)
+        assert stats["unauthorized"] == 1 and stats["rejected"] == 1
+
+
 async def test_duplicates_are_counted_but_still_created() -> None:
     async with running() as env:
         await env.create()

@@ -7,11 +7,12 @@ import random
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bulkschedule.problems import Problem, sort_key
-from bulkschedule.reader import RawTable
+from bulkschedule.reader import RawTable, read_table
 from bulkschedule.schema import SessionRow, Validation, validate
 
 TODAY = dt.date(2026, 6, 1)
@@ -420,3 +421,69 @@ def test_pandera_schema_itself_enforces_the_row_rules() -> None:
     assert {("trainerErecno", "digits_only", 3), ("type", "type_code", 3),
             ("trainerErecno", "not_nullable", 4), ("endTime", "not_nullable", 4)} <= found
     assert {i for _, k, i in found if k == "end_after_start"} == {3}
+
+
+# ------------------------------------------------------------- columns, lazy sessions, the keys
+
+
+def test_duplicates_compare_parsed_values_not_spellings() -> None:
+    rows = [row("A", moduleId=" " + M), row("A ", trainer=T2, start="10:00", end="12:00",
+                                              date=dt.date(2027, 1, 4))]
+    v = check(rows)
+    assert messages(v) == [(3, "name", "error", "Same session as row 2 (same module, name, date "
+                                                "and start time): delete one of them")]
+
+
+def test_a_path_argument_filling_a_blank_joins_the_cross_row_checks() -> None:
+    first, second = row("A"), row("A", trainer=T2, end="12:00")
+    first["moduleId"] = None  # filled by --module
+    v = check([first, second], module=M)
+    assert [(p.row, p.column) for p in v.problems] == [(3, "name")]
+    v = check([row("A", key=None), row("B", trainer=T2, key="")])
+    assert v.problems == []  # blank keys are no duplicates
+
+
+def test_sessions_are_built_on_first_use() -> None:
+    v = check([row("A"), row("B", trainer=T2), row("C", trainer="x")])
+    assert v.valid == 2 and v.to_json()["valid"] == 2
+    assert v._sessions is None  # validate --json never builds them
+    assert [s.name for s in v.sessions] == ["A", "B"]
+    assert v.valid == 2
+    same = Validation(v.table, v.headers, list(v.sessions), v.problems, v.fatal, v.error_rows)
+    assert same == v and "sessions=[SessionRow(" in repr(same)
+    same.sessions = []
+    assert same.valid == 0 and same != v
+
+
+def test_a_csv_read_column_wise_validates_like_its_rows(tmp_path: Path) -> None:
+    rnd = random.Random(7)
+    values = {"courseId": ["1", " 1", "x", ""], "moduleId": [M, M + " ", "4.78E+17"],
+              "name": ["A", "B ", "", "C"], "trainerErecno": [T1, T2, ""],
+              "type": ["Classroom", "1", "bad"], "date": ["04-01-2027", "2027-01-04", "31-02-2027"],
+              "startTime": ["10:00 AM", "10:00", "25:00", ""], "endTime": ["11:00", "9:00", ""],
+              "key": ["", "K1", "K2"], "Notes": ["", "n"]}
+    headers = ["batchId", *values]
+    lines = [",".join(headers)]
+    for i in range(400):
+        lines.append(",".join(["2", *(rnd.choice(v) for v in values.values())]))
+        if i % 97 == 0:
+            lines.append(",".join([""] * len(headers)))  # a blank row
+    path = tmp_path / "s.csv"
+    path.write_text("\n".join(lines) + "\n")
+    read = read_table(path)
+    assert read._rows is None  # read column-wise
+    by_rows = RawTable(read.file, None, read.headers, list(read.rows), read.row_numbers)
+    a = validate(read_table(path), today=TODAY, course="9")
+    b = validate(by_rows, today=TODAY, course="9")
+    assert a.problems and a.to_json() == b.to_json()
+    assert a.sessions == b.sessions and a.error_rows == b.error_rows
+
+
+def test_validation_freezes_the_imported_modules_once() -> None:
+    import gc
+
+    check([row()])
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    check([row()])
+    assert gc.get_freeze_count() == frozen
