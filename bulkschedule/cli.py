@@ -422,7 +422,8 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
                     click.echo("nothing sent")
                     return job.EXIT_INCOMPLETE
 
-            progress = Progress(n, tty=sys.stderr.isatty() and not dry_run, logger=logger)
+            progress = Progress(n, tty=sys.stderr.isatty() and not dry_run, logger=logger,
+                                limit_per_min=send.rate_calls * 60 / send.period)
             ticker = asyncio.create_task(progress.tick()) if progress.tty else None
             try:
                 result = await job.send(validation, send, tokens=target.tokens,
@@ -580,7 +581,8 @@ async def _inbox(settings: Settings, paths: Any, target: Any, logger: logging.Lo
     current: list[Progress] = []
 
     def progress_for(sheet: str, n: int) -> Progress:
-        current[:] = [Progress(n, tty=tty, logger=logger, sheet=sheet)]
+        current[:] = [Progress(n, tty=tty, logger=logger, sheet=sheet,
+                               limit_per_min=target.send.rate_calls * 60 / target.send.period)]
         return current[0]
 
     def on_sheet(result: SheetResult) -> None:

@@ -153,8 +153,11 @@ class Progress:
     """
 
     def __init__(self, total: int, *, tty: bool, logger: logging.Logger,
-                 sheet: str | None = None) -> None:
+                 sheet: str | None = None, limit_per_min: float | None = None) -> None:
         self.total = total
+        #: the limiter's sustained rate: early calls fill the first window quickly, so the rate
+        #: seen so far would promise an ETA the limiter cannot keep
+        self.limit_per_min = limit_per_min
         self.tty = tty
         self.logger = logger
         self.sheet = sheet
@@ -191,7 +194,10 @@ class Progress:
         parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
         parts.append(f"{rate:.1f}/min")
         if 0 < done < self.total and rate > 0:
-            eta = int((self.total - done) * 60 / rate)
+            pace = min(rate, self.limit_per_min) if self.limit_per_min else rate
+            eta = int((self.total - done) * 60 / pace)
+            if self.lock_until is not None:
+                eta += max(0, int(self.lock_until - time.time()))
             parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
         if self.lock_until is not None:
             left = int(self.lock_until - time.time())
