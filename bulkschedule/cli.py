@@ -423,7 +423,7 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
                     return job.EXIT_INCOMPLETE
 
             progress = Progress(n, tty=sys.stderr.isatty() and not dry_run, logger=logger,
-                                limit_per_min=send.rate_calls * 60 / send.period)
+                                limit_per_min=send.calls_per_minute)
             ticker = asyncio.create_task(progress.tick()) if progress.tty else None
             try:
                 result = await job.send(validation, send, tokens=target.tokens,
@@ -582,7 +582,7 @@ async def _inbox(settings: Settings, paths: Any, target: Any, logger: logging.Lo
 
     def progress_for(sheet: str, n: int) -> Progress:
         current[:] = [Progress(n, tty=tty, logger=logger, sheet=sheet,
-                               limit_per_min=target.send.rate_calls * 60 / target.send.period)]
+                               limit_per_min=target.send.calls_per_minute)]
         return current[0]
 
     def on_sheet(result: SheetResult) -> None:

@@ -193,11 +193,12 @@ class Progress:
         parts = [f"[{bar}] {done}/{self.total}"]
         parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
         parts.append(f"{rate:.1f}/min")
-        if 0 < done < self.total and rate > 0:
-            pace = min(rate, self.limit_per_min) if self.limit_per_min else rate
-            eta = int((self.total - done) * 60 / pace)
-            if self.lock_until is not None:
-                eta += max(0, int(self.lock_until - time.time()))
+        from bulkschedule.job import eta_seconds
+
+        lock_left = self.lock_until - time.time() if self.lock_until is not None else 0.0
+        eta = eta_seconds(self.total, done, elapsed, lock_left=lock_left,
+                          limit_per_min=self.limit_per_min)
+        if eta is not None:
             parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
         if self.lock_until is not None:
             left = int(self.lock_until - time.time())

@@ -60,6 +60,11 @@ class SendSettings:
         return self.rate_period / self.speed
 
     @property
+    def calls_per_minute(self) -> float:
+        """The sustained rate the limiter allows (progress ETAs never promise more)."""
+        return self.rate_calls * 60 / self.period
+
+    @property
     def lock(self) -> float:
         return self.lock_seconds / self.speed
 
@@ -170,6 +175,21 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
     if task.cancelled():
         return None
     return task.result()
+
+
+def eta_seconds(total: int, done: int, elapsed: float, *, lock_left: float = 0.0,
+                limit_per_min: float | None = None) -> int | None:
+    """Seconds until the last row is settled, or None before there is a rate to go by.
+
+    The first window's calls go out quickly, so the rate seen so far would promise more than the
+    limiter can keep: the sustained limit caps it, and a running lockout adds its wait.
+    """
+    if not 0 < done < total or elapsed <= 0:
+        return None
+    per_min = done * 60 / elapsed
+    if limit_per_min:
+        per_min = min(per_min, limit_per_min)
+    return int((total - done) * 60 / per_min + max(0.0, lock_left))
 
 
 def count(outcomes: Mapping[int, Outcome]) -> dict[str, int]:

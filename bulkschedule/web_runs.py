@@ -60,6 +60,7 @@ class LiveRun:
     total: int
     target: str
     results_path: Path
+    limit_per_min: float | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     hard_stop: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.time)
@@ -119,9 +120,9 @@ class LiveRun:
         lock_left = 0.0
         if self.lock_until is not None and not self.finished:
             lock_left = max(0.0, self.lock_until - now)
-        eta = None
-        if 0 < self.done < self.total and rate > 0 and not self.finished:
-            eta = int((self.total - self.done) * 60 / rate + lock_left)
+        eta = None if self.finished else job.eta_seconds(
+            self.total, self.done, elapsed, lock_left=lock_left,
+            limit_per_min=self.limit_per_min)
         return {
             "id": self.id,
             "state": self.state,
@@ -189,7 +190,7 @@ class Runs:
         results = folder / f".results-{secrets.token_hex(8)}.xlsx"
         run = LiveRun(id=0, upload_id=upload_id, name=meta["name"], dry_run=dry_run,
                       total=validation.valid, target=target.api_base,
-                      results_path=results)
+                      results_path=results, limit_per_min=target.send.calls_per_minute)
         registered = asyncio.Event()
 
         def on_register(run_id: int) -> None:
