@@ -751,6 +751,64 @@ def _auth_check(settings: Settings, module: tuple[str, str, str] | None) -> NoRe
     raise click.exceptions.Exit(EXIT_OK)
 
 
+# ----------------------------------------------------------------------------------- forget
+
+
+@main.command(short_help="Let rows be sent again after their sessions were deleted in Zoho.")
+@click.argument("sheet", type=click.Path(dir_okay=False))
+@click.option("--row", "rows", type=click.IntRange(min=2), multiple=True, required=True,
+              metavar="N", help="Spreadsheet row to forget (repeat for several rows).")
+@click.option("--sheet", "sheet_name", metavar="NAME", help="The worksheet to read.")
+@id_options
+@click.option("--month-first", is_flag=True, help="Read text dates as month first.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@sending_options
+def forget(**params: Any) -> None:
+    """Remove what the journal remembers about rows of SHEET, so the next run sends them again.
+
+    For a `changed` row whose old session you deleted in Zoho, or an `unknown` row you checked by
+    hand was never created. The journal is what stops duplicates: forget only rows whose session
+    does not exist in Zoho. Exit code 0 when every named row was forgotten, 1 when some row was
+    not in the journal or is not a valid row.
+    """
+    from bulkschedule.job import requests_for
+    from bulkschedule.journal import Journal, normalise_base
+
+    settings = _settings(params)
+    validation = read_and_validate(params["sheet"], sheet_name=params["sheet_name"],
+                                   course=params["course"], batch=params["batch"],
+                                   module=params["module"], month_first=params["month_first"])
+    by_row = {r.row: r for r in requests_for(validation)}
+    base = normalise_base(settings.people_base)
+    missing = [n for n in params["rows"] if n not in by_row]
+    for n in missing:
+        click.echo(f"row {n}: not a valid session row of {params['sheet']}; nothing to forget")
+    wanted = [by_row[n] for n in params["rows"] if n in by_row]
+    if not wanted:
+        raise click.exceptions.Exit(EXIT_INVALID)
+    journal = Journal(settings.state_dir)
+    try:
+        known = [(req, journal.lookup(base, req)) for req in wanted]
+        for req, entry in known:
+            if entry is None:
+                click.echo(f"row {req.row}: the journal has nothing for it at {base}")
+            else:
+                sid = f" (session {entry.session_id})" if entry.session_id else ""
+                click.echo(f"row {req.row}: journal says {entry.status}{sid}")
+        todo = [req for req, entry in known if entry is not None]
+        if todo and not params["yes"] and not click.confirm(
+                f"Forget {plural(len(todo), 'row')}? The next run sends them again; do this only "
+                "if their sessions do not exist in Zoho", default=False):
+            click.echo("nothing forgotten")
+            raise click.exceptions.Exit(EXIT_INVALID)
+        forgotten = sum(journal.forget(base, req.identity) for req in todo)
+    finally:
+        journal.close()
+    click.echo(f"forgot {plural(forgotten, 'row')}")
+    ok = not missing and forgotten == len(wanted)
+    raise click.exceptions.Exit(EXIT_OK if ok else EXIT_INVALID)
+
+
 # ------------------------------------------------------------------------------ config show
 
 
