@@ -254,9 +254,9 @@ def sending_options(f: Any) -> Any:
                      help="Zoho data centre (default: us)."),
         click.option("--rate", metavar="N/SECONDS", callback=_rate_option,
                      help="At most N calls in any SECONDS (default: 30/60, Zoho's limit)."),
-        click.option("--lock-seconds", type=click.FloatRange(min=0), default=None,
+        click.option("--lock-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
                      help="How long a lockout lasts (default: 300)."),
-        click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
+        click.option("--workers", type=click.IntRange(min=1, max=64), default=None, metavar="N",
                      help="Calls in flight at once (default: 4)."),
         click.option("--state", metavar="DIR", type=click.Path(file_okay=False),
                      help="State folder: journal, token cache (default: ~/.local/state/"
@@ -351,7 +351,7 @@ class _Signals:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
 @click.option("--sandbox", is_flag=True,
               help="Run against a built-in local sandbox (no Zoho account needed).")
-@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0,
+@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0, metavar="K",
               help="With --sandbox: run the window and the lock K times faster.")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), hidden=True)
 def run(**params: Any) -> None:
@@ -470,7 +470,7 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
               help="Catalogue JSON: courses, batches (with dates), modules, trainers, rooms.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
               help="Keep sessions in this SQLite file instead of memory.")
-@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0,
+@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0, metavar="K",
               help="Run the window and the lock K times faster.")
 def sandbox(**params: Any) -> None:
     """Serve a local stand-in for the Zoho People LMS API: the real limits, no account needed.
@@ -850,7 +850,7 @@ def config_show(**params: Any) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--sandbox", is_flag=True,
               help="Send runs to a built-in local sandbox (no Zoho account needed).")
-@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0,
+@click.option("--speed", type=click.FloatRange(min=1, max=1000), default=1.0, metavar="K",
               help="With --sandbox: run the window and the lock K times faster.")
 @click.option("--password-env", metavar="NAME", default="BULKSCHEDULE_WEB_PASSWORD",
               show_default=True, help="Environment variable holding the page's password.")
