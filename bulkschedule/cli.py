@@ -453,19 +453,29 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
 
 
 @main.command(short_help="Run the local stand-in for the Zoho LMS API.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--rate", default="30/60", show_default=True, metavar="N/SECONDS")
-@click.option("--lock-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True)
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@click.option("--lose-reply-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
-@click.option("--latency", default="0-0", show_default=True, metavar="MIN-MAX")
-@click.option("--start-locked", type=click.FloatRange(min=0), default=0.0, metavar="S")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port (0: any free port; the URL is printed).")
+@click.option("--rate", default="30/60", show_default=True, metavar="N/SECONDS",
+              help="Threshold: N calls in any sliding window of SECONDS.")
+@click.option("--lock-seconds", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              metavar="S", help="Lock period after the threshold is exceeded.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              metavar="P", help="Share of creates answered 500 (nothing created).")
+@click.option("--lose-reply-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              metavar="P", help="Share of creates stored, then the connection dropped unanswered.")
+@click.option("--latency", default="0-0", show_default=True, metavar="MIN-MAX",
+              help="Seconds of delay before each reply, uniform between MIN and MAX.")
+@click.option("--start-locked", type=click.FloatRange(min=0), default=0.0, metavar="S",
+              help="Start with a lock already running for S seconds.")
 @click.option("--lock-style", type=click.Choice(("429", "422", "7209")), default="429",
-              show_default=True)
-@click.option("--token", default="sandbox-token", show_default=True)
-@click.option("--token-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True)
-@click.option("--seed", type=int, default=None)
+              show_default=True, help="How a refused call looks (the shapes seen from Zoho).")
+@click.option("--token", default="sandbox-token", show_default=True, metavar="TOKEN",
+              help="The static access token the sandbox accepts.")
+@click.option("--token-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+              metavar="S", help="Lifetime of tokens minted at /oauth/v2/token.")
+@click.option("--seed", type=int, default=None, metavar="N",
+              help="Make the injected faults reproducible.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
               help="Catalogue JSON: courses, batches (with dates), modules, trainers, rooms.")
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
