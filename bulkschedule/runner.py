@@ -6,8 +6,11 @@ Why it is shaped like this:
   claimed in the journal first (`Journal.claim`); the claim, not this process's memory, decides
   whether a row may be sent, so two runs on one state folder never send the same row twice.
 * A lost reply (`OutcomeUnknown`) or a row left in flight by a dead run is never re-sent blindly:
-  the module's sessions are listed first (`Client.find_session`), and if that listing fails too the
-  row is reported ``unknown`` and stays marked in the journal, so the next run lists before sending.
+  the module's sessions are listed first (`Client.find_session`). A listing that fails with a 5xx
+  or never reaches Zoho is tried again with the create backoff (the row waits on the queue, still
+  held in flight in the journal, so no other run takes it), at most ``list_attempts`` times; only
+  then is the row reported ``unknown`` and marked so in the journal, and the next run lists before
+  sending it.
 * A lockout stops every worker: the gate is closed for ``max(Retry-After, lock_seconds)`` and both
   the workers (before claiming) and the client (before every HTTP call) wait on it. Calls made
   during a lock may extend it, so nobody probes.
@@ -100,6 +103,9 @@ class RunConfig:
     busy_poll: float = 5.0  # how often to re-check such a row
     heartbeat_every: float = 5.0  # keep well below Journal.stale_after (90 s by default)
     reconcile_delay: float = 5.0  # after a lost reply, let the server finish before listing
+    # listing calls per reconciliation: the first plus retries (same backoff as creates) after a
+    # 5xx or a listing that never reached Zoho; then the row is ``unknown`` for the next run
+    list_attempts: int = 5
 
 
 # -- events (for progress bars and log lines) -----------------------------------------------------
@@ -222,9 +228,12 @@ class _Item:
     journalled: int = 0  # of those, already added to the journal's attempt count
     lock_refusals: int = 0
     failures: int = 0  # 5xx / not-sent answers so far (drives backoff)
+    list_failures: int = 0  # failed listings in the current reconciliation (drives its backoff)
+    stale_note: str = ""  # who left it unconfirmed, when it was claimed as stale
     lock_until: float | None = None  # when the gate reopened after this row's last lockout
     busy_since: float | None = None
-    claimed: bool = False  # the journal holds it in flight for this run right now
+    claimed: bool = False  # the journal holds it in flight for this run right now (also while
+    # it waits on the queue to be listed again)
     unresolved: bool = False  # may exist in Zoho and not yet checked by listing
     sent_unknown: bool = False  # one of this run's creates may have landed
     last_error: str = ""
@@ -316,8 +325,8 @@ class _Run:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for item in self.items:  # safety net: one Outcome for every request, always
-                if not item.done:
-                    self._finish(item, self._halt_outcome(item))
+                if not item.done:  # on the queue, not in a call (workers are gone)
+                    self._stopped_before_sending(item)
         return {r.row: self.outcomes[r.row] for r in self.requests}
 
     async def _wind_down(self, workers: Mapping[asyncio.Task[None], int]) -> None:
@@ -325,15 +334,16 @@ class _Run:
 
         Only a worker whose request may have left waits for the grace. The others are cancelled
         at once: idle, waiting on the gate before claiming, waiting inside the tracked pace (their
-        request never left: released, ``pending``), or waiting to list after a lost reply (no
-        listing is started after a stop: ``unknown``, the next run lists).
+        request never left: released, ``pending``), or waiting to list after a lost reply or
+        for a listing backoff (no listing is started after a stop: ``unknown``, the next run
+        lists).
         """
         while not self.ready.empty():
             item = self.ready.get_nowait()
-            self._finish(item, self._halt_outcome(item))
+            self._stopped_before_sending(item)
         for item, task in list(self.delayed.items()):
             task.cancel()
-            self._finish(item, self._halt_outcome(item))
+            self._stopped_before_sending(item)  # a row waiting to be listed again: unknown
         self.delayed.clear()
         busy: set[asyncio.Task[None]] = set()
         for task, wid in workers.items():
@@ -412,7 +422,7 @@ class _Run:
                 # in flight (a crash then would force a needless listing).
                 await self.gate.wait(self._on_wait)
                 if self._stopping():
-                    self._finish(item, self._halt_outcome(item))
+                    self._stopped_before_sending(item)
                     return
                 await self._process(item)
             except _Withheld:  # stopping: this row's request was not sent
@@ -428,25 +438,31 @@ class _Run:
 
     async def _process(self, item: _Item) -> None:
         req = item.req
-        claim = self.journal.claim(self.api_base, req, self.run_id)
-        if claim.kind is ClaimKind.CREATED:
-            self._finish_existing(item, claim)
-            return
-        if claim.kind is ClaimKind.BUSY:
-            self._busy(item, claim)
-            return
-        item.claimed = True
-        item.busy_since = None
-        if claim.kind is ClaimKind.STALE:
-            item.unresolved = True
-        stale_note = claim.message
+        if item.claimed:
+            # Back from a listing backoff: the row stayed in flight for this run (a claim would
+            # now say BUSY). Make sure nobody took it over meanwhile, then list again.
+            if self._hold_lost(item):
+                return
+        else:
+            claim = self.journal.claim(self.api_base, req, self.run_id)
+            if claim.kind is ClaimKind.CREATED:
+                self._finish_existing(item, claim)
+                return
+            if claim.kind is ClaimKind.BUSY:
+                self._busy(item, claim)
+                return
+            item.claimed = True
+            item.busy_since = None
+            if claim.kind is ClaimKind.STALE:
+                item.unresolved = True
+                item.stale_note = item.stale_note or claim.message
         while True:
             if item.unresolved:
                 found = await self._reconcile(item)
                 if isinstance(found, _Handled):
                     return
                 if isinstance(found, str):
-                    self._finish_found(item, found, stale_note)
+                    self._finish_found(item, found, item.stale_note)
                     return
                 item.unresolved = False  # listing shows it is not there
                 if item.sent_unknown and item.tries >= self.config.max_attempts:
@@ -593,7 +609,7 @@ class _Run:
     async def _reconcile(self, item: _Item) -> str | _Handled | None:
         """List before re-sending. Returns the sessionId, None (not there), or _HANDLED."""
         try:
-            return await self._call(item, self.client.find_session)
+            found = await self._call(item, self.client.find_session)
         except Locked as exc:
             item.last_error = exc.message
             reopen = self._close_gate(exc)
@@ -622,13 +638,88 @@ class _Run:
             )
             self._halt(f"Zoho answered: {exc.message}", fatal=exc.message)
             return _HANDLED
-        except ApiError as exc:
+        except (ServerError, NotSent) as exc:  # passing trouble: list again after a backoff
+            self._list_again_later(item, exc)
+            return _HANDLED
+        except ApiError as exc:  # e.g. a 4xx on the listing: trying again would not help
             self._unknown(
                 item,
                 "May have been created; listing the module's sessions to check failed "
                 f"({exc.message}); {UNKNOWN_NEXT_RUN}.",
             )
             return _HANDLED
+        item.list_failures = 0  # the listing answered: a later reconciliation starts afresh
+        return found
+
+    def _list_again_later(self, item: _Item, exc: ApiError) -> None:
+        """A listing failed with a 5xx or never reached Zoho: put the row back on the queue with
+        the create backoff, still held in flight in the journal (no other run may take it, and
+        nothing is sent before a listing succeeds), or, after ``list_attempts`` listings, report
+        it ``unknown`` for the next run."""
+        item.list_failures += 1
+        item.last_error = exc.message
+        if item.list_failures >= self.config.list_attempts:
+            self._unknown(
+                item,
+                "May have been created; listing the module's sessions to check failed "
+                f"{item.list_failures} times (last: {exc.message}); {UNKNOWN_NEXT_RUN}.",
+            )
+            return
+        delay = self._backoff(item.list_failures)
+        if exc.retry_after:
+            delay = max(delay, exc.retry_after)
+        held = self.journal.note(
+            self.api_base,
+            item.req,
+            self.run_id,
+            f"not yet checked: listing failed ({exc.message}); listing again in {delay:.1f} s",
+            attempts=item.new_attempts(),
+        )
+        if not held and self._hold_lost(item):
+            return
+        if self.halt_reason is None:
+            self._emit(
+                RetryEvent(
+                    item.req.row,
+                    self.clock.time() + delay,
+                    f"listing to check failed: {exc.message}",
+                )
+            )
+        self._requeue(item, delay)  # item.claimed stays True: _process lists without claiming
+
+    def _hold_lost(self, item: _Item) -> bool:
+        """Whether a row held in flight across a listing backoff is no longer this run's in the
+        journal (another run judged this one dead and took it over, or an operator forgot it).
+        If so the row is settled from what the journal says, without a call, and True returned.
+        """
+        entry = self.journal.lookup(self.api_base, item.req)
+        if entry is not None and entry.status == INFLIGHT and entry.run_id == self.run_id:
+            return False
+        item.claimed = False
+        if entry is not None and entry.status == CREATED and entry.session_id:
+            self._finish_existing(
+                item,
+                Claim(
+                    ClaimKind.CREATED,
+                    session_id=entry.session_id,
+                    changed=entry.fingerprint != item.req.fingerprint,
+                ),
+            )
+            return True
+        state = "nothing (forgotten)" if entry is None else entry.status
+        if entry is not None and entry.run_id is not None and entry.run_id != self.run_id:
+            state += f" for run #{entry.run_id}"
+        self._finish(
+            item,
+            self._outcome(
+                item,
+                Status.UNKNOWN,
+                "May have been created; while this run waited to list the module's sessions "
+                f"again, the journal stopped holding it for this run (it now says: {state}); "
+                "not sent again. Run again later: the next run decides from the journal.",
+            ),
+        )
+        return True
 
     # -- settling a row -------------------------------------------------------------------------
 
@@ -758,7 +849,7 @@ class _Run:
 
     def _requeue(self, item: _Item, delay: float) -> None:
         if self.halt_reason is not None:
-            self._finish(item, self._halt_outcome(item))
+            self._stopped_before_sending(item)
         elif delay <= 0:
             self.ready.put_nowait(item)
         else:

@@ -30,7 +30,7 @@ from bulkschedule.client import (
     Rejected,
     ServerError,
 )
-from bulkschedule.journal import CREATED, FAILED, RELEASED, UNKNOWN, Journal
+from bulkschedule.journal import CREATED, FAILED, INFLIGHT, RELEASED, UNKNOWN, Journal
 from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
 from bulkschedule.payload import Request
 from bulkschedule.problems import Outcome, Status
@@ -457,25 +457,6 @@ async def test_lost_reply_not_found_is_sent_once_more(env: Env) -> None:
     assert len(env.zoho.sessions[req.identity]) == 1
 
 
-async def test_listing_failure_leaves_the_row_unknown_for_the_next_run(env: Env) -> None:
-    reqs = rows(2)
-    env.zoho.create_script[reqs[0].identity] = [LOST]
-    env.zoho.find_script[reqs[0].identity] = [ServerError("500 on list")]
-    out = await env.send(reqs)
-    got = out[reqs[0].row]
-    assert got.status is Status.UNKNOWN
-    assert "may have been created" in got.message.lower() and "next run" in got.message
-    assert env.status(reqs[0]) == UNKNOWN
-    assert len(env.zoho.creates(reqs[0].identity)) == 1  # never re-sent blindly
-
-    # the next run lists first, finds it, and does not send it again
-    again = await env.send(reqs)
-    assert again[reqs[0].row].status is Status.EXISTS
-    assert again[reqs[0].row].session_id == env.zoho.sessions[reqs[0].identity][0]
-    assert len(env.zoho.creates(reqs[0].identity)) == 1
-    assert len(env.zoho.finds(reqs[0].identity)) == 2
-
-
 async def test_repeated_lost_replies_are_bounded(env: Env) -> None:
     [req] = rows(1)
     env.zoho.create_script[req.identity] = [OutcomeUnknown("timeout")] * 9
@@ -495,6 +476,263 @@ async def test_lockout_on_the_listing_lists_again_after_the_lock(env: Env) -> No
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find"]
     f1, f2 = env.zoho.finds()
     assert f2.at - f1.at >= 300
+
+
+# -- a listing that fails -------------------------------------------------------------------------
+#
+# A reconciliation listing that gets a 5xx or never reaches Zoho is tried again with the create
+# backoff, at most `list_attempts` times; meanwhile the row waits on the queue, still in flight for
+# this run in the journal. Nothing is sent before a listing has answered "not there".
+
+LIST_ERRORS = [
+    pytest.param(lambda i: ServerError(f"503 on list {i}"), id="5xx"),
+    pytest.param(lambda i: NotSent(f"connection refused {i}"), id="not-sent"),
+]
+
+
+def listing_gaps(env: Env, identity: str) -> list[float]:
+    """Idle time between one listing's answer and the next listing."""
+    finds = [c.at for c in env.zoho.finds(identity)]
+    return [b - (a + env.zoho.latency) for a, b in itertools.pairwise(finds)]
+
+
+@pytest.mark.parametrize("error", LIST_ERRORS)
+async def test_listing_failing_twice_then_finding_it_is_created_without_a_second_post(
+    env: Env, error: Callable[[int], Exception]
+) -> None:
+    reqs = rows(2)
+    lost = reqs[0]
+    env.zoho.create_script[lost.identity] = [LOST]
+    env.zoho.find_script[lost.identity] = [error(1), error(2)]
+    held: list[tuple[str | None, int | None, str]] = []
+
+    async def probe() -> None:  # during the first backoff (listing answers at +7, again >= +12)
+        await env.clock.sleep(9)
+        entry = env.journal.lookup(BASE, lost)
+        assert entry is not None
+        held.append((entry.status, entry.run_id, entry.message))
+
+    async def both() -> dict[int, Outcome]:
+        out, _ = await asyncio.gather(
+            env.sending(reqs, RunConfig(backoff_base=10.0, reconcile_delay=5.0)), probe()
+        )
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    got = out[lost.row]
+    assert got.status is Status.CREATED and got.attempts == 1
+    assert got.session_id == env.zoho.sessions[lost.identity][0]
+    assert len(env.zoho.creates(lost.identity)) == 1  # never re-sent
+    assert len(env.zoho.sessions[lost.identity]) == 1
+    assert [c.kind for c in env.zoho.calls if c.identity == lost.identity] == [
+        "create",
+        "find",
+        "find",
+        "find",
+    ]
+    # the same equal-jitter backoff as creates: between half and all of base * 2**(n-1)
+    g1, g2 = listing_gaps(env, lost.identity)
+    assert 5.0 <= g1 <= 10.0 and 10.0 <= g2 <= 20.0
+    retries = [e for e in env.events if isinstance(e, RetryEvent) and e.row == lost.row]
+    assert [e.at for e in retries] == pytest.approx(
+        [c.at for c in env.zoho.finds(lost.identity)[1:]], abs=1e-6
+    )
+    assert all("listing" in e.reason for e in retries)
+    # while it waited it stayed in flight for this run, with a note saying why
+    [(status, run_id, message)] = held
+    assert status == INFLIGHT and "listing failed" in message and str(error(1)) in message
+    assert run_id == env.journal.runs(1)[0].id
+    assert env.status(lost) == CREATED
+    assert out[reqs[1].row].status is Status.CREATED
+
+
+@pytest.mark.parametrize("error", LIST_ERRORS)
+async def test_listing_failing_twice_then_not_finding_it_sends_once_more(
+    env: Env, error: Callable[[int], Exception]
+) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [OutcomeUnknown("connection reset")]  # did not land
+    env.zoho.find_script[req.identity] = [error(1), error(2)]
+    out = await env.send([req], RunConfig(backoff_base=10.0))
+    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 2
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "find", "create"]
+    g1, g2 = listing_gaps(env, req.identity)
+    assert 5.0 <= g1 <= 10.0 and 10.0 <= g2 <= 20.0
+    assert len(env.zoho.sessions[req.identity]) == 1
+    assert env.status(req) == CREATED
+
+
+@pytest.mark.parametrize("error", LIST_ERRORS)
+async def test_listing_that_keeps_failing_is_unknown_after_the_bound_for_the_next_run(
+    env: Env, error: Callable[[int], Exception]
+) -> None:
+    reqs = rows(2)
+    lost = reqs[0]
+    env.zoho.create_script[lost.identity] = [LOST]
+    env.zoho.find_script[lost.identity] = [error(i) for i in range(1, 10)]
+    out = await env.send(reqs, RunConfig(list_attempts=3, backoff_base=10.0))
+    got = out[lost.row]
+    assert got.status is Status.UNKNOWN
+    assert "may have been created" in got.message.lower() and "next run" in got.message
+    assert "3 times" in got.message and " 3)" in got.message  # the last failure is named
+    assert len(env.zoho.finds(lost.identity)) == 3  # list_attempts listings, then it gives up
+    g1, g2 = listing_gaps(env, lost.identity)
+    assert 5.0 <= g1 <= 10.0 and 10.0 <= g2 <= 20.0
+    assert len(env.zoho.creates(lost.identity)) == 1  # never re-sent blindly
+    assert env.status(lost) == UNKNOWN  # the journal keeps it for the next run
+    assert out[reqs[1].row].status is Status.CREATED
+
+    # the next run, with a working listing, finds it and does not send it again
+    env.zoho.find_script.clear()
+    again = await env.send(reqs)
+    assert again[lost.row].status is Status.EXISTS
+    assert again[lost.row].session_id == env.zoho.sessions[lost.identity][0]
+    assert len(env.zoho.creates(lost.identity)) == 1
+    assert len(env.zoho.finds(lost.identity)) == 4
+    assert env.status(lost) == CREATED
+
+
+async def test_row_of_a_dead_run_is_listed_again_after_a_failed_listing(env: Env) -> None:
+    landed, gone = rows(2)
+    crashed = env.journal.start_run("term.xlsx", BASE, pid=dead_pid())
+    env.journal.claim(BASE, landed, crashed)
+    env.journal.claim(BASE, gone, crashed)
+    sid = env.zoho.add_session(landed)  # its POST had landed before the crash
+    env.zoho.find_script[landed.identity] = [ServerError("500 on list")]
+    env.zoho.find_script[gone.identity] = [NotSent("DNS failure")]
+    out = await env.send([landed, gone])
+    assert out[landed.row].status is Status.EXISTS and out[landed.row].session_id == sid
+    assert f"run #{crashed}" in out[landed.row].message
+    assert [c.kind for c in env.zoho.calls if c.identity == landed.identity] == ["find", "find"]
+    assert [c.kind for c in env.zoho.calls if c.identity == gone.identity] == [
+        "find",
+        "find",
+        "create",
+    ]
+    assert out[gone.row].status is Status.CREATED and out[gone.row].attempts == 1
+
+
+async def test_stop_during_a_listing_backoff_is_unknown_at_once(env: Env) -> None:
+    reqs = rows(2)
+    lost = reqs[0]
+    env.zoho.create_script[lost.identity] = [LOST]  # reply lost at +1, listing +6, fails at +7
+    env.zoho.find_script[lost.identity] = [ServerError("503 on list")]
+    config = RunConfig(backoff_base=100.0, reconcile_delay=5.0)  # lists again at +57 or later
+    out = await run_with_stop(env, reqs, config, stop_at=20)
+    assert env.clock.time() - env.t0 == pytest.approx(20.0, abs=1e-6)  # no wait for the backoff
+    got = out[lost.row]
+    assert got.status is Status.UNKNOWN and "next run" in got.message
+    assert env.status(lost) == UNKNOWN  # not left in flight: the operator's list shows it
+    assert len(env.zoho.finds(lost.identity)) == 1  # no listing after the stop
+    assert out[reqs[1].row].status is Status.CREATED
+
+    again = await env.send(reqs)
+    assert again[lost.row].status is Status.EXISTS
+    assert len(env.zoho.creates(lost.identity)) == 1
+
+
+async def test_hard_stop_during_a_listing_backoff_leaves_the_row_unknown(env: Env) -> None:
+    """The caller cancels the run (job.send's hard stop) while the row waits to be listed again:
+    the journal must say unknown, not leave the row in flight for a finished run."""
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]
+    env.zoho.find_script[req.identity] = [ServerError("503 on list")]  # answered at +7
+
+    async def scenario() -> dict[int, Outcome]:
+        config = RunConfig(backoff_base=100.0, reconcile_delay=5.0)
+        sending = asyncio.ensure_future(env.sending([req], config))
+        await env.clock.sleep(20)
+        sending.cancel()
+        await asyncio.wait({sending})
+        return {e.outcome.row: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
+
+    out = await env.clock.run(scenario(), max_time=MAX_FAKE)
+    assert_one_outcome_each([req], out)
+    assert out[req.row].status is Status.UNKNOWN
+    assert env.status(req) == UNKNOWN
+    assert len(env.zoho.finds()) == 1 and len(env.zoho.creates()) == 1
+
+
+async def test_fatal_answer_to_a_repeated_listing_stops_the_run(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]
+    env.zoho.find_script[req.identity] = [
+        ServerError("500 on list"),
+        Fatal("7218 invalid OAuth scope", status=403),
+    ]
+    out = await env.send([req])
+    got = out[req.row]
+    assert got.status is Status.UNKNOWN and "7218" in got.message
+    assert env.status(req) == UNKNOWN
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "find"]
+    assert [e.reason for e in env.events if isinstance(e, StopEvent)] == [
+        "Zoho answered: 7218 invalid OAuth scope"
+    ]
+
+
+async def test_lockout_on_a_repeated_listing_still_waits_out_the_lock(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]
+    env.zoho.find_script[req.identity] = [ServerError("500 on list"), Locked("7209 threshold")]
+    out = await env.send([req])
+    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 1
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "find"]
+    _, f2, f3 = env.zoho.finds()
+    assert f3.at - (f2.at + env.zoho.latency) == pytest.approx(300, abs=1e-6)
+
+
+async def test_another_run_waits_while_a_listing_backs_off(env: Env) -> None:
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [OutcomeUnknown("read timeout")]  # did not land
+    env.zoho.find_script[req.identity] = [ServerError("503 on list")]  # at +6, answered +7
+    j2 = Journal(env.state, clock=env.clock.time)
+
+    async def second_run_during_the_backoff() -> dict[int, Outcome]:
+        await env.clock.sleep(10)  # run A lists again at +57 or later
+        return await env.sending([req], RunConfig(busy_poll=5.0), journal=j2)
+
+    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+        a, b = await asyncio.gather(
+            env.sending([req], RunConfig(reconcile_delay=5.0, backoff_base=100.0)),
+            second_run_during_the_backoff(),
+        )
+        return a, b
+
+    out_a, out_b = await env.clock.run(both(), max_time=MAX_FAKE)
+    j2.close()
+    assert out_a[req.row].status is Status.CREATED and out_a[req.row].attempts == 2
+    assert out_b[req.row].status is Status.EXISTS  # it saw the row busy, never listed or sent
+    assert out_b[req.row].session_id == out_a[req.row].session_id
+    assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "create"]
+    assert len(env.zoho.sessions[req.identity]) == 1
+
+
+async def test_row_taken_over_during_a_listing_backoff_is_not_listed_or_sent(env: Env) -> None:
+    """A run frozen past the heartbeat bound is judged dead; if another run took the row over
+    meanwhile, the first one settles it from the journal instead of listing and sending."""
+    [req] = rows(1)
+    env.zoho.create_script[req.identity] = [LOST]
+    env.zoho.find_script[req.identity] = [ServerError("503 on list")]  # at +6, answered +7
+    j2 = Journal(env.state, clock=env.clock.time, stale_after=10.0)
+    other = j2.start_run("term.xlsx", BASE)
+
+    async def other_run_takes_it_over() -> None:
+        await env.clock.sleep(30)  # our last heartbeat was at +0 (heartbeat_every is huge)
+        assert j2.claim(BASE, req, other).kind.value == "stale"
+        j2.record_created(BASE, req, other, "999000000000000001", attempts=0)
+
+    async def both() -> dict[int, Outcome]:
+        config = RunConfig(reconcile_delay=5.0, backoff_base=100.0, heartbeat_every=10_000.0)
+        out, _ = await asyncio.gather(env.sending([req], config), other_run_takes_it_over())
+        return out
+
+    out = await env.clock.run(both(), max_time=MAX_FAKE)
+    j2.close()
+    got = out[req.row]
+    assert got.status is Status.EXISTS and got.session_id == "999000000000000001"
+    assert [c.kind for c in env.zoho.calls] == ["create", "find"]  # nothing after the backoff
+    entry = env.journal.lookup(BASE, req)
+    assert entry is not None and entry.run_id == other and entry.status == CREATED
 
 
 # -- stopping --------------------------------------------------------------------------------------
