@@ -29,7 +29,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,7 +199,12 @@ def _write_table(
 
 
 def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
-    """Save next to ``path`` and rename over it, so a crash never leaves a truncated file.
+    """Save a workbook with `_write_atomic`."""
+    _write_atomic(path, wb.save)
+
+
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
+    """``write(tmp)`` next to ``path``, then rename over it: a crash never leaves a truncated file.
 
     The temporary file gets the permissions a normal file would get (mkstemp makes it 0600,
     which would surprise whoever shares the results folder).
@@ -209,7 +214,7 @@ def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        wb.save(tmp)
+        write(tmp)
         _match_permissions(tmp, target)
         os.replace(tmp, target)
     except BaseException:
@@ -593,15 +598,4 @@ def template_csv() -> str:
 
 def write_template_csv(path: str | os.PathLike[str]) -> None:
     """Write the CSV template atomically, as UTF-8 without a byte-order mark."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                               dir=target.parent if str(target.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(template_csv())
-        _match_permissions(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_atomic(path, lambda tmp: Path(tmp).write_bytes(template_csv().encode("utf-8")))
