@@ -26,7 +26,29 @@ class ReadError(Exception):
     """The file cannot be read. ``str(err)`` is one clear line naming the file (exit code 2)."""
 
 
-class RawTable:
+class ByValue:
+    """Equality and repr over ``__match_args__``, for classes that compute a field on first use
+    (so they cannot be dataclasses with slots): a lazy field compares by its value."""
+
+    __slots__ = ()
+    __match_args__: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
+                                                          strict=True))
+        return f"{self.__class__.__name__}({values})"
+
+
+class RawTable(ByValue):
     """One sheet as read. ``rows`` is built on first use: validation reads `columns` instead.
 
     Fields: ``file`` (the path as the user gave it); ``sheet`` (sheet name for workbooks, None for
@@ -43,7 +65,6 @@ class RawTable:
                  "row_numbers", "sheet")
     __match_args__ = ("file", "sheet", "headers", "rows", "row_numbers", "notes", "first_column",
                       "header_row")
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __init__(
         self,
@@ -101,19 +122,6 @@ class RawTable:
             rows = [r if len(r) >= width else [*r, *([None] * (width - len(r)))] for r in rows]
         return [Cells(c) for c, _ in zip(zip(*rows, strict=False), range(width), strict=False)]
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (self.file, self.sheet, self.headers, self.rows, self.row_numbers, self.notes,
-                self.first_column, self.header_row)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
-                                                          strict=True))
-        return f"RawTable({values})"
 
 
 class Cells:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from bulkschedule import parse
 from bulkschedule.columns import BY_NAME, COLUMNS, REQUIRED, HeaderMap, map_headers
 from bulkschedule.problems import Problem, error, sort_key, warning
-from bulkschedule.reader import Cells, RawTable, gc_paused
+from bulkschedule.reader import ByValue, Cells, RawTable, gc_paused
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,7 @@ class SessionRow(NamedTuple):
     key: str | None = None
 
 
-class Validation:
+class Validation(ByValue):
     """Everything validation learnt about one sheet.
 
     ``sessions``: the rows with no error, in input order, parsed (built on first use: ``valid``
@@ -62,7 +62,6 @@ class Validation:
     __slots__ = ("_build", "_sessions", "_valid", "error_rows", "fatal", "headers", "problems",
                  "table")
     __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows")
-    __hash__ = None  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -122,19 +121,6 @@ class Validation:
             "problems": [p.to_dict() for p in self.problems],
         }
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (self.table, self.headers, self.sessions, self.problems, self.fatal,
-                self.error_rows)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
-                                                          strict=True))
-        return f"Validation({values})"
 
 
 #: Which option supplies each path ID, for messages.
