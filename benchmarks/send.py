@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bulkschedule import job
-from bulkschedule.auth import StaticToken
-from bulkschedule.problems import Status
-from bulkschedule.runner import OutcomeEvent
-from bulkschedule.sandbox import Sandbox, SandboxConfig, parse_latency, parse_rate
+from bulkschedule.app import job
+from bulkschedule.core.problems import Status
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig, parse_latency, parse_rate
+from bulkschedule.send.runner import OutcomeEvent
+from bulkschedule.zoho.auth import StaticToken
 
 COURSE, BATCH = "478346000019479103", "478346000019479115"
 MODULES = [str(478346000019479119 + 12 * i) for i in range(4)]
@@ -103,10 +103,10 @@ async def _naive(validation: Any, sb: Sandbox, state: Path, calls: int, seconds:
     import aiohttp
     from aiolimiter import AsyncLimiter
 
-    from bulkschedule.client import LmsClient
-    from bulkschedule.journal import Journal
-    from bulkschedule.limiter import LockGate
-    from bulkschedule.runner import RunConfig, send_all
+    from bulkschedule.send.journal import Journal
+    from bulkschedule.send.limiter import LockGate
+    from bulkschedule.send.runner import RunConfig, send_all
+    from bulkschedule.zoho.client import LmsClient
 
     limiter = AsyncLimiter(calls, seconds)
 

@@ -28,13 +28,13 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from bulkschedule import columns  # noqa: E402
-from bulkschedule.results import (  # noqa: E402
+from bulkschedule.app.results import (  # noqa: E402
     set_cell,
     template_workbook,
     write_template,
     write_template_csv,
 )
+from bulkschedule.sheet import columns  # noqa: E402
 
 COURSE = "478346000019479103"
 BATCH = "478346000019479115"  # runs 04-01-2027 to 26-03-2027

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from bulkschedule.auth import (
+from bulkschedule.zoho.auth import (
     CACHE_FILE_NAME,
     AuthError,
     RefreshingToken,
@@ -498,15 +498,15 @@ MODULE_IDS = ("478346000019479103", "478346000019479115", "478346000019479119")
 
 
 def check_target(state: Path) -> Any:
-    from bulkschedule.job import SendSettings
-    from bulkschedule.target import Target
+    from bulkschedule.app.job import SendSettings
+    from bulkschedule.app.target import Target
 
     return Target(SendSettings(api_base=PEOPLE, state_dir=state, rate_calls=100, rate_period=1),
                   lambda session: StaticToken(ACCESS[0]))
 
 
 async def test_check_without_a_module_reads_the_trainers_first_page(tmp_path: Path) -> None:
-    from bulkschedule.auth import check
+    from bulkschedule.app.credentials import check
 
     with aioresponses() as m:
         m.get(TRAINERS_URL, payload={"code": 200, "message": "success", "hasMoreRecords": True,
@@ -518,7 +518,7 @@ async def test_check_without_a_module_reads_the_trainers_first_page(tmp_path: Pa
 
 
 async def test_check_failures_of_the_trainers_read(tmp_path: Path) -> None:
-    from bulkschedule.auth import check
+    from bulkschedule.app.credentials import check
 
     target = check_target(tmp_path / "state")
     with aioresponses() as m:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bulkschedule.cli import main
-from bulkschedule.job import load, requests_for
-from bulkschedule.journal import Journal
+from bulkschedule.app.job import load, requests_for
+from bulkschedule.cli.root import main
+from bulkschedule.send.journal import Journal
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "sessions.xlsx"
 BASE = "https://people.zoho.com"  # the default data centre's API base

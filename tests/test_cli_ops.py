@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bulkschedule.cli import main
-from bulkschedule.sandbox import Sandbox, SandboxConfig, load_catalogue
+from bulkschedule.cli.root import main
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig, load_catalogue
 
 LONG_SECRET = "0a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # long enough to be shown masked
 IDS = ["--course", "478346000019479103", "--batch", "478346000019479115",

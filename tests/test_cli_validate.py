@@ -11,8 +11,8 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from bulkschedule import cli
-from bulkschedule.problems import error, warning
+from bulkschedule.cli import root as cli
+from bulkschedule.core.problems import error, warning
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
@@ -40,7 +40,7 @@ def _one_error_line(result) -> None:
 
 def test_importing_cli_loads_no_heavy_library():
     code = (
-        "import sys, bulkschedule.cli\n"
+        "import sys, bulkschedule.cli.root\n"
         "heavy = [m for m in ('pandas', 'pandera', 'openpyxl', 'aiohttp', 'numpy') "
         "if m in sys.modules]\n"
         "print(','.join(heavy))\n"

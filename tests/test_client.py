@@ -18,9 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import CallbackResult, aioresponses
 
-from bulkschedule import client as client_mod
-from bulkschedule.auth import AuthError, StaticToken
-from bulkschedule.client import (
+from bulkschedule.core.request import Request
+from bulkschedule.zoho import client as client_mod
+from bulkschedule.zoho.auth import AuthError, StaticToken
+from bulkschedule.zoho.client import (
     DATA_CENTRES,
     ApiError,
     AuthExpired,
@@ -34,7 +35,6 @@ from bulkschedule.client import (
     check_base_url,
     classify_create,
 )
-from bulkschedule.payload import Request
 
 BASE = "https://people.zoho.com"
 C, B, M = "478346000019479103", "478346000019479115", "478346000019479119"

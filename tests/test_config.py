@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule.config import (
+from bulkschedule.app.config import (
     ConfigError,
     credential_problem,
     default_state_dir,
@@ -338,7 +338,7 @@ def test_show_masks_secrets_and_reports_sources(home: dict[str, str], tmp_path: 
 
 def test_config_module_does_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, bulkschedule.config as c;"
+        "import sys, bulkschedule.app.config as c;"
         "c.load_settings({}, {'HOME': '/nonexistent'}, None);"
         "print(','.join(m for m in ('aiohttp','pandas','pandera','openpyxl') if m in sys.modules))"
     )
@@ -352,7 +352,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_data_centre_table_matches_client() -> None:
-    from bulkschedule.client import DATA_CENTRES
+    from bulkschedule.core.constants import DATA_CENTRES
 
     rows = re.findall(
         r"^\| `(\w+)` \| `(https://[^`]+)` \| `(https://[^`]+)` \|$",

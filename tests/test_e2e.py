@@ -25,7 +25,7 @@ import aiohttp
 import openpyxl
 import pytest
 
-from bulkschedule.sandbox import Sandbox, SandboxConfig
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.slow
 

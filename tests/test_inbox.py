@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule.inbox import (
+from bulkschedule.app.inbox import (
     InboxBusy,
     InboxPaths,
     InstanceLock,
@@ -194,7 +194,7 @@ def test_results_paths_and_report_paths(inbox: InboxPaths) -> None:
 HOLDER = textwrap.dedent(
     """
     import sys
-    from bulkschedule.inbox import InstanceLock
+    from bulkschedule.app.inbox import InstanceLock
     lock = InstanceLock(sys.argv[1])
     print("held" if lock.acquire() else "refused", flush=True)
     sys.stdin.read()  # hold until the parent closes stdin (or kills us)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule.inbox import InstanceLock
-from bulkschedule.sandbox import Sandbox, SandboxConfig
+from bulkschedule.app.inbox import InstanceLock
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.slow
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule import job
-from bulkschedule.auth import StaticToken
-from bulkschedule.config import Settings
-from bulkschedule.journal import Journal
-from bulkschedule.logs import log_outcome
-from bulkschedule.problems import Status
-from bulkschedule.runner import Event, OutcomeEvent
-from bulkschedule.sandbox import Sandbox, SandboxConfig
-from bulkschedule.target import open_target
+from bulkschedule.app import job
+from bulkschedule.app.config import Settings
+from bulkschedule.app.logs import log_outcome
+from bulkschedule.app.target import open_target
+from bulkschedule.core.problems import Status
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+from bulkschedule.send.journal import Journal
+from bulkschedule.send.runner import Event, OutcomeEvent
+from bulkschedule.zoho.auth import StaticToken
 
 ROOT = Path(__file__).resolve().parents[1]
 WITH_ERRORS = ROOT / "sample_data" / "sessions_with_errors.csv"
@@ -116,7 +116,7 @@ async def test_open_target_sandbox_uses_a_private_state_folder(tmp_path: Path) -
 
 
 def test_api_target_needs_credentials_only_to_send(tmp_path: Path) -> None:
-    from bulkschedule.target import api
+    from bulkschedule.app.target import api
 
     settings = Settings(state_dir=tmp_path / "state", secrets_file=tmp_path / "none.toml")
     with pytest.raises(job.JobError, match="no credentials"):
@@ -128,7 +128,7 @@ def test_api_target_needs_credentials_only_to_send(tmp_path: Path) -> None:
 
 
 def test_eta_is_capped_by_the_limiter_and_counts_a_running_lockout() -> None:
-    from bulkschedule.job import eta_seconds
+    from bulkschedule.app.job import eta_seconds
 
     # 30 rows in the first 2 s is a burst the limiter cannot keep up: 30 left at 30/min is 60 s
     assert eta_seconds(60, 30, 2.0, limit_per_min=30.0) == 60

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule.journal import (
+from bulkschedule.core.request import Request
+from bulkschedule.send.journal import (
     CREATED,
     FAILED,
     INFLIGHT,
@@ -23,7 +24,6 @@ from bulkschedule.journal import (
     Journal,
     pid_alive,
 )
-from bulkschedule.payload import Request
 
 BASE = "https://people.zoho.com"
 T0 = 1_800_000_000.0

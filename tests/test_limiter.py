@@ -20,7 +20,7 @@ from multiprocessing.synchronize import Barrier
 import pytest
 from fakeclock import FakeClock  # tests/ is on sys.path (no __init__.py): works with plain pytest
 
-from bulkschedule.limiter import (
+from bulkschedule.send.limiter import (
     LockGate,
     SystemClock,
     WindowLimiter,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule import logs
-from bulkschedule.problems import Outcome, Status
+from bulkschedule.app import logs
+from bulkschedule.core.problems import Outcome, Status
 
 ACCESS = "1000.0123456789abcdef0123456789abcdef.fedcba9876543210fedcba9876543210"
 CLIENT_SECRET = "0a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
@@ -115,7 +115,7 @@ def test_redact_text_mode_and_other_loggers(tmp_path: Path) -> None:
     out = io.StringIO()
     logs.setup_logging(None, "text", stream=out, is_tty=False)
     logs.register_secret(CLIENT_SECRET)
-    child = logging.getLogger("bulkschedule.client")
+    child = logging.getLogger("bulkschedule.zoho.client")
     child.warning("retrying with %s and %s", CLIENT_SECRET, ACCESS)
     assert lines(out)[0].endswith("WARNING retrying with *** and ***")
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from bulkschedule.parse import (
+from bulkschedule.sheet.parse import (
     ParseError,
     display,
     format_date,

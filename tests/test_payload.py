@@ -6,8 +6,8 @@ import datetime as dt
 import hashlib
 import json
 
-from bulkschedule.payload import build_request, identity_fields
-from bulkschedule.schema import SessionRow
+from bulkschedule.sheet.payload import build_request, identity_fields
+from bulkschedule.sheet.schema import SessionRow
 
 FULL = SessionRow(
     row=7,

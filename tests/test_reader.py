@@ -15,8 +15,8 @@ import pytest
 import python_calamine
 from openpyxl.styles import PatternFill
 
-from bulkschedule import reader
-from bulkschedule.reader import RawTable, ReadError, read_table
+from bulkschedule.sheet import reader
+from bulkschedule.sheet.reader import RawTable, ReadError, read_table
 
 BIG_ID = "478346000019479103"  # above 2**53: a float would change it
 

@@ -1,4 +1,4 @@
-"""The workbooks in `bulkschedule.results`, read back with openpyxl.
+"""The workbooks in `bulkschedule.app.results`, read back with openpyxl.
 
 Validation objects are built by hand here, so these tests pin the workbook contract without
 depending on how the schema words its messages.
@@ -13,11 +13,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from bulkschedule import columns, results
-from bulkschedule.columns import map_headers
-from bulkschedule.problems import Outcome, Status, error, warning
-from bulkschedule.reader import RawTable
-from bulkschedule.schema import Validation
+from bulkschedule.app import results
+from bulkschedule.core.problems import Outcome, Status, error, warning
+from bulkschedule.sheet import columns
+from bulkschedule.sheet.columns import map_headers
+from bulkschedule.sheet.reader import RawTable
+from bulkschedule.sheet.schema import Validation
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = "478346000019479103"

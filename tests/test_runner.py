@@ -21,20 +21,11 @@ from pathlib import Path
 import pytest
 from fakeclock import FakeClock
 
-from bulkschedule.client import (
-    AuthExpired,
-    Fatal,
-    Locked,
-    NotSent,
-    OutcomeUnknown,
-    Rejected,
-    ServerError,
-)
-from bulkschedule.journal import CREATED, FAILED, INFLIGHT, RELEASED, UNKNOWN, Journal
-from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
-from bulkschedule.payload import Request
-from bulkschedule.problems import Outcome, Status
-from bulkschedule.runner import (
+from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.request import Request
+from bulkschedule.send.journal import CREATED, FAILED, INFLIGHT, RELEASED, UNKNOWN, Journal
+from bulkschedule.send.limiter import LockGate, WindowLimiter, make_pace
+from bulkschedule.send.runner import (
     Event,
     LockEvent,
     OutcomeEvent,
@@ -46,6 +37,15 @@ from bulkschedule.runner import (
     send_all,
     summarize,
     track_pace,
+)
+from bulkschedule.zoho.client import (
+    AuthExpired,
+    Fatal,
+    Locked,
+    NotSent,
+    OutcomeUnknown,
+    Rejected,
+    ServerError,
 )
 
 BASE = "https://people.zoho.com"

@@ -10,8 +10,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from bulkschedule.reader import read_table
-from bulkschedule.schema import validate
+from bulkschedule.sheet.reader import read_table
+from bulkschedule.sheet.schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkschedule.problems import Problem, sort_key
-from bulkschedule.reader import RawTable, read_table
-from bulkschedule.schema import SessionRow, Validation, validate
+from bulkschedule.core.problems import Problem, sort_key
+from bulkschedule.sheet.reader import RawTable, read_table
+from bulkschedule.sheet.schema import SessionRow, Validation, validate
 
 TODAY = dt.date(2026, 6, 1)
 T1 = "478346000008251001"
@@ -368,8 +368,8 @@ def test_overlaps_match_brute_force(seed: int) -> None:
 
 
 def test_importing_the_package_modules_does_not_import_pandas() -> None:
-    code = ("import sys, bulkschedule.schema, bulkschedule.parse, bulkschedule.payload; "
-            "print('pandas' in sys.modules, 'pandera' in sys.modules)")
+    code = ("import sys, bulkschedule.sheet.schema, bulkschedule.sheet.parse, "
+            "bulkschedule.sheet.payload; print('pandas' in sys.modules, 'pandera' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -405,7 +405,7 @@ def test_pandera_schema_itself_enforces_the_row_rules() -> None:
     import pandas as pd
     import pandera.pandas as pa
 
-    from bulkschedule.schema import _schemas
+    from bulkschedule.sheet.schema import _schemas
 
     errors, _ = _schemas(TODAY)
     frame = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""The upload page (`bulkschedule.web`) through aiohttp's test client: every route, bad uploads,
+"""The upload page (`bulkschedule.web.server`) via aiohttp's test client: every route, bad uploads,
 CSRF, login, and runs through the real pipeline against the in-process sandbox.
 
 Assertions are on statuses, page content, stored files, journal rows and sandbox counters, never
@@ -27,11 +27,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner
 
-from bulkschedule import job, web
-from bulkschedule.cli import main
-from bulkschedule.config import Settings
-from bulkschedule.journal import Journal
-from bulkschedule.sandbox import Sandbox, SandboxConfig
+from bulkschedule.app import job
+from bulkschedule.app.config import Settings
+from bulkschedule.cli.root import main
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+from bulkschedule.send.journal import Journal
+from bulkschedule.web import server as web
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = ROOT / "sample_data" / "sessions.xlsx"
@@ -844,7 +845,7 @@ async def test_web_and_cli_runs_share_one_budget(make_page: MakePage, tmp_path: 
                                 first=dt.date(2027, 5, 3))
         upload_id = await page.upload_ok(web_sheet)
         validation = job.load(cli_sheet, today=TODAY)
-        from bulkschedule.auth import StaticToken
+        from bulkschedule.zoho.auth import StaticToken
 
         send = job.SendSettings(api_base=sb.url, state_dir=state, rate_calls=10,
                                 rate_period=1.0, lock_seconds=2.0)

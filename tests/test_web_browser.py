@@ -24,9 +24,10 @@ import openpyxl
 import pytest
 from aiohttp import web as aioweb
 
-from bulkschedule import job, web
-from bulkschedule.config import Settings
-from bulkschedule.sandbox import SandboxConfig
+from bulkschedule.app import job
+from bulkschedule.app.config import Settings
+from bulkschedule.sandbox.server import SandboxConfig
+from bulkschedule.web import server as web
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bulkschedule import parse
-from bulkschedule.columns import BY_NAME, COLUMNS, REQUIRED, HeaderMap, map_headers
-from bulkschedule.problems import Problem, error, sort_key, warning
-from bulkschedule.reader import ByValue, Cells, RawTable, gc_paused
+from bulkschedule.core.problems import Problem, error, sort_key, warning
+from bulkschedule.sheet import parse
+from bulkschedule.sheet.columns import BY_NAME, COLUMNS, REQUIRED, HeaderMap, map_headers
+from bulkschedule.sheet.reader import ByValue, Cells, RawTable, gc_paused
 
 if TYPE_CHECKING:
     import numpy as np

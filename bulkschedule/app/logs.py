@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from bulkschedule.problems import Outcome, Status
+from bulkschedule.core.problems import Outcome, Status
 
 LOGGER_NAME = "bulkschedule"
 MAX_BYTES = 5 * 1024 * 1024

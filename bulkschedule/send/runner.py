@@ -40,7 +40,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from bulkschedule.client import (
+from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.request import Request
+from bulkschedule.send.journal import CREATED, INFLIGHT, UNKNOWN, Claim, ClaimKind, Journal
+from bulkschedule.send.limiter import Clock
+from bulkschedule.zoho.client import (
     ApiError,
     AuthExpired,
     Fatal,
@@ -50,10 +54,6 @@ from bulkschedule.client import (
     Rejected,
     ServerError,
 )
-from bulkschedule.journal import CREATED, INFLIGHT, UNKNOWN, Claim, ClaimKind, Journal
-from bulkschedule.limiter import Clock
-from bulkschedule.payload import Request
-from bulkschedule.problems import Outcome, Status
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ UNKNOWN_NEXT_RUN = "the next run will check (by listing the module's sessions) b
 
 
 class Client(Protocol):
-    """What the runner needs from the LMS client (see bulkschedule.client)."""
+    """What the runner needs from the LMS client (see bulkschedule.zoho.client)."""
 
     async def create_session(self, req: Request) -> str:
         """POST the session; return its sessionId. Raises the `ApiError` subclasses. Awaits the

@@ -14,16 +14,22 @@ must work on a machine where the network stack is broken.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bulkschedule.core.constants import DATA_CENTRES, LOG_FORMATS, PAYLOAD_STYLES
+from bulkschedule.core.errors import ConfigError
+from bulkschedule.core.files import atomic_write_text
+from bulkschedule.core.numbers import parse_number, parse_rate
+from bulkschedule.core.text import mask
+
+__all__ = ["ConfigError", "Settings", "load_settings", "mask", "parse_rate", "show"]
 
 APP = "bulkschedule"
 
@@ -46,8 +52,6 @@ _SECRET_KEYS_IN_CONFIG = frozenset(
     | {n.lower() for n in SECRET_NAMES if n != "ZOHO_ACCOUNTS_URL"}
 )
 
-PAYLOAD_STYLES: tuple[str, ...] = ("query", "form", "json")
-LOG_FORMATS: tuple[str, ...] = ("text", "json")
 
 #: setting name -> environment variable. Inbox settings have no environment variable on purpose:
 #: they belong to one deployment (the crontab line or the config file), not to a shell session.
@@ -106,12 +110,6 @@ DEFAULTS: dict[str, Any] = {
     # state_dir, secrets_file: computed from the environment (XDG), see _default_*.
 }
 
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
-
-
-class ConfigError(Exception):
-    """A setting or secret is unusable. ``str(err)`` is one line naming the file/variable and key;
-    it never contains a secret value. The CLI exits 2 on it ("could not start")."""
 
 
 @dataclass(slots=True)
@@ -154,54 +152,20 @@ class Settings:
         """The People API base: ``api_base`` if set (sandbox, proxy), else the data centre's."""
         if self.api_base:
             return self.api_base
-        return _data_centres()[self.dc][0]
+        return DATA_CENTRES[self.dc][0]
 
     @property
     def accounts_base(self) -> str:
         """The accounts (OAuth) host of the data centre; ``ZOHO_ACCOUNTS_URL`` overrides it."""
-        return _data_centres()[self.dc][1]
-
-
-def _data_centres() -> dict[str, tuple[str, str]]:
-    # Imported late: the client module will pull in aiohttp, which `config show` does not need.
-    from bulkschedule.client import DATA_CENTRES
-
-    return DATA_CENTRES
+        return DATA_CENTRES[self.dc][1]
 
 
 # --------------------------------------------------------------------------------------------
 # value parsing and validation (shared by flags, environment and file)
 
 
-def parse_rate(text: str) -> tuple[int, float]:
-    """``"30/60"`` -> (30, 60.0). Both parts must be positive: "30/0" would mean infinite speed."""
-    m = _RATE_RE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not N/SECONDS (e.g. 30/60)")
-    calls, seconds = int(m.group(1)), float(m.group(2))
-    if calls < 1 or seconds <= 0:
-        raise ValueError(f"{text!r}: both the number of calls and the seconds must be above 0")
-    return calls, seconds
-
-
 def _as_number(value: object, *, integer: bool) -> float | int:
-    if isinstance(value, bool):  # bool is an int subclass; `workers = true` is a mistake
-        raise ValueError(f"{value!r} is not a number")
-    if isinstance(value, int | float):
-        number: float | int = value
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip()) if integer else float(value.strip())
-        except ValueError:
-            kind = "a whole number" if integer else "a number"
-            raise ValueError(f"{value!r} is not {kind}") from None
-    else:
-        raise ValueError(f"{value!r} is not a number")
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
-    if integer and (isinstance(number, float) and not number.is_integer()):
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(number) if integer else float(number)
+    return parse_number(value, integer=integer)
 
 
 def _as_bool(value: object) -> bool:
@@ -230,7 +194,7 @@ def _convert(name: str, value: object, base_dir: Path | None, env: Mapping[str, 
     """
     if name == "dc":
         dc = _as_text(value).lower()
-        known = _data_centres()
+        known = DATA_CENTRES
         if dc not in known:
             raise ValueError(f"unknown data centre {value!r}; one of {', '.join(known)}")
         return dc
@@ -628,30 +592,12 @@ def write_secrets(path: str | Path, values: Mapping[str, str]) -> Path:
         "# bulkschedule credentials. Keep this file private (chmod 600); never commit it.",
         *(f"{key} = {_toml_string(values[key])}" for key in SECRET_NAMES if values.get(key)),
     ]
-    fd, tmp = tempfile.mkstemp(prefix=".secrets-", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # mkstemp already did; explicit because the mode is the point
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, "\n".join(lines) + "\n", private=True)
     return target
 
 
 # --------------------------------------------------------------------------------------------
 # config show
-
-
-def mask(value: str) -> str:
-    """Mask a secret for display: at most the first 6 and last 2 characters are shown, and only
-    when the secret is long enough (24+) that this leaves most of it hidden; else fully masked."""
-    if len(value) < 24:
-        return "********"
-    return f"{value[:6]}…{value[-2:]}"
 
 
 def show(settings: Settings, secrets: Mapping[str, str]) -> list[tuple[str, str, str]]:

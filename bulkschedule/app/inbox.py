@@ -7,7 +7,7 @@ Layout under DIR::
     rejected/   sheets refused whole (all-or-nothing with validation errors), with their report
     results/    <name>.results.xlsx and <name>.summary.json for every processed sheet
 
-The sending itself is the normal run pipeline (`bulkschedule.job`), so a sheet behaves the same
+The sending itself is the normal run pipeline (`bulkschedule.app.job`), so a sheet behaves the same
 whether it comes in by ``run`` or by the inbox. What is here is everything that must hold for an
 unattended job to be safe: never pick up a file that is still being written or is open in Excel,
 never overwrite anything, never run twice at once, and never move a sheet out of ``incoming/``
@@ -37,12 +37,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
+from bulkschedule.core.errors import InboxBusy
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import aiohttp
 
-    from bulkschedule.auth import TokenProvider
-    from bulkschedule.job import SendSettings
-    from bulkschedule.runner import Event
+    from bulkschedule.app.job import SendSettings
+    from bulkschedule.send.runner import Event
+    from bulkschedule.zoho.auth import TokenProvider
 
 SHEET_SUFFIXES = frozenset({".xlsx", ".csv"})
 LOCK_NAME = "inbox.lock"
@@ -256,15 +259,6 @@ def report_paths(moved_sheet: Path) -> tuple[Path, Path]:
 # one instance at a time
 
 
-class InboxBusy(Exception):
-    """Another inbox run holds the lock. Not an error for cron: the CLI prints one line, exits 0."""
-
-    def __init__(self, lock_path: Path, holder_pid: int | None) -> None:
-        self.lock_path, self.holder_pid = lock_path, holder_pid
-        who = f" (pid {holder_pid})" if holder_pid else ""
-        super().__init__(f"another bulkschedule inbox run is in progress{who}; nothing to do")
-
-
 class InstanceLock:
     """A non-blocking exclusive ``flock`` on ``<state>/inbox.lock``.
 
@@ -392,7 +386,6 @@ UNREADABLE = "unreadable"  # not a readable sheet; nothing sent; in rejected/ wi
 INCOMPLETE = "incomplete"  # stopped before every row was tried; results written; left in incoming/
 NOT_STARTED = "not started"  # credentials, network or disk stopped it; left in incoming/
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_CANNOT_START = 0, 1, 2
 
 
 @dataclass(slots=True)
@@ -500,9 +493,9 @@ async def process_inbox(
     ``on_event_factory(sheet_name, rows_to_send)`` gives the runner-event callback for a sheet
     (progress, log lines); ``on_sheet`` hears about each sheet when it is settled.
     """
-    from bulkschedule import job
-    from bulkschedule.logs import log_summary
-    from bulkschedule.results import write_report
+    from bulkschedule.app import job
+    from bulkschedule.app.logs import log_summary
+    from bulkschedule.app.results import write_report
 
     log = logger or logging.getLogger("bulkschedule")
     start = clock() if now is None else now

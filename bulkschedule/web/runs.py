@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkschedule import job
-from bulkschedule.logs import redact
-from bulkschedule.web_access import Refused
+from bulkschedule.app import job
+from bulkschedule.app.logs import redact
+from bulkschedule.web.access import Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.journal import RunInfo
-    from bulkschedule.runner import Event
-    from bulkschedule.schema import Validation
-    from bulkschedule.target import Target
+    from bulkschedule.app.target import Target
+    from bulkschedule.send.journal import RunInfo
+    from bulkschedule.send.runner import Event
+    from bulkschedule.sheet.schema import Validation
 
 log = logging.getLogger("bulkschedule")
 
@@ -84,9 +84,15 @@ class LiveRun:
         old.set()
 
     def on_event(self, event: Event) -> None:
-        from bulkschedule.logs import log_lock, log_outcome
-        from bulkschedule.problems import Status
-        from bulkschedule.runner import LockEvent, OutcomeEvent, RetryEvent, StopEvent, WaitEvent
+        from bulkschedule.app.logs import log_lock, log_outcome
+        from bulkschedule.core.problems import Status
+        from bulkschedule.send.runner import (
+            LockEvent,
+            OutcomeEvent,
+            RetryEvent,
+            StopEvent,
+            WaitEvent,
+        )
 
         if isinstance(event, OutcomeEvent):
             outcome = event.outcome
@@ -169,13 +175,13 @@ class Runs:
         return None
 
     def journal_runs(self, limit: int = 50) -> list[RunInfo]:
-        from bulkschedule.journal import Journal
+        from bulkschedule.send.journal import Journal
 
         with Journal(self.state_dir) as journal:
             return journal.runs(limit)
 
     def journal_run(self, run_id: int) -> RunInfo | None:
-        from bulkschedule.journal import Journal
+        from bulkschedule.send.journal import Journal
 
         with Journal(self.state_dir) as journal:
             return journal.run(run_id)
@@ -215,7 +221,7 @@ class Runs:
 
     async def _execute(self, run: LiveRun, validation: Validation, target: Target,
                        on_register: Callable[[int], None]) -> None:
-        from bulkschedule.logs import log_summary
+        from bulkschedule.app.logs import log_summary
 
         def started(to_send: int, known: int) -> None:
             if run.state == "starting":

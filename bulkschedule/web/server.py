@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bulkschedule import job
-from bulkschedule import web_pages as pages
-from bulkschedule.logs import redact
-from bulkschedule.web_access import (
+from bulkschedule.app import job
+from bulkschedule.app.logs import redact
+from bulkschedule.web import pages
+from bulkschedule.web.access import (
     ACCESS,
     COOKIE,
     LOGIN_ATTEMPTS,
@@ -55,8 +55,8 @@ from bulkschedule.web_access import (
     is_loopback,
     local_path,
 )
-from bulkschedule.web_runs import STOP_GRACE, Busy, LiveRun, Runs
-from bulkschedule.web_uploads import (
+from bulkschedule.web.runs import STOP_GRACE, Busy, LiveRun, Runs
+from bulkschedule.web.uploads import (
     CHECKED,
     MULTIPART_OVERHEAD,
     REPORT,
@@ -64,13 +64,13 @@ from bulkschedule.web_uploads import (
     megabytes,
     read_json,
 )
-from bulkschedule.web_uploads import safe_name as safe_name
-from bulkschedule.web_uploads import sniff_problem as sniff_problem
+from bulkschedule.web.uploads import safe_name as safe_name
+from bulkschedule.web.uploads import sniff_problem as sniff_problem
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.config import Settings
-    from bulkschedule.sandbox import Sandbox, SandboxConfig
-    from bulkschedule.target import Target
+    from bulkschedule.app.config import Settings
+    from bulkschedule.app.target import Target
+    from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 
 __all__ = [
     "COOKIE",
@@ -125,10 +125,10 @@ class _State:
             f", {speed:g}x faster (sandbox)" if speed != 1 else "")
 
     def target(self, dry_run: bool) -> Target:
-        """Where a run goes (`bulkschedule.target`, as for the CLI): the sandbox, or the API
+        """Where a run goes (`bulkschedule.app.target`, as for the CLI): the sandbox, or the API
         with credentials read now, so a fixed secrets file needs no restart. `Refused` (503)
         with the reason when they are unusable, or missing and sending is asked for."""
-        from bulkschedule.target import api, to_sandbox
+        from bulkschedule.app.target import api, to_sandbox
 
         if self.sandbox is not None:
             return to_sandbox(self.sandbox, self.settings, state_dir=self.state_dir)
@@ -461,7 +461,7 @@ def make_app(
         if st.sandbox_config is None:
             yield
             return
-        from bulkschedule.sandbox import Sandbox
+        from bulkschedule.sandbox.server import Sandbox
 
         async with Sandbox(st.sandbox_config) as sb:
             st.sandbox = sb
@@ -507,7 +507,7 @@ async def serve(
     results. With ``sandbox`` and no ``state_dir``, a temporary state folder is used (as
     ``run --sandbox`` does), so rehearsals never mix with the real journal."""
     check_access(host, password)
-    from bulkschedule.target import sandbox_config as config_for
+    from bulkschedule.app.target import sandbox_config as config_for
 
     sandbox_config = config_for(settings, speed) if sandbox else None
     with contextlib.ExitStack() as stack:

@@ -21,27 +21,26 @@ openpyxl is imported inside the functions: the CLI must answer ``--help`` withou
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
 import os
 import re
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkschedule import columns as colspec
-from bulkschedule.problems import Outcome, Problem, Status
+from bulkschedule.core.files import atomic_write
+from bulkschedule.core.problems import Outcome, Problem, Status
+from bulkschedule.sheet import columns as colspec
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl import Workbook
     from openpyxl.cell.cell import Cell as XlCell
     from openpyxl.worksheet.worksheet import Worksheet
 
-    from bulkschedule.schema import Validation
+    from bulkschedule.sheet.schema import Validation
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -200,38 +199,7 @@ def _write_table(
 
 def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
     """Save a workbook with `_write_atomic`."""
-    _write_atomic(path, wb.save)
-
-
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
-    """``write(tmp)`` next to ``path``, then rename over it: a crash never leaves a truncated file.
-
-    The temporary file gets the permissions a normal file would get (mkstemp makes it 0600,
-    which would surprise whoever shares the results folder).
-    """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        _match_permissions(tmp, target)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _match_permissions(tmp: str, target: Path) -> None:
-    try:
-        mode = target.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    with contextlib.suppress(OSError):
-        os.chmod(tmp, mode)
+    atomic_write(path, wb.save)
 
 
 def _new_workbook() -> Workbook:
@@ -598,4 +566,4 @@ def template_csv() -> str:
 
 def write_template_csv(path: str | os.PathLike[str]) -> None:
     """Write the CSV template atomically, as UTF-8 without a byte-order mark."""
-    _write_atomic(path, lambda tmp: Path(tmp).write_bytes(template_csv().encode("utf-8")))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(template_csv().encode("utf-8")))

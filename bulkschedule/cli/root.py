@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from bulkschedule import __version__
-from bulkschedule.console import (
+from bulkschedule.cli.console import (
     Progress,
     counts_line,
     format_problems,
@@ -40,19 +40,28 @@ from bulkschedule.console import (
     sheet_line,
     summary_line,
 )
+from bulkschedule.core.constants import (
+    DATA_CENTRE_NAMES,
+    EXIT_CANNOT_START,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    LOCK_STYLES,
+    PAYLOAD_STYLES,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import logging
 
-    from bulkschedule.config import Settings
-    from bulkschedule.problems import Problem
-    from bulkschedule.schema import Validation
+    from bulkschedule.app.config import Settings
+    from bulkschedule.core.problems import Problem
+    from bulkschedule.sheet.schema import Validation
 
 __all__ = ["fail", "format_problems", "main", "read_and_validate", "summary_line"]
 
-EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_FAILURE = 2
+EXIT_INVALID = EXIT_INCOMPLETE
+EXIT_FAILURE = EXIT_CANNOT_START
 
 DEFAULT_TEMPLATE = "sessions-template.xlsx"
 
@@ -96,7 +105,7 @@ def id_options(f: Any) -> Any:
 def read_and_validate(sheet: str, *, json_mode: bool = False, **options: Any) -> Validation:
     """Read and validate a sheet (``options`` as for `job.load`: sheet_name, course, batch,
     module, month_first, today), or stop with exit code 2 when the file cannot be read."""
-    from bulkschedule.job import JobError, load
+    from bulkschedule.app.job import JobError, load
 
     try:
         return load(sheet, **options)
@@ -181,7 +190,7 @@ def validate(
     )
 
     if report is not None:
-        from bulkschedule.results import write_report
+        from bulkschedule.app.results import write_report
 
         try:
             write_report(report, validation)
@@ -214,7 +223,7 @@ def template(out: str, force: bool) -> None:
     type, a comment on each header and an Instructions sheet. A .csv name writes the header row.
     """
     path = _check_output(out, suffixes=(".xlsx", ".csv"), force=force, option="OUT")
-    from bulkschedule.results import write_template, write_template_csv
+    from bulkschedule.app.results import write_template, write_template_csv
 
     try:
         if path.suffix.lower() == ".csv":
@@ -228,15 +237,12 @@ def template(out: str, force: bool) -> None:
 
 # ------------------------------------------------------------------------------------ sending
 
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
-DATA_CENTRE_NAMES = ("us", "eu", "in", "au", "jp", "cn", "ca", "sa", "uk")
 
 
 def _rate_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from bulkschedule.config import parse_rate
+    from bulkschedule.app.config import parse_rate
 
     try:
         parse_rate(value)
@@ -261,7 +267,7 @@ def sending_options(f: Any) -> Any:
         click.option("--state", metavar="DIR", type=click.Path(file_okay=False),
                      help="State folder: journal, token cache (default: ~/.local/state/"
                           "bulkschedule or $BULKSCHEDULE_STATE)."),
-        click.option("--payload-style", type=click.Choice(("query", "form", "json")),
+        click.option("--payload-style", type=click.Choice(PAYLOAD_STYLES),
                      default=None, help="How sessionData is sent (default: query)."),
         click.option("--config", "config_path", metavar="PATH",
                      help="Config file (default: $BULKSCHEDULE_CONFIG or "
@@ -277,7 +283,7 @@ def sending_options(f: Any) -> Any:
 
 def _settings(params: dict[str, Any]) -> Settings:
     """Resolve flag > environment > config file > default, or exit 2 with the reason."""
-    from bulkschedule.config import ConfigError, load_settings
+    from bulkschedule.app.config import ConfigError, load_settings
 
     try:
         return load_settings(params, os.environ, params.get("config_path"))
@@ -298,7 +304,7 @@ def _start_logging(settings: Settings) -> logging.Logger:
     are loaded, so they are registered for redaction before anything could log them."""
     import logging
 
-    from bulkschedule.logs import setup_logging
+    from bulkschedule.app.logs import setup_logging
 
     try:
         setup_logging(settings.log_file, settings.log_format)
@@ -366,7 +372,7 @@ def run(**params: Any) -> None:
     """
     import asyncio
 
-    from bulkschedule import job
+    from bulkschedule.app import job
 
     _sandbox_flags(params)
     settings = _settings(params)
@@ -394,9 +400,9 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
                results_path: Path, logger: logging.Logger) -> int:
     import asyncio
 
-    from bulkschedule import job
-    from bulkschedule.logs import log_summary
-    from bulkschedule.target import open_target
+    from bulkschedule.app import job
+    from bulkschedule.app.logs import log_summary
+    from bulkschedule.app.target import open_target
 
     dry_run, sandbox = bool(params["dry_run"]), bool(params["sandbox"])
     signals = _Signals("\nstopping: finishing the calls in flight, then writing the results "
@@ -468,7 +474,7 @@ async def _run(params: dict[str, Any], settings: Settings, validation: Validatio
               help="Seconds of delay before each reply, uniform between MIN and MAX.")
 @click.option("--start-locked", type=click.FloatRange(min=0), default=0.0, metavar="S",
               help="Start with a lock already running for S seconds.")
-@click.option("--lock-style", type=click.Choice(("429", "422", "7209")), default="429",
+@click.option("--lock-style", type=click.Choice(LOCK_STYLES), default="429",
               show_default=True, help="How a refused call looks (the shapes seen from Zoho).")
 @click.option("--token", default="sandbox-token", show_default=True, metavar="TOKEN",
               help="The static access token the sandbox accepts.")
@@ -490,7 +496,7 @@ def sandbox(**params: Any) -> None:
     """
     import asyncio
 
-    from bulkschedule.sandbox import config_from_options, serve
+    from bulkschedule.sandbox.server import config_from_options, serve
 
     host, port = params.pop("host"), params.pop("port")
     try:
@@ -544,9 +550,9 @@ def inbox(**params: Any) -> None:
     """
     import asyncio
 
-    from bulkschedule.inbox import InboxBusy, InboxPaths, InstanceLock
-    from bulkschedule.job import JobError
-    from bulkschedule.target import api
+    from bulkschedule.app.inbox import InboxBusy, InboxPaths, InstanceLock
+    from bulkschedule.app.job import JobError
+    from bulkschedule.app.target import api
 
     if params["once"] and params["watch"] is not None:
         raise click.UsageError("--once and --watch exclude each other")
@@ -584,7 +590,7 @@ def inbox(**params: Any) -> None:
 async def _inbox(settings: Settings, paths: Any, target: Any, logger: logging.Logger) -> int:
     """The passes (`inbox.watch_inbox`), rendered: a progress line per sheet, a line when a
     sheet is settled, and the exit code (a stop cutting a sheet short: 130/143)."""
-    from bulkschedule.inbox import NOT_STARTED, SheetResult, watch_inbox
+    from bulkschedule.app.inbox import NOT_STARTED, SheetResult, watch_inbox
 
     signals = _Signals("stopping: finishing the calls in flight and writing the results")
     tty = sys.stderr.isatty()
@@ -687,8 +693,8 @@ def _auth_setup(settings: Settings, *, force: bool) -> None:
     can stop the secrets file from being written."""
     import asyncio
 
-    from bulkschedule.auth import accounts_server, set_up
-    from bulkschedule.job import JobError
+    from bulkschedule.app.credentials import accounts_server, set_up
+    from bulkschedule.app.job import JobError
 
     path = settings.secrets_file
     assert path is not None  # resolved to the default when not configured
@@ -724,9 +730,9 @@ def _auth_setup(settings: Settings, *, force: bool) -> None:
 def _auth_check(settings: Settings, module: tuple[str, str, str] | None) -> NoReturn:
     import asyncio
 
-    from bulkschedule.auth import check
-    from bulkschedule.job import JobError
-    from bulkschedule.target import api
+    from bulkschedule.app.credentials import check
+    from bulkschedule.app.job import JobError
+    from bulkschedule.app.target import api
 
     try:
         target = api(settings)
@@ -781,8 +787,8 @@ def forget(**params: Any) -> None:
     does not exist in Zoho. Exit code 0 when every named row was forgotten, 1 when some row was
     not in the journal or is not a valid row.
     """
-    from bulkschedule.job import requests_for
-    from bulkschedule.journal import Journal, normalise_base
+    from bulkschedule.app.job import requests_for
+    from bulkschedule.send.journal import Journal, normalise_base
 
     settings = _settings(params)
     validation = read_and_validate(params["sheet"], sheet_name=params["sheet_name"],
@@ -835,9 +841,9 @@ def config_show(**params: Any) -> None:
     Give the same flags as a `run` or `inbox` command line to see what that command would use.
     Exit code 2 when the configuration or the secrets file is unusable (the message says why).
     """
-    from bulkschedule.config import show
-    from bulkschedule.job import JobError
-    from bulkschedule.target import credentials
+    from bulkschedule.app.config import show
+    from bulkschedule.app.job import JobError
+    from bulkschedule.app.target import credentials
 
     settings = _settings(params)
     try:
@@ -877,7 +883,7 @@ def serve_command(**params: Any) -> None:
     """
     import asyncio
 
-    from bulkschedule import web
+    from bulkschedule.web import server as web
 
     _sandbox_flags(params)
     settings = _settings(params)

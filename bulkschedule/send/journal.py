@@ -41,7 +41,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bulkschedule.payload import Request
+from bulkschedule.core.request import Request
 
 JOURNAL_FILE = "journal.sqlite3"
 SCHEMA_VERSION = 1

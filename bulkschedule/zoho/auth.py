@@ -16,24 +16,24 @@ logs; use `mask` to show one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from bulkschedule.core.constants import DATA_CENTRES
+from bulkschedule.core.errors import AuthError
+from bulkschedule.core.files import atomic_write_text
+from bulkschedule.core.text import mask, snippet
+from bulkschedule.zoho.urls import check_base_url
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.config import Settings
-    from bulkschedule.target import Target
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,6 @@ _WAIT_HINT = (
 )
 
 
-class AuthError(Exception):
-    """No usable access token can be obtained. The message is safe to show; the CLI exits 2.
-
-    ``transient`` is true when the token endpoint could not be reached (network trouble): the API
-    request that needed the token was never sent, so the caller may retry later.
-    """
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-
-
 @runtime_checkable
 class TokenProvider(Protocol):
     """What the LMS client needs: a current token, and a way to replace one the server rejected."""
@@ -73,16 +60,6 @@ class TokenProvider(Protocol):
     async def token(self) -> str: ...
 
     async def refresh(self, stale: str) -> str: ...
-
-
-def mask(secret: str) -> str:
-    """Show enough of a secret to recognise it ("1000.8…9f"), never enough to use it.
-
-    One masking rule for the whole tool: `config.mask` (also behind ``config show``).
-    """
-    from bulkschedule.config import mask as _mask
-
-    return _mask(secret or "")
 
 
 class StaticToken:
@@ -236,19 +213,8 @@ class RefreshingToken:
             "expires_at": self._expires_at,
         }
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # mkstemp creates the file 0600 from the start: the token is never world-readable,
-            # not even for an instant; os.replace keeps that mode.
-            fd, tmp = tempfile.mkstemp(prefix=".token-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh)
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            # 0600 from the moment it exists: the token is never world-readable.
+            atomic_write_text(path, json.dumps(data), private=True)
         except OSError as exc:
             # Not fatal: the run works, it just mints again next time.
             log.warning("could not write the token cache %s: %s", path, exc.strerror or exc)
@@ -323,7 +289,7 @@ def _token_error_message(
         error = str(reply.get("error") or "")
         description = str(reply.get("error_description") or reply.get("message") or "")
     else:
-        description = _snippet(text)
+        description = snippet(text)
     blob = f"{error} {description} {text if reply is None else ''}".lower()
     if status == 429 or "access denied" in blob or "too many requests" in blob:
         return _WAIT_HINT
@@ -347,16 +313,6 @@ def _token_error_message(
         )
     detail = ": ".join(p for p in (error, description) if p) or "no access token in the reply"
     return f"Zoho did not issue an access token ({detail}; HTTP {status})"
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    """A short, readable excerpt of a non-JSON reply (HTML pages reduced to their text)."""
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if title:
-        text = title.group(1)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def exchange_grant_code(
@@ -404,8 +360,6 @@ def from_env(
     survives past the hour an access token lives; otherwise ZOHO_ACCESS_TOKEN is used as is.
     A half-configured refresh flow is an error naming what is missing, not a silent fallback.
     """
-    from bulkschedule.client import DATA_CENTRES, check_base_url  # client imports this module
-
     def get(name: str) -> str:
         return (env.get(name) or "").strip()
 
@@ -438,137 +392,3 @@ def from_env(
         "no Zoho credentials: set ZOHO_CLIENT_ID, ZOHO_CLIENT_SECRET and ZOHO_REFRESH_TOKEN "
         "(recommended; see `bulkschedule auth`), or ZOHO_ACCESS_TOKEN for a single run"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# `bulkschedule auth`: the Self Client set-up and the check, as results the CLI renders
-
-
-@dataclass(frozen=True)
-class SetupResult:
-    written: Path  # the secrets file (mode 0600)
-    shadowing: list[str]  # credential variables set in the environment, which win over the file
-
-
-def accounts_server(settings: Settings, env: Mapping[str, str]) -> tuple[str, bool]:
-    """The accounts server to exchange the grant code with, and whether it came from
-    ``ZOHO_ACCOUNTS_URL`` (then it is kept in the secrets file too). `JobError` if unusable."""
-    from bulkschedule.client import check_base_url
-    from bulkschedule.job import JobError
-
-    given = env.get("ZOHO_ACCOUNTS_URL", "").strip()
-    try:
-        return check_base_url(given or settings.accounts_base), bool(given)
-    except ValueError as err:
-        raise JobError(f"ZOHO_ACCOUNTS_URL: {err}") from None
-
-
-async def set_up(
-    path: Path,
-    accounts: str,
-    client_id: str,
-    client_secret: str,
-    code: str,
-    *,
-    keep_accounts: bool,
-    env: Mapping[str, str],
-) -> SetupResult:
-    """Spend the grant code once and write the secrets file (mode 0600); `JobError` on failure.
-
-    Call it only when nothing else can stop the file from being written: a grant code works
-    once, for a few minutes.
-    """
-    from bulkschedule.config import CREDENTIAL_NAMES, write_secrets
-    from bulkschedule.job import JobError
-    from bulkschedule.logs import register_secret
-
-    for secret in (client_id, client_secret, code):
-        register_secret(secret)
-    try:
-        async with aiohttp.ClientSession() as session:
-            reply = await exchange_grant_code(accounts, client_id, client_secret, code,
-                                              session=session)
-    except AuthError as err:
-        raise JobError(str(err)) from None
-    for key in ("refresh_token", "access_token"):
-        register_secret(str(reply.get(key) or ""))
-    values = {"ZOHO_CLIENT_ID": client_id, "ZOHO_CLIENT_SECRET": client_secret,
-              "ZOHO_REFRESH_TOKEN": str(reply["refresh_token"])}
-    if keep_accounts:
-        values["ZOHO_ACCOUNTS_URL"] = accounts
-    try:
-        written = write_secrets(path, values)
-    except OSError as err:
-        raise JobError(f"cannot write the secrets file {path}: {err.strerror or err}; the grant "
-                       "code is now used up, so generate a new one once this is fixed") from None
-    return SetupResult(written, [n for n in CREDENTIAL_NAMES if env.get(n, "").strip()])
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """What ``auth --check`` found: how the token was had, then the one read it made."""
-
-    api_base: str
-    refreshing: bool  # the refresh flow (else a static ZOHO_ACCESS_TOKEN)
-    minted: bool  # a new token was minted (else the cached one was still fresh)
-    sessions: int | None = None  # what the module listing returned (a module was given)
-    trainers: int | None = None  # what the trainers' first page held (no module given)
-    error: str | None = None  # why the check failed after the token was had (exit 2)
-
-
-async def check(
-    target: Target,
-    module: tuple[str, str, str] | None,
-    *,
-    on_wait: Callable[[float], None] | None = None,
-) -> CheckResult:
-    """Get a token (minted or reused), then make one harmless read, paced through the shared
-    limiter and lock gate exactly like a run's calls, since Zoho counts reads too: the sessions
-    of ``module`` (course, batch, module) when one is given, else the first page of the
-    trainers, which needs no IDs. Nothing is created. No token at all is a `JobError`."""
-    from bulkschedule.client import ApiError, LmsClient, Locked, Rejected, check_base_url
-    from bulkschedule.job import JobError
-    from bulkschedule.journal import Journal, normalise_base
-    from bulkschedule.limiter import LockGate, WindowLimiter, make_pace
-    from bulkschedule.logs import register_secret
-
-    send = target.send
-    try:
-        base = check_base_url(send.api_base)
-    except ValueError as err:
-        raise JobError(str(err)) from None
-    async with aiohttp.ClientSession() as session:
-        try:
-            provider = target.tokens(session)
-            register_secret(await provider.token())
-        except (AuthError, JobError) as err:
-            raise JobError(f"cannot get an access token: {err}") from None
-        refreshing = isinstance(provider, RefreshingToken)
-        found = CheckResult(base, refreshing, refreshing and provider.mints > 0)
-        with Journal(send.state_dir) as journal:
-            shared = journal.path
-        scope = normalise_base(base)
-        limiter = WindowLimiter(send.rate_calls, send.period, shared=shared, scope=scope)
-        gate = LockGate(shared=shared, scope=scope)
-        client = LmsClient(base, provider, session=session,
-                           payload_style=send.payload_style,  # type: ignore[arg-type]
-                           pace=make_pace(gate, limiter, on_wait=on_wait))
-        try:
-            if module is not None:
-                return replace(found, sessions=len(await client.list_module_sessions(*module)))
-            return replace(found, trainers=len(await client.list_trainers()))
-        except Locked as err:
-            gate.close(max(err.retry_after or 0.0, send.lock), reason=err.message)
-            return replace(found, error=f"{err.message}; the credentials were accepted, try "
-                                        "the check again later")
-        except Rejected as err:
-            if module is not None:
-                return replace(found, error=err.message)
-            return replace(found, error=f"{err.message}; to check by reading a module's "
-                                        "sessions instead, add --ids-from SHEET or "
-                                        "--course/--batch/--module")
-        except ApiError as err:
-            return replace(found, error=err.message)
-        finally:
-            limiter.detach()
-            gate.detach()

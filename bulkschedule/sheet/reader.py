@@ -17,13 +17,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bulkschedule.core.errors import ReadError
+
 #: A cell as read: text from CSV and text cells; float/int/bool for numeric workbook cells;
 #: date/datetime/time/timedelta for date- or time-formatted cells; None for an empty cell.
 Cell = str | float | int | bool | dt.date | dt.datetime | dt.time | dt.timedelta | None
-
-
-class ReadError(Exception):
-    """The file cannot be read. ``str(err)`` is one clear line naming the file (exit code 2)."""
 
 
 class ByValue:
@@ -524,7 +522,7 @@ def _csv_columns(data: bytes, text: str, delimiter: str) -> list[Cells] | None:
                                  delimiter=delimiter))
     except csv.Error:
         return None
-    from bulkschedule.columns import BY_NAME, canonical
+    from bulkschedule.sheet.columns import BY_NAME, canonical
 
     header = next((r for r in sample if r), [])
     seen = [r for r in sample[1:-1] if r]  # not the header, nor a record the sample cuts

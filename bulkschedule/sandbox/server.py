@@ -33,6 +33,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bulkschedule.core.constants import LOCK_STYLES
+from bulkschedule.core.numbers import parse_rate
+
 __all__ = [
     "Batch",
     "Catalogue",
@@ -46,7 +49,6 @@ __all__ = [
     "serve",
 ]
 
-LOCK_STYLES = ("429", "422", "7209")
 PAGE_SIZE = 25
 #: Zoho: at most 10 access tokens per refresh token in any 10 minutes.
 MINT_LIMIT = 10
@@ -156,20 +158,6 @@ class SandboxConfig:
         return self.lock_seconds / self.speed
 
 
-def parse_rate(text: str) -> tuple[int, float]:
-    """Parse ``--rate N/SECONDS``: ``"30/60"`` -> ``(30, 60.0)``."""
-    calls, sep, seconds = text.strip().partition("/")
-    try:
-        if not sep:
-            raise ValueError
-        n, s = int(calls), float(seconds)
-    except ValueError:
-        raise ValueError(f"rate must look like N/SECONDS (e.g. 30/60), got {text!r}") from None
-    if n < 1 or not s > 0 or math.isinf(s):
-        raise ValueError(f"rate needs N >= 1 and SECONDS > 0, got {text!r}")
-    return n, s
-
-
 def parse_latency(text: str) -> tuple[float, float]:
     """Parse ``--latency MIN-MAX`` (seconds, uniform jitter); a single number means fixed."""
     lo_text, sep, hi_text = text.strip().partition("-")
@@ -276,7 +264,10 @@ def config_from_options(*, rate: str, latency: str, data: str | None, **options:
     """The ``bulkschedule sandbox`` options as a config: ``rate`` N/SECONDS, ``latency`` MIN-MAX,
     ``data`` a catalogue file; the rest are `SandboxConfig` fields. ValueError says what is
     wrong."""
-    calls, seconds = parse_rate(rate)
+    try:
+        calls, seconds = parse_rate(rate)
+    except ValueError as err:
+        raise ValueError(f"--rate {err}") from err
     return SandboxConfig(rate_calls=calls, rate_seconds=seconds, latency=parse_latency(latency),
                          catalogue=load_catalogue(data) if data else None, **options)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import html
-import ipaddress
 import json
 import logging
 import re
@@ -22,77 +21,30 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 from yarl import URL
 
-from bulkschedule.auth import AuthError, TokenProvider
-from bulkschedule.payload import Request
+from bulkschedule.core.constants import DATA_CENTRES, PayloadStyle
+from bulkschedule.core.errors import (
+    ApiError,
+    AuthError,
+    AuthExpired,
+    Fatal,
+    Locked,
+    NotSent,
+    OutcomeUnknown,
+    Rejected,
+    ServerError,
+)
+from bulkschedule.core.request import Request
+from bulkschedule.core.text import snippet
+from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.zoho.urls import check_base_url
 
 log = logging.getLogger(__name__)
 
-#: data centre -> (People API base, accounts base). CA is zohocloud.ca, not zoho.ca.
-DATA_CENTRES: dict[str, tuple[str, str]] = {
-    "us": ("https://people.zoho.com", "https://accounts.zoho.com"),
-    "eu": ("https://people.zoho.eu", "https://accounts.zoho.eu"),
-    "in": ("https://people.zoho.in", "https://accounts.zoho.in"),
-    "au": ("https://people.zoho.com.au", "https://accounts.zoho.com.au"),
-    "jp": ("https://people.zoho.jp", "https://accounts.zoho.jp"),
-    "cn": ("https://people.zoho.com.cn", "https://accounts.zoho.com.cn"),
-    "ca": ("https://people.zohocloud.ca", "https://accounts.zohocloud.ca"),
-    "sa": ("https://people.zoho.sa", "https://accounts.zoho.sa"),
-    "uk": ("https://people.zoho.uk", "https://accounts.zoho.uk"),
-}
-
-
-class ApiError(Exception):
-    """Base of every classified failure. ``message`` is safe to show (never contains a token)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
-
-
-class Locked(ApiError):
-    """Threshold exceeded (429, 422 "Maximum limit exceeded", 7209, threshold text): pause all."""
-
-
-class AuthExpired(ApiError):
-    """401 / INVALID_OAUTHTOKEN / 7202 / 7213 after one refresh-and-retry: credentials rejected."""
-
-
-class Fatal(ApiError):
-    """403 or invalid scope (7218): every row would fail the same way; stop the run."""
-
-
-class Rejected(ApiError):
-    """Other 4xx, or an error inside a 200: this row is wrong; fail it with the server's message."""
-
-
-class ServerError(ApiError):
-    """5xx: nothing was created (as far as the server says); retry with backoff."""
-
-
-class NotSent(ApiError):
-    """The request never left (connection refused, DNS): safe to retry."""
-
-
-class OutcomeUnknown(ApiError):
-    """Timeout or connection lost after the request was written: reconcile before any resend."""
-
-
-PayloadStyle = Literal["query", "form", "json"]
 
 #: Sessions per page of the module listing (Zoho's page size for LMS lists).
 PAGE_SIZE = 25
@@ -136,51 +88,6 @@ _TRAINERS = _Listing(
 # base URL
 
 
-def check_base_url(url: str) -> str:
-    """Normalise a People (or accounts) base URL and refuse to send tokens in clear text.
-
-    Plain ``http://`` is allowed only for loopback hosts (the local sandbox); anywhere else the
-    access token would cross the network readable by anyone on the path.
-    """
-    text = (url or "").strip().rstrip("/")
-    parts = urllib.parse.urlsplit(text)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"{url!r} is not a usable base URL; expected something like https://people.zoho.com"
-        )
-    if parts.username or parts.password:
-        raise ValueError("the base URL must not contain a user name or password")
-    if parts.query or parts.fragment:
-        raise ValueError(f"the base URL must not contain '?' or '#': {url!r}")
-    host = parts.hostname.lower()
-    if scheme == "http" and not _is_loopback(host):
-        raise ValueError(
-            f"refusing to send the access token over plain http:// to {host}; use https:// "
-            "(plain http is allowed only for a local sandbox on 127.0.0.1, ::1 or localhost)"
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"the base URL has an invalid port: {url!r}") from None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc = f"{netloc}:{port}"
-    return urllib.parse.urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
 # --------------------------------------------------------------------------------------------
 # response classification (pure)
 
@@ -210,18 +117,6 @@ def _text(value: Any) -> str | None:
     return out or None
 
 
-def _snippet(text: str, limit: int = 200) -> str:
-    """A short readable excerpt of a non-JSON reply; HTML pages reduced to their title or text."""
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-    if title and title.group(1).strip():
-        text = title.group(1)
-    else:
-        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.I | re.S)
-        text = re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(html.unescape(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _first_error(errors: Any) -> tuple[str | None, str | None]:
     """(code, message) from an ``errors`` value: a dict, or a list of dicts/strings."""
     if isinstance(errors, list):
@@ -238,7 +133,7 @@ def _parse(body: str) -> _Body:
     try:
         doc = json.loads(body) if body.strip() else None
     except ValueError:
-        return _Body(None, False, False, None, None, None, _snippet(body))
+        return _Body(None, False, False, None, None, None, snippet(body))
     if doc is None:
         return _Body(None, False, False, None, None, None, "")
     if not isinstance(doc, dict):

@@ -28,13 +28,13 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from bulkschedule import job
-from bulkschedule.web_access import CSRF_FIELD, CSRF_HEADER, Refused
+from bulkschedule.app import job
+from bulkschedule.web.access import CSRF_FIELD, CSRF_HEADER, Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import datetime as dt
 
-    from bulkschedule.schema import Validation
+    from bulkschedule.sheet.schema import Validation
 
 log = logging.getLogger("bulkschedule")
 
@@ -294,7 +294,7 @@ class Uploads:
 
     def _store(self, folder: Path, meta: dict[str, Any]) -> Validation:
         """Blocking part of an upload: content check, validation, annotated sheet, summary."""
-        from bulkschedule.results import write_report
+        from bulkschedule.app.results import write_report
 
         problem = sniff_problem(folder / PARTIAL, extension(meta["file"]))
         if problem:

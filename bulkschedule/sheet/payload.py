@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 
-from bulkschedule.parse import format_date, format_time
-from bulkschedule.schema import SessionRow
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    row: int  # spreadsheet row
-    course_id: str
-    batch_id: str
-    module_id: str
-    session_data: dict[str, str]  # exactly the sessionData JSON object, all values strings
-    identity: str  # key:<key> or module/name/date/start; the journal prefixes the API base
-    fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
-
-    @property
-    def path(self) -> str:
-        return (
-            f"/api/v1/courses/{self.course_id}/batches/{self.batch_id}"
-            f"/modules/{self.module_id}/sessions"
-        )
+from bulkschedule.core.request import Request, identity_fields
+from bulkschedule.sheet.parse import format_date, format_time
+from bulkschedule.sheet.schema import SessionRow
 
 
 def build_request(row: SessionRow) -> Request:
@@ -86,13 +68,4 @@ def fingerprint(course_id: str, batch_id: str, module_id: str, session_data: dic
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def identity_fields(request: Request) -> dict[str, str]:
-    """The fields that make up a request's identity, to match a session listed by the API
-    (``sessionName``, ``sessionStartDate``, ``sessionStartTime``) during reconciliation."""
-    data = request.session_data
-    return {
-        "moduleId": request.module_id,
-        "name": data["name"],
-        "date": data["date"],
-        "startTime": data["startTime"],
-    }
+__all__ = ["Request", "build_request", "fingerprint", "identity", "identity_fields"]

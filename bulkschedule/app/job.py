@@ -6,6 +6,7 @@ comes in by. The CLI keeps only flags, prompts, progress and exit codes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -13,60 +14,40 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from bulkschedule.problems import DONE_STATUSES, Outcome, Status
+import aiohttp
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    import asyncio
+from bulkschedule.app.results import write_results
+from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
+from bulkschedule.core.errors import AuthError, JobError, ReadError
+from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
+from bulkschedule.core.request import Request
+from bulkschedule.send.api import SendSettings, open_api
+from bulkschedule.send.journal import Journal
+from bulkschedule.send.limiter import Clock, SystemClock
+from bulkschedule.send.runner import (
+    Event,
+    OutcomeEvent,
+    RunConfig,
+    StopEvent,
+    preview,
+    send_all,
+    summarize,
+    track_pace,
+)
+from bulkschedule.sheet.payload import build_request
+from bulkschedule.sheet.reader import read_table
+from bulkschedule.sheet.schema import Validation, preload, validate
+from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.zoho.urls import check_base_url
 
-    import aiohttp
-
-    from bulkschedule.auth import TokenProvider
-    from bulkschedule.limiter import Clock
-    from bulkschedule.payload import Request
-    from bulkschedule.runner import Event
-    from bulkschedule.schema import Validation
+__all__ = ["JobError", "JobResult", "SendSettings", "load", "send"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("bulkschedule")
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_CANNOT_START = 2
-
-
-class JobError(Exception):
-    """Nothing could start (unreadable sheet, bad settings, no or rejected credentials): exit 2."""
-
-
-@dataclass
-class SendSettings:
-    """How to talk to the API. ``speed`` divides the window and the lock (sandbox rehearsals)."""
-
-    api_base: str
-    state_dir: Path
-    rate_calls: int = 30
-    rate_period: float = 60.0
-    lock_seconds: float = 300.0
-    workers: int = 4
-    payload_style: str = "query"
-    speed: float = 1.0
-    timeout: float = 30.0
-
-    @property
-    def period(self) -> float:
-        return self.rate_period / self.speed
-
-    @property
-    def calls_per_minute(self) -> float:
-        """The sustained rate the limiter allows (progress ETAs never promise more)."""
-        return self.rate_calls * 60 / self.period
-
-    @property
-    def lock(self) -> float:
-        return self.lock_seconds / self.speed
 
 
 @dataclass
@@ -92,8 +73,6 @@ def load(
     today: dt.date | None = None,
 ) -> Validation:
     """Read and validate; an unreadable file is a `JobError` (one line, exit 2)."""
-    from bulkschedule.reader import ReadError, read_table
-    from bulkschedule.schema import preload, validate
 
     if Path(sheet).suffix.lower() not in (".csv", ".txt"):
         # calamine releases the GIL while parsing a workbook; the csv module does not, and
@@ -125,7 +104,6 @@ def check_results_path(path: Path) -> None:
 
 
 def requests_for(validation: Validation) -> list[Request]:
-    from bulkschedule.payload import build_request
 
     return [build_request(s) for s in validation.sessions]
 
@@ -160,8 +138,6 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
     """Await ``work``; if ``event`` is set first, cancel it, wait for it to unwind, return None."""
     if event is None:
         return await work
-    import asyncio
-
     task = asyncio.ensure_future(work)
     waiter = asyncio.ensure_future(event.wait())
     try:
@@ -233,22 +209,6 @@ async def send(
     rows still waiting for the lock or a rate-limit slot are ``pending``.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
     """
-    import aiohttp
-
-    from bulkschedule.auth import AuthError
-    from bulkschedule.client import LmsClient, check_base_url
-    from bulkschedule.journal import Journal, normalise_base
-    from bulkschedule.limiter import LockGate, SystemClock, WindowLimiter, make_pace
-    from bulkschedule.runner import (
-        OutcomeEvent,
-        RunConfig,
-        StopEvent,
-        preview,
-        send_all,
-        summarize,
-        track_pace,
-    )
-
     clock = clock or SystemClock()
     try:
         base = check_base_url(settings.api_base)
@@ -287,12 +247,6 @@ async def send(
         if dry_run:
             sent = preview(requests, journal=journal, api_base=base)
         elif requests:
-            shared = journal.path
-            scope = normalise_base(base)
-            limiter = WindowLimiter(settings.rate_calls, settings.period, clock=clock,
-                                    shared=shared, scope=scope)
-            gate = LockGate(clock=clock, shared=shared, scope=scope)
-
             seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
 
             def watch(event: Event) -> None:
@@ -302,32 +256,24 @@ async def send(
                     halted.append(event.reason)
                 tell(event)
 
-            try:
-                async with aiohttp.ClientSession() as session:
-                    provider = tokens(session)
-                    try:
-                        await provider.token()  # prove the credentials before any row is claimed
-                    except AuthError as err:
-                        raise JobError(f"cannot get an access token: {err}") from None
-                    client = LmsClient(base, provider, session=session,
-                                       payload_style=settings.payload_style,  # type: ignore[arg-type]
-                                       pace=track_pace(make_pace(gate, limiter)),
-                                       timeout=settings.timeout)
-                    if on_start is not None:
-                        on_start(len(requests), 0)
-                    config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
-                                       reconcile_delay=min(5.0, settings.period / 10))
-                    sending = send_all(requests, client=client, journal=journal, gate=gate,
-                                       api_base=base, run_id=run_id, config=config,
-                                       clock=clock, stop=stop, on_event=watch)
-                    done = await _unless(hard_stop, sending)
-                    # Cut short, the runner still settled every row (OutcomeEvents) on its way
-                    # out: rows whose request may have left are unknown; rows still waiting for
-                    # the lock or a rate-limit slot, and rows never reached, are pending.
-                    sent = seen if done is None else done
-            finally:
-                limiter.detach()
-                gate.detach()
+            async with open_api(base, settings, shared=journal.path, tokens=tokens, clock=clock,
+                                wrap_pace=track_pace) as api:
+                try:
+                    await api.tokens.token()  # prove the credentials before any row is claimed
+                except AuthError as err:
+                    raise JobError(f"cannot get an access token: {err}") from err
+                if on_start is not None:
+                    on_start(len(requests), 0)
+                config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
+                                   reconcile_delay=min(5.0, settings.period / 10))
+                sending = send_all(requests, client=api.client, journal=journal, gate=api.gate,
+                                   api_base=base, run_id=run_id, config=config,
+                                   clock=clock, stop=stop, on_event=watch)
+                done = await _unless(hard_stop, sending)
+                # Cut short, the runner still settled every row (OutcomeEvents) on its way
+                # out: rows whose request may have left are unknown; rows still waiting for
+                # the lock or a rate-limit slot, and rows never reached, are pending.
+                sent = seen if done is None else done
     except JobError:
         status = "failed"
         raise
@@ -356,8 +302,6 @@ async def send(
         if stop is not None and stop.is_set():
             status = "interrupted"
         if results_path is not None:
-            from bulkschedule.results import write_results
-
             write_results(results_path, validation, outcomes, summary)
         journal.finish_run(run_id, summarize(sent) if sent else {}, str(results_path or ""),
                            status=status)

@@ -20,11 +20,11 @@ import click
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import logging
 
-    from bulkschedule.inbox import SheetResult
-    from bulkschedule.job import JobResult
-    from bulkschedule.problems import Problem
-    from bulkschedule.runner import Event
-    from bulkschedule.schema import Validation
+    from bulkschedule.app.inbox import SheetResult
+    from bulkschedule.app.job import JobResult
+    from bulkschedule.core.problems import Problem
+    from bulkschedule.send.runner import Event
+    from bulkschedule.sheet.schema import Validation
 
 
 def plural(n: int, word: str) -> str:
@@ -97,8 +97,8 @@ def format_problems(problems: Sequence[Problem], width: int | None = None) -> li
 
 def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
     """A dry run: what would be sent, the first ``shown`` payloads in full."""
-    from bulkschedule import job
-    from bulkschedule.problems import Status
+    from bulkschedule.app import job
+    from bulkschedule.core.problems import Status
 
     requests = {r.row: r for r in job.requests_for(result.validation)}
     out: list[str] = []
@@ -126,7 +126,7 @@ def _shown(path: Path | None, root: Path) -> str:
 
 def sheet_line(result: SheetResult, root: Path) -> str:
     """One line per inbox sheet for the console and the cron mail."""
-    from bulkschedule import inbox as ib
+    from bulkschedule.app import inbox as ib
 
     counts = counts_line(result.counts) if result.counts else "no rows sent"
     if result.status == ib.DONE:
@@ -167,9 +167,9 @@ class Progress:
         self.lock_until: float | None = None
 
     def __call__(self, event: Event) -> None:
-        from bulkschedule.logs import log_lock, log_outcome
-        from bulkschedule.problems import Status
-        from bulkschedule.runner import LockEvent, OutcomeEvent, WaitEvent
+        from bulkschedule.app.logs import log_lock, log_outcome
+        from bulkschedule.core.problems import Status
+        from bulkschedule.send.runner import LockEvent, OutcomeEvent, WaitEvent
 
         if isinstance(event, OutcomeEvent):
             status = str(event.outcome.status)
@@ -193,7 +193,7 @@ class Progress:
         parts = [f"[{bar}] {done}/{self.total}"]
         parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
         parts.append(f"{rate:.1f}/min")
-        from bulkschedule.job import eta_seconds
+        from bulkschedule.app.job import eta_seconds
 
         lock_left = self.lock_until - time.time() if self.lock_until is not None else 0.0
         eta = eta_seconds(self.total, done, elapsed, lock_left=lock_left,

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkschedule.job import JobError, SendSettings
+from bulkschedule.app.job import JobError, SendSettings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import aiohttp
 
-    from bulkschedule.auth import TokenProvider
-    from bulkschedule.config import Secrets, Settings
-    from bulkschedule.sandbox import Sandbox, SandboxConfig
+    from bulkschedule.app.config import Secrets, Settings
+    from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+    from bulkschedule.zoho.auth import TokenProvider
 
 TokenFactory = Callable[["aiohttp.ClientSession"], "TokenProvider"]
 
@@ -52,8 +52,8 @@ def credentials(settings: Settings, env: Mapping[str, str] | None = None, *,
     With ``required``, credentials that cannot authenticate are a `JobError` naming what is
     missing; an unusable secrets file is one whatever ``required`` says.
     """
-    from bulkschedule.config import ConfigError, credential_problem, load_secrets
-    from bulkschedule.logs import register_secret
+    from bulkschedule.app.config import ConfigError, credential_problem, load_secrets
+    from bulkschedule.app.logs import register_secret
 
     try:
         secrets = load_secrets(settings, os.environ if env is None else env)
@@ -74,7 +74,7 @@ def token_factory(settings: Settings, secrets: Mapping[str, str], *,
     found = dict(secrets)
 
     def tokens(session: aiohttp.ClientSession) -> TokenProvider:
-        from bulkschedule.auth import AuthError, from_env
+        from bulkschedule.zoho.auth import AuthError, from_env
 
         try:
             return from_env(found, dc=settings.dc, accounts_url=found.get("ZOHO_ACCOUNTS_URL"),
@@ -110,7 +110,7 @@ def api(settings: Settings, *, env: Mapping[str, str] | None = None,
 
 def sandbox_config(settings: Settings, speed: float = 1.0) -> SandboxConfig:
     """A sandbox enforcing the configured window and lockout, ``speed`` times faster."""
-    from bulkschedule.sandbox import SandboxConfig
+    from bulkschedule.sandbox.server import SandboxConfig
 
     calls, period = settings.rate_pair
     return SandboxConfig(rate_calls=calls, rate_seconds=period,
@@ -119,7 +119,7 @@ def sandbox_config(settings: Settings, speed: float = 1.0) -> SandboxConfig:
 
 def to_sandbox(sb: Sandbox, settings: Settings, *, state_dir: Path) -> Target:
     """A running sandbox, with its static token and its speed."""
-    from bulkschedule.auth import StaticToken
+    from bulkschedule.zoho.auth import StaticToken
 
     token = sb.token
     return Target(send_settings(settings, api_base=sb.url, state_dir=state_dir,
@@ -146,7 +146,7 @@ async def open_target(
     if not sandbox:
         yield api(settings, env=env, need_credentials=need_credentials)
         return
-    from bulkschedule.sandbox import Sandbox
+    from bulkschedule.sandbox.server import Sandbox
 
     with contextlib.ExitStack() as stack:
         if state_dir is None:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bulkschedule.web_access import CSRF_FIELD
-from bulkschedule.web_runs import STATE_TEXT, LiveRun
-from bulkschedule.web_uploads import megabytes
+from bulkschedule.web.access import CSRF_FIELD
+from bulkschedule.web.runs import STATE_TEXT, LiveRun
+from bulkschedule.web.uploads import megabytes
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.journal import RunInfo
+    from bulkschedule.send.journal import RunInfo
 
 SHOWN_PROBLEMS = 1000  # rows of the problems table; the annotated sheet has them all
 

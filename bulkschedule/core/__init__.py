@@ -1,0 +1,1 @@
+"""The bottom layer: errors, problems, outcomes, the request, constants. Standard library only."""

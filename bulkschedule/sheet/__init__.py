@@ -1,0 +1,1 @@
+"""Reading and checking a sheet: column spec, reader, cell parsing, schema, payloads. No network."""

@@ -1,0 +1,1 @@
+"""The upload page: routes, access control, uploads, the live run, pages."""

@@ -1,0 +1,1 @@
+"""Talking to Zoho: tokens, reply classification, session matching, the HTTP client. No pandas."""
