@@ -202,6 +202,8 @@ class Pool:
         return reopen
 
     def on_wait(self, remaining: float) -> None:
+        """The workers wait for the gate: tell the caller once per reopening time (every worker
+        waits, and the gate re-reports; half a second apart is the same reopening)."""
         until = self.clock.time() + remaining
         if self._last_wait_until is None or abs(until - self._last_wait_until) > 0.5:
             self._last_wait_until = until
