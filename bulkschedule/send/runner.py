@@ -1,4 +1,4 @@
-"""The worker pool: journal claim → (gate + limiter, inside the client) → create → journal.
+"""A run: journal claim → (gate + limiter, inside the client) → create → journal, for every row.
 
 Why it is shaped like this:
 
