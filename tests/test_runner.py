@@ -273,6 +273,20 @@ async def test_happy_path(env: Env) -> None:
     assert summarize(out) == {"created": 10}
 
 
+def test_summarize_counts_per_status_in_status_order_without_zeros() -> None:
+    """One count for the journal's record, the summary line and ``--json`` (job.count is gone)."""
+    out = {
+        2: Outcome(2, Status.PENDING),
+        3: Outcome(3, Status.CREATED),
+        4: Outcome(4, Status.FAILED),
+        5: Outcome(5, Status.CREATED),
+    }
+    counts = summarize(out)
+    assert counts == {"created": 2, "failed": 1, "pending": 1}
+    assert list(counts) == ["created", "failed", "pending"]  # Status order, not row order
+    assert summarize({}) == {}
+
+
 async def test_rerun_creates_nothing(env: Env) -> None:
     reqs = rows(6)
     first = await env.send(reqs)

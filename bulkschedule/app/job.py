@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -18,12 +17,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from bulkschedule.app.progress import eta_seconds
 from bulkschedule.app.results import write_results
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
 from bulkschedule.core.errors import AuthError, JobError, ReadError
 from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.send.api import SendSettings, open_api
+from bulkschedule.send.events import guarded
 from bulkschedule.send.journal import Journal
 from bulkschedule.send.limiter import Clock, SystemClock
 from bulkschedule.send.runner import (
@@ -42,12 +43,17 @@ from bulkschedule.sheet.schema import Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.urls import check_base_url
 
-__all__ = ["JobError", "JobResult", "SendSettings", "load", "send"]
+__all__ = [
+    "EXIT_INCOMPLETE",
+    "JobError",
+    "JobResult",
+    "SendSettings",
+    "eta_seconds",
+    "load",
+    "send",
+]
 
 T = TypeVar("T")
-
-log = logging.getLogger("bulkschedule")
-
 
 
 @dataclass
@@ -81,9 +87,9 @@ def load(
     try:
         table = read_table(sheet, sheet_name)
     except ReadError as err:
-        raise JobError(str(err)) from None
+        raise JobError(str(err)) from err
     except OSError as err:
-        raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from None
+        raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from err
     return validate(table, course=course, batch=batch, module=module,
                     month_first=month_first, today=today)
 
@@ -153,31 +159,38 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
     return task.result()
 
 
-def eta_seconds(total: int, done: int, elapsed: float, *, lock_left: float = 0.0,
-                limit_per_min: float | None = None) -> int | None:
-    """Seconds until the last row is settled, or None before there is a rate to go by.
-
-    The first window's calls go out quickly, so the rate seen so far would promise more than the
-    limiter can keep: the sustained limit caps it, and a running lockout adds its wait.
-    """
-    if not 0 < done < total or elapsed <= 0:
-        return None
-    per_min = done * 60 / elapsed
-    if limit_per_min:
-        per_min = min(per_min, limit_per_min)
-    return int((total - done) * 60 / per_min + max(0.0, lock_left))
-
-
-def count(outcomes: Mapping[int, Outcome]) -> dict[str, int]:
-    counts = {str(s): 0 for s in Status}
-    for o in outcomes.values():
-        counts[str(o.status)] += 1
-    return {k: v for k, v in counts.items() if v}
-
-
 def exit_code_for(outcomes: Mapping[int, Outcome], *, dry_run: bool) -> int:
     ok = {Status.WOULD_CREATE, Status.EXISTS} if dry_run else DONE_STATUSES
     return EXIT_OK if all(o.status in ok for o in outcomes.values()) else EXIT_INCOMPLETE
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a door hears from `send` (see its docstring for when each is called)."""
+
+    on_event: Callable[[Event], None] | None = None
+    on_start: Callable[[int, int], None] | None = None
+    on_register: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class Stops:
+    """How a door stops a run: ``stop`` lets the calls in flight finish (up to the runner's
+    grace); ``hard_stop`` abandons them too."""
+
+    stop: asyncio.Event | None = None
+    hard_stop: asyncio.Event | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+@dataclass(frozen=True)
+class _Report:
+    outcomes: dict[int, Outcome]  # one per input row
+    summary: dict[str, Any]
+    counts: dict[str, int]
 
 
 async def send(
@@ -209,106 +222,153 @@ async def send(
     rows still waiting for the lock or a rate-limit slot are ``pending``.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
     """
-    clock = clock or SystemClock()
     try:
         base = check_base_url(settings.api_base)
     except ValueError as err:
-        raise JobError(str(err)) from None
-    requests = requests_for(validation)
-    started = time.time()
-    journal = Journal(settings.state_dir)
-    run_id = journal.start_run(str(validation.table.file), base, total=len(requests),
-                               dry_run=dry_run)
-    halted: list[str] = []
+        raise JobError(str(err)) from err
+    run = _SheetRun(validation, settings, base, dry_run=dry_run, clock=clock or SystemClock(),
+                    hooks=Hooks(on_event, on_start, on_register), stops=Stops(stop, hard_stop))
     sent: dict[int, Outcome] = {}
-    reported: set[int] = set()  # rows whose OutcomeEvent on_event has had
-
-    def tell(event: Event) -> None:
-        if isinstance(event, OutcomeEvent):
-            reported.add(event.outcome.row)
-        if on_event is None:
-            return
-        try:
-            on_event(event)
-        except Exception:  # a rendering bug must not lose a row's outcome (as in the runner)
-            log.exception("on_event callback failed for %r", event)
-
-    def settle_unreported(outcomes: Mapping[int, Outcome]) -> None:
-        for row in sorted(outcomes):
-            if row not in reported:
-                tell(OutcomeEvent(outcomes[row]))
-
     status = "finished"
     try:
-        if on_register is not None:
-            on_register(run_id)
-        settle_unreported({r: o for r, o in complete(validation, {}).items()
-                           if o.status == Status.INVALID})
-        if dry_run:
-            sent = preview(requests, journal=journal, api_base=base)
-        elif requests:
-            seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
-
-            def watch(event: Event) -> None:
-                if isinstance(event, OutcomeEvent):
-                    seen[event.outcome.row] = event.outcome
-                if isinstance(event, StopEvent) and not (stop is not None and stop.is_set()):
-                    halted.append(event.reason)
-                tell(event)
-
-            async with open_api(base, settings, shared=journal.path, tokens=tokens, clock=clock,
-                                wrap_pace=track_pace) as api:
-                try:
-                    await api.tokens.token()  # prove the credentials before any row is claimed
-                except AuthError as err:
-                    raise JobError(f"cannot get an access token: {err}") from err
-                if on_start is not None:
-                    on_start(len(requests), 0)
-                config = RunConfig(workers=settings.workers, lock_seconds=settings.lock,
-                                   reconcile_delay=min(5.0, settings.period / 10))
-                sending = send_all(requests, client=api.client, journal=journal, gate=api.gate,
-                                   api_base=base, run_id=run_id, config=config,
-                                   clock=clock, stop=stop, on_event=watch)
-                done = await _unless(hard_stop, sending)
-                # Cut short, the runner still settled every row (OutcomeEvents) on its way
-                # out: rows whose request may have left are unknown; rows still waiting for
-                # the lock or a rate-limit slot, and rows never reached, are pending.
-                sent = seen if done is None else done
+        sent = await run.sent(tokens)
     except JobError:
         status = "failed"
         raise
     finally:
-        outcomes = complete(validation, sent)
-        settle_unreported(outcomes)
-        counts = count(outcomes)
+        report = run.report(sent, status, results_path, summary_extra)
+    return run.result(sent, report, results_path)
+
+
+class _SheetRun:
+    """One call of `send`: its journal record, the caller's hooks, and what the runner said.
+
+    In three steps: `sent` (register, then preview or open the API and send), `report` (every
+    row's outcome, the summary, the workbook, the journal's record closed) and `result`.
+    """
+
+    def __init__(self, validation: Validation, settings: SendSettings, base: str, *,
+                 dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops) -> None:
+        self.validation = validation
+        self.settings = settings
+        self.base = base
+        self.dry_run = dry_run
+        self.clock = clock
+        self.hooks = hooks
+        self.stops = stops
+        self.requests = requests_for(validation)
+        self.started = time.time()
+        self.journal = Journal(settings.state_dir)
+        self.run_id = self.journal.start_run(str(validation.table.file), base,
+                                             total=len(self.requests), dry_run=dry_run)
+        self.emit = guarded(hooks.on_event)
+        self.reported: set[int] = set()  # rows whose OutcomeEvent on_event has had
+        self.seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
+        self.halted: list[str] = []  # why the runner stopped taking rows (a fatal answer)
+
+    # -- what the caller hears --------------------------------------------------------------------
+
+    def tell(self, event: Event) -> None:
+        if isinstance(event, OutcomeEvent):
+            self.reported.add(event.outcome.row)
+        self.emit(event)
+
+    def tell_unreported(self, outcomes: Mapping[int, Outcome]) -> None:
+        for row in sorted(outcomes):
+            if row not in self.reported:
+                self.tell(OutcomeEvent(outcomes[row]))
+
+    def watch(self, event: Event) -> None:
+        """The runner's events: kept (for a hard stop and the summary), then passed on."""
+        if isinstance(event, OutcomeEvent):
+            self.seen[event.outcome.row] = event.outcome
+        if isinstance(event, StopEvent) and not self.stops.requested:
+            self.halted.append(event.reason)
+        self.tell(event)
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def sent(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
+                   ) -> dict[int, Outcome]:
+        """Register the run, report the invalid rows, then preview or send the valid ones."""
+        if self.hooks.on_register is not None:
+            self.hooks.on_register(self.run_id)
+        self.tell_unreported({r: o for r, o in complete(self.validation, {}).items()
+                              if o.status == Status.INVALID})
+        if self.dry_run:
+            return preview(self.requests, journal=self.journal, api_base=self.base)
+        if not self.requests:
+            return {}
+        async with open_api(self.base, self.settings, shared=self.journal.path, tokens=tokens,
+                            clock=self.clock, wrap_pace=track_pace) as api:
+            try:
+                await api.tokens.token()  # prove the credentials before any row is claimed
+            except AuthError as err:
+                raise JobError(f"cannot get an access token: {err}") from err
+            if self.hooks.on_start is not None:
+                self.hooks.on_start(len(self.requests), 0)
+            sending = send_all(self.requests, client=api.client, journal=self.journal,
+                               gate=api.gate, api_base=self.base, run_id=self.run_id,
+                               config=self._run_config(), clock=self.clock,
+                               stop=self.stops.stop, on_event=self.watch)
+            done = await _unless(self.stops.hard_stop, sending)
+        # Cut short, the runner still settled every row (OutcomeEvents) on its way out: rows
+        # whose request may have left are unknown; rows still waiting for the lock or a
+        # rate-limit slot, and rows never reached, are pending.
+        return self.seen if done is None else done
+
+    def _run_config(self) -> RunConfig:
+        return RunConfig(workers=self.settings.workers, lock_seconds=self.settings.lock,
+                         reconcile_delay=min(5.0, self.settings.period / 10))
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    def report(self, sent: Mapping[int, Outcome], status: str, results_path: Path | None,
+               summary_extra: Mapping[str, object] | None) -> _Report:
+        """Every input row's outcome (told to the caller if not yet), the summary, the results
+        workbook, and the journal's record of the run closed."""
+        outcomes = complete(self.validation, sent)
+        self.tell_unreported(outcomes)
+        counts = summarize(outcomes)
+        summary = self._summary(outcomes, counts, summary_extra)
+        if self.stops.requested:
+            status = "interrupted"
+        try:
+            if results_path is not None:
+                write_results(results_path, self.validation, outcomes, summary)
+            self.journal.finish_run(self.run_id, summarize(sent), str(results_path or ""),
+                                    status=status)
+        finally:
+            self.journal.close()
+        return _Report(outcomes, summary, counts)
+
+    def _summary(self, outcomes: Mapping[int, Outcome], counts: Mapping[str, int],
+                 extra: Mapping[str, object] | None) -> dict[str, Any]:
+        """The workbook's Summary sheet (and ``--json``'s ``summary``)."""
         finished = time.time()
         created = counts.get(str(Status.CREATED), 0)
         summary: dict[str, Any] = {
-            "file": str(validation.table.file),
-            "sheet": validation.table.sheet or "",
-            "api base": base,
-            "dry run": "yes" if dry_run else "no",
-            "started": dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
+            "file": str(self.validation.table.file),
+            "sheet": self.validation.table.sheet or "",
+            "api base": self.base,
+            "dry run": "yes" if self.dry_run else "no",
+            "started": dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
             "finished": dt.datetime.fromtimestamp(finished).isoformat(timespec="seconds"),
-            "seconds": round(finished - started, 1),
+            "seconds": round(finished - self.started, 1),
             "rows": len(outcomes),
-            "rate limit": f"{settings.rate_calls} calls / {settings.period:g} s",
-            "created per minute": round(created * 60 / max(finished - started, 1e-9), 1)
+            "rate limit": f"{self.settings.rate_calls} calls / {self.settings.period:g} s",
+            "created per minute": round(created * 60 / max(finished - self.started, 1e-9), 1)
             if created else 0,
-            **(summary_extra or {}),
+            **(extra or {}),
         }
-        if halted:
-            summary["stopped because"] = halted[0]
-        if stop is not None and stop.is_set():
-            status = "interrupted"
-        if results_path is not None:
-            write_results(results_path, validation, outcomes, summary)
-        journal.finish_run(run_id, summarize(sent) if sent else {}, str(results_path or ""),
-                           status=status)
-        journal.close()
+        if self.halted:
+            summary["stopped because"] = self.halted[0]
+        return summary
 
-    code = exit_code_for(outcomes, dry_run=dry_run)
-    if halted and not any(o.status in DONE_STATUSES for o in sent.values()):
-        code = EXIT_CANNOT_START  # e.g. the credentials or scope were refused on the first call
-    return JobResult(validation, outcomes, results_path, summary, code,
-                     halted[0] if halted else None, counts, run_id)
+    def result(self, sent: Mapping[int, Outcome], report: _Report,
+               results_path: Path | None) -> JobResult:
+        code = exit_code_for(report.outcomes, dry_run=self.dry_run)
+        if self.halted and not any(o.status in DONE_STATUSES for o in sent.values()):
+            code = EXIT_CANNOT_START  # e.g. the credentials or scope were refused on the first call
+        return JobResult(self.validation, report.outcomes, results_path, report.summary, code,
+                         self.halted[0] if self.halted else None, report.counts, self.run_id)

@@ -358,35 +358,11 @@ class Journal:
                     session_id=row["session_id"],
                     changed=row["fingerprint"] != req.fingerprint,
                 )
-            kind = ClaimKind.NEW
-            owner: int | None = None
-            message = ""
+            claim = Claim(ClaimKind.NEW)
             if row is not None and row["status"] in (INFLIGHT, UNKNOWN):
-                owner = row["run_id"]
-                run = (
-                    None
-                    if owner is None
-                    else db.execute("SELECT * FROM runs WHERE id = ?", (owner,)).fetchone()
-                )
-                who = (
-                    f"run #{owner}"
-                    if run is None
-                    else f"run #{owner} (pid {run['pid']} on {run['host']})"
-                )
-                if row["status"] == INFLIGHT and (
-                    owner == run_id or (run is not None and self._alive(run))
-                ):
-                    return Claim(
-                        ClaimKind.BUSY,
-                        owner_run=owner,
-                        message=f"being sent by {who}",
-                    )
-                kind = ClaimKind.STALE
-                message = (
-                    f"left unconfirmed by {who}: {row['message']}"
-                    if row["status"] == UNKNOWN and row["message"]
-                    else f"left in flight by {who}, which stopped without confirming it"
-                )
+                claim = self._held(db, row, run_id)
+                if claim.kind is ClaimKind.BUSY:
+                    return claim
             db.execute(
                 "INSERT INTO rows (api_base, identity, status, fingerprint, run_id, sheet_row,"
                 " path, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)"
@@ -404,10 +380,33 @@ class Journal:
                     req.row,
                     req.path,
                     now,
-                    kind == ClaimKind.STALE,
+                    claim.kind == ClaimKind.STALE,
                 ),
             )
-            return Claim(kind, owner_run=owner, message=message)
+            return claim
+
+    def _held(self, db: sqlite3.Connection, row: sqlite3.Row, run_id: int) -> Claim:
+        """Who holds an identity that is in flight or unknown: BUSY if a live run (or this one)
+        is sending it, else STALE (this run takes it over and lists before sending)."""
+        owner: int | None = row["run_id"]
+        run = (
+            None
+            if owner is None
+            else db.execute("SELECT * FROM runs WHERE id = ?", (owner,)).fetchone()
+        )
+        who = (
+            f"run #{owner}" if run is None else f"run #{owner} (pid {run['pid']} on {run['host']})"
+        )
+        if row["status"] == INFLIGHT and (
+            owner == run_id or (run is not None and self._alive(run))
+        ):
+            return Claim(ClaimKind.BUSY, owner_run=owner, message=f"being sent by {who}")
+        message = (
+            f"left unconfirmed by {who}: {row['message']}"
+            if row["status"] == UNKNOWN and row["message"]
+            else f"left in flight by {who}, which stopped without confirming it"
+        )
+        return Claim(ClaimKind.STALE, owner_run=owner, message=message)
 
     def record_created(
         self,

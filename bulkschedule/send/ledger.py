@@ -1,0 +1,212 @@
+"""Settling a row: the one place a run writes a row's fate to the journal, gives it its `Outcome`
+and tells the caller (`OutcomeEvent`).
+
+Every request gets exactly one `Outcome`, whatever happens (an answer, a stop, a fatal answer, a
+bug): `Ledger.finish` is the only way in, and it ignores a second call. The journal write comes
+first, so a crash between the two leaves the journal right and only the report short. The other
+journal writes about a row (giving it back for a retry, a note while it is held) are here too, so
+the scheduling never touches the journal's row states itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+
+from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.send import messages as msg
+from bulkschedule.send.events import Listener, OutcomeEvent
+from bulkschedule.send.journal import CREATED, INFLIGHT, Claim, ClaimKind, Entry, Journal
+from bulkschedule.send.state import Halt, Item
+
+log = logging.getLogger(__name__)
+
+
+class Ledger:
+    """The rows of one run as the journal, the report and the caller see them."""
+
+    def __init__(
+        self,
+        rows: int,
+        *,
+        journal: Journal,
+        api_base: str,
+        run_id: int,
+        halt: Halt,
+        emit: Listener,
+    ) -> None:
+        self.journal = journal
+        self.api_base = api_base
+        self.run_id = run_id
+        self.halt = halt
+        self.emit = emit
+        self.outcomes: dict[int, Outcome] = {}
+        self.remaining = rows
+        self.all_done = asyncio.Event()
+
+    # -- the journal, before and between calls --------------------------------------------------
+
+    def claim(self, item: Item) -> Claim:
+        return self.journal.claim(self.api_base, item.req, self.run_id)
+
+    def lookup(self, item: Item) -> Entry | None:
+        return self.journal.lookup(self.api_base, item.req)
+
+    def beat(self) -> None:
+        """Tell other runs this one is alive."""
+        try:
+            self.journal.heartbeat(self.run_id)
+        except sqlite3.Error:  # a busy journal must not kill the run; the next beat will do
+            log.warning("could not record the heartbeat of run %s", self.run_id, exc_info=True)
+
+    def release(self, item: Item, message: str) -> None:
+        """Give a claimed row back (nothing created) before it is tried again."""
+        self.journal.release(
+            self.api_base, item.req, self.run_id, attempts=item.new_attempts(), message=message
+        )
+        item.claimed = False
+
+    def unchecked(self, item: Item, message: str) -> None:
+        """Give back a row that may exist: whoever claims it next (maybe this run) lists first."""
+        self.journal.record_unknown(
+            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        )
+        item.claimed = False
+
+    def note(self, item: Item, message: str) -> bool:
+        """Keep holding the row in flight, with a note; False if the journal no longer holds it
+        for this run."""
+        return self.journal.note(
+            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        )
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    def outcome(
+        self, item: Item, status: Status, message: str = "", session_id: str | None = None
+    ) -> Outcome:
+        return Outcome(item.req.row, status, session_id, message, item.attempts)
+
+    def finish(self, item: Item, outcome: Outcome) -> None:
+        """Settle ``item`` once: its outcome, the caller's event, and the run's countdown."""
+        if item.done:
+            return
+        item.done = True
+        item.claimed = False
+        self.outcomes[item.req.row] = outcome
+        self.emit(OutcomeEvent(outcome))
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.all_done.set()
+
+    def created(self, item: Item, session_id: str) -> None:
+        stored = self.journal.record_created(
+            self.api_base, item.req, self.run_id, session_id, attempts=item.new_attempts()
+        )
+        message = msg.possible_duplicate(session_id, stored)
+        self.finish(item, self.outcome(item, Status.CREATED, message, session_id))
+
+    def found(self, item: Item, session_id: str) -> None:
+        """A listing found the row: created by this run's lost reply, or by an earlier run."""
+        stored = self.journal.record_created(
+            self.api_base,
+            item.req,
+            self.run_id,
+            session_id,
+            attempts=item.new_attempts(),
+            message=msg.FOUND_BY_LISTING,
+        )
+        if item.sent_unknown:  # this run's own request did land
+            status, message = Status.CREATED, msg.found_own()
+        else:
+            status, message = Status.EXISTS, msg.found_existing(item.stale_note)
+        self.finish(item, self.outcome(item, status, message, stored))
+
+    def existing(self, item: Item, claim: Claim) -> None:
+        """The journal says it was created already (nothing to write)."""
+        if claim.changed:
+            status, message = Status.CHANGED, msg.created_differently(claim.session_id)
+        else:
+            status, message = Status.EXISTS, msg.already_created(claim.session_id)
+        self.finish(item, self.outcome(item, status, message, claim.session_id))
+
+    def failed(self, item: Item, message: str) -> None:
+        self.journal.record_failed(
+            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        )
+        self.finish(item, self.outcome(item, Status.FAILED, message))
+
+    def unknown(self, item: Item, message: str) -> None:
+        self.journal.record_unknown(
+            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        )
+        self.finish(item, self.outcome(item, Status.UNKNOWN, message))
+
+    def hold_lost(self, item: Item) -> bool:
+        """Whether a row held in flight across a listing backoff is no longer this run's in the
+        journal (another run judged this one dead and took it over, or an operator forgot it).
+        If so the row is settled from what the journal says, without a call, and True returned.
+        """
+        entry = self.lookup(item)
+        if entry is not None and entry.status == INFLIGHT and entry.run_id == self.run_id:
+            return False
+        item.claimed = False
+        if entry is not None and entry.status == CREATED and entry.session_id:
+            changed = entry.fingerprint != item.req.fingerprint
+            claim = Claim(ClaimKind.CREATED, session_id=entry.session_id, changed=changed)
+            self.existing(item, claim)
+            return True
+        state = "nothing (forgotten)" if entry is None else entry.status
+        if entry is not None and entry.run_id is not None and entry.run_id != self.run_id:
+            state += f" for run #{entry.run_id}"
+        self.finish(item, self.outcome(item, Status.UNKNOWN, msg.hold_lost(state)))
+        return True
+
+    # -- settling what a stop (or a bug) left -----------------------------------------------------
+
+    def halt_outcome(self, item: Item) -> Outcome:
+        """What a row the run stopped before (or while) sending becomes."""
+        if item.unresolved:
+            return self.outcome(item, Status.UNKNOWN, msg.halted_unresolved())
+        if self.halt.fatal is not None:
+            message = msg.halted_by_fatal(self.halt.fatal, item.last_error)
+            return self.outcome(item, Status.FAILED, message)
+        return self.outcome(item, Status.PENDING, msg.halted_before_sending(item.last_error))
+
+    def release_unsent(self, item: Item, outcome: Outcome) -> None:
+        """Give a claimed row that was provably not sent back to the journal, then settle it."""
+        if item.claimed:
+            self.release(item, outcome.message)
+        self.finish(item, outcome)
+
+    def stopped_before_sending(self, item: Item) -> None:
+        """The run stopped before this row's next request left (`Withheld`)."""
+        if item.done:
+            return
+        if item.claimed and item.unresolved:  # an earlier request may have created it
+            self.unknown(item, self.halt_outcome(item).message)
+        else:
+            self.release_unsent(item, self.halt_outcome(item))
+
+    def abandon(self, item: Item) -> None:
+        """The worker was cancelled (a stop, the stop grace ran out, or the caller cancelled the
+        run, e.g. a hard stop)."""
+        if item.done:
+            return
+        if not item.claimed or item.provably_unsent:
+            self.release_unsent(item, self.halt_outcome(item))
+        elif item.unresolved:  # an earlier request got no reply (any call now is a listing)
+            self.unknown(item, self.halt_outcome(item).message)
+        else:
+            self.unknown(item, msg.stopped_while_sending())
+
+    def unexpected(self, item: Item, exc: Exception) -> None:
+        """A bug or an unclassified failure: never lose the row."""
+        if item.done:
+            return
+        if not item.claimed or item.provably_unsent:
+            failed = self.outcome(item, Status.FAILED, msg.unexpected_unsent(exc))
+            self.release_unsent(item, failed)
+        else:
+            self.unknown(item, msg.unexpected_maybe_sent(exc))
