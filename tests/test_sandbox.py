@@ -160,7 +160,9 @@ def test_load_catalogue_sample() -> None:
     assert set(batch.modules) == {MODULE, MODULE2}
     assert (batch.start.isoformat(), batch.end.isoformat()) == ("2027-01-04", "2027-03-26")
     assert set(cat.trainers) == {TRAINER, "478346000008251017", "478346000008251033"}
-    assert set(cat.rooms) == {ROOM, "478346000010125107"}
+    assert set(cat.rooms) == {ROOM, "478346000010125107", "478346000010125115"}
+    assert cat.trainers[TRAINER].email == "henry.adams@example.com"
+    assert cat.rooms[ROOM].location == "Head office"
 
 
 @pytest.mark.parametrize(
@@ -758,7 +760,7 @@ async def test_listing_pages_of_25_with_has_more_records() -> None:
         pages = []
         for start in (0, 25, 50):
             status, body = await env.get(BATCH_PATH, startIndex=start)
-            assert status == 200 and body["code"] == 200
+            assert status == 200 and body["code"] == "200"  # the LMS v1 envelope: text
             pages.append(body)
         assert [len(p["sessions"]) for p in pages] == [25, 25, 10]
         assert [p["hasMoreRecords"] for p in pages] == [True, True, False]
@@ -800,11 +802,15 @@ async def test_trainers_listed_from_the_catalogue_and_counted_as_reads() -> None
     async with running(catalogue=True) as env:
         status, body = await env.get(TRAINERS_PATH, startIndex=0)
         assert status == 200
-        assert (body["code"], body["message"], body["hasMoreRecords"]) == (200, "success", False)
+        assert (body["code"], body["message"], body["hasMoreRecords"]) == ("200", "success",
+                                                                            False)
         assert body["trainers"] == [
-            {"erecno": TRAINER, "name": "Henry Adams"},
-            {"erecno": "478346000008251017", "name": "Priya Raman"},
-            {"erecno": "478346000008251033", "name": "Tomás Ortega"},
+            {"erecno": TRAINER, "name": "Henry Adams", "email": "henry.adams@example.com",
+             "employeeStatus": "active"},
+            {"erecno": "478346000008251017", "name": "Priya Raman",
+             "email": "priya.raman@example.com", "employeeStatus": "active"},
+            {"erecno": "478346000008251033", "name": "Tomás Ortega",
+             "email": "tomas.ortega@example.com", "employeeStatus": "active"},
         ]
         status, body = await env.get(TRAINERS_PATH)  # startIndex defaults to 0
         assert len(body["trainers"]) == 3
@@ -817,7 +823,7 @@ async def test_trainers_without_a_catalogue_is_an_empty_list() -> None:
     async with running() as env:
         status, body = await env.get(TRAINERS_PATH, startIndex=0)
         assert status == 200
-        assert body == {"code": 200, "message": "success", "trainers": [],
+        assert body == {"code": "200", "message": "success", "trainers": [],
                         "hasMoreRecords": False}
         assert env.sandbox.stats()["reads"] == 1
 
