@@ -97,3 +97,61 @@ def test_sandbox_command_refuses_a_bad_catalogue(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _get(url: str, path: str, token: str = "sandbox-token") -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(f"{url}{path}",
+                                 headers={"Authorization": f"Zoho-oauthtoken {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+SAMPLE_ORG = Path(__file__).resolve().parents[1] / "sample_data" / "catalogue.json"
+
+
+@pytest.mark.slow
+def test_sandbox_command_serves_the_sample_org() -> None:
+    """`bulkschedule sandbox --data sample_data/catalogue.json`: the org reads an admin's tools
+    make, and the batch dates enforced on create."""
+    proc, url = _start("--data", str(SAMPLE_ORG))
+    try:
+        status, body = _get(url, "/api/v1/courses?startIndex=0&state=published")
+        assert status == 200 and body["code"] == "200"
+        assert [c["courseName"] for c in body["courses"]] == [  # type: ignore[attr-defined]
+            "New starter programme", "Leadership essentials"]
+        status, body = _get(url, PATH.rsplit("/modules/", 1)[0])
+        assert body["batch"]["startDateAsDisplayString"] == "04-Jan-2027"  # type: ignore[index]
+        status, body = _get(url, "/api/v1/trainers?employeeStatus=active")
+        assert status == 200 and len(body["trainers"]) == 3  # type: ignore[arg-type]
+        assert _post(url)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def _has_option(flag: str) -> bool:
+    proc = subprocess.run([sys.executable, "-m", "bulkschedule", "sandbox", "--help"],
+                          capture_output=True, text=True, timeout=30)
+    return flag in proc.stdout
+
+
+@pytest.mark.slow
+def test_sandbox_command_latency_at_and_field_style() -> None:
+    if not _has_option("--latency-at"):
+        pytest.skip("the --latency-at and --field-style click options are not there yet")
+    proc, url = _start("--data", str(SAMPLE_ORG), "--latency", "0.01", "--latency-at", "reply",
+                       "--field-style", "employee")
+    try:
+        status, body = _get(url, "/api/v1/trainers")
+        assert status == 200 and body["code"] == 200
+        assert body["trainers"][0]["EmailID"] == "henry.adams@example.com"  # type: ignore[index]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    bad = subprocess.run([sys.executable, "-m", "bulkschedule", "sandbox", "--latency-at",
+                          "midway"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -7,6 +7,8 @@ the sandbox, so a 5-minute lock is crossed by assignment, not by sleeping.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import importlib.util
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,18 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from bulkschedule.core.constants import FIELD_STYLES
+from bulkschedule.sandbox.catalogue import DEFAULT_ORG
 from bulkschedule.sandbox.server import (
     Sandbox,
     SandboxConfig,
+    config_from_options,
+    default_catalogue,
     load_catalogue,
     make_app,
     parse_latency,
     parse_rate,
     serve,
 )
+from bulkschedule.sandbox.shapes import STYLES
+from bulkschedule.sheet import columns
 
 COURSE = "478346000019479103"
 BATCH = "478346000019479115"
@@ -34,7 +43,8 @@ MODULE = "478346000019479119"
 MODULE2 = "478346000019479131"
 TRAINER = "478346000008251001"
 ROOM = "478346000010125093"
-CATALOGUE = Path(__file__).resolve().parent.parent / "sample_data" / "catalogue.json"
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+CATALOGUE = SAMPLES / "catalogue.json"
 
 MODULE_PATH = f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules/{MODULE}/sessions"
 BATCH_PATH = f"/api/v1/courses/{COURSE}/batches/{BATCH}/sessions"
@@ -86,7 +96,24 @@ class Env:
         headers: dict[str, str] | None = None,
         **fields: Any,
     ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
-        data = session_data(**fields)
+        return await self.send("POST", path, style, headers, session_data(**fields))
+
+    async def patch(
+        self,
+        session_id: str,
+        path: str = MODULE_PATH,
+        style: str = "query",
+        headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+        """PATCH .../sessions/{session_id} with the whole session (``session_data`` + fields)."""
+        return await self.send("PATCH", f"{path}/{session_id}", style, headers,
+                               session_data(**fields))
+
+    async def send(
+        self, method: str, path: str, style: str, headers: dict[str, str] | None,
+        data: dict[str, Any],
+    ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
         url = self.sandbox.url + path
         kwargs: dict[str, Any] = {"headers": self.auth if headers is None else headers}
         if style == "query":
@@ -101,7 +128,7 @@ class Env:
             kwargs["json"] = {"sessionData": data}
         else:
             raise AssertionError(style)
-        async with self.http.post(url, **kwargs) as resp:
+        async with self.http.request(method, url, **kwargs) as resp:
             return resp.status, await resp.json(content_type=None), resp
 
     async def get(self, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
@@ -160,7 +187,9 @@ def test_load_catalogue_sample() -> None:
     assert set(batch.modules) == {MODULE, MODULE2}
     assert (batch.start.isoformat(), batch.end.isoformat()) == ("2027-01-04", "2027-03-26")
     assert set(cat.trainers) == {TRAINER, "478346000008251017", "478346000008251033"}
-    assert set(cat.rooms) == {ROOM, "478346000010125107"}
+    assert set(cat.rooms) == {ROOM, "478346000010125107", "478346000010125115"}
+    assert cat.trainers[TRAINER].email == "henry.adams@example.com"
+    assert cat.rooms[ROOM].location == "Head office"
 
 
 @pytest.mark.parametrize(
@@ -758,7 +787,7 @@ async def test_listing_pages_of_25_with_has_more_records() -> None:
         pages = []
         for start in (0, 25, 50):
             status, body = await env.get(BATCH_PATH, startIndex=start)
-            assert status == 200 and body["code"] == 200
+            assert status == 200 and body["code"] == "200"  # the LMS v1 envelope: text
             pages.append(body)
         assert [len(p["sessions"]) for p in pages] == [25, 25, 10]
         assert [p["hasMoreRecords"] for p in pages] == [True, True, False]
@@ -800,11 +829,15 @@ async def test_trainers_listed_from_the_catalogue_and_counted_as_reads() -> None
     async with running(catalogue=True) as env:
         status, body = await env.get(TRAINERS_PATH, startIndex=0)
         assert status == 200
-        assert (body["code"], body["message"], body["hasMoreRecords"]) == (200, "success", False)
+        assert (body["code"], body["message"], body["hasMoreRecords"]) == ("200", "success",
+                                                                            False)
         assert body["trainers"] == [
-            {"erecno": TRAINER, "name": "Henry Adams"},
-            {"erecno": "478346000008251017", "name": "Priya Raman"},
-            {"erecno": "478346000008251033", "name": "Tomás Ortega"},
+            {"erecno": TRAINER, "name": "Henry Adams", "email": "henry.adams@example.com",
+             "employeeStatus": "active"},
+            {"erecno": "478346000008251017", "name": "Priya Raman",
+             "email": "priya.raman@example.com", "employeeStatus": "active"},
+            {"erecno": "478346000008251033", "name": "Tomás Ortega",
+             "email": "tomas.ortega@example.com", "employeeStatus": "active"},
         ]
         status, body = await env.get(TRAINERS_PATH)  # startIndex defaults to 0
         assert len(body["trainers"]) == 3
@@ -817,7 +850,7 @@ async def test_trainers_without_a_catalogue_is_an_empty_list() -> None:
     async with running() as env:
         status, body = await env.get(TRAINERS_PATH, startIndex=0)
         assert status == 200
-        assert body == {"code": 200, "message": "success", "trainers": [],
+        assert body == {"code": "200", "message": "success", "trainers": [],
                         "hasMoreRecords": False}
         assert env.sandbox.stats()["reads"] == 1
 
@@ -935,3 +968,671 @@ async def test_serve_runs_until_cancelled() -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.get(url + "/__sandbox/stats")
+
+
+# ------------------------------------------------------------------------------------ the org
+
+COURSE2 = "478346000019480011"  # Leadership essentials
+DRAFTED = "478346000019481003"  # Data protection refresher, drafted
+SUMMER = "478346000019479143"  # the first course's second batch
+SUMMER_MODULE = "478346000019479155"
+ROOM3 = "478346000010125115"
+READ_PATHS = (
+    "/api/v1/courses",
+    f"/api/v1/courses/{COURSE}",
+    f"/api/v1/courses/{COURSE}/batches",
+    f"/api/v1/courses/{COURSE}/batches/{BATCH}",
+    f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules",
+    f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules/{MODULE}",
+    "/api/v1/trainers",
+    "/api/v1/rooms",
+    f"/api/v1/rooms/{ROOM}",
+    MODULE_PATH,
+    BATCH_PATH,
+)
+
+
+def test_the_default_org_is_the_sample_catalogue() -> None:
+    """One source: sample_data/catalogue.json is DEFAULT_ORG written out (make_by_name.py)."""
+    assert json.loads(CATALOGUE.read_text(encoding="utf-8")) == DEFAULT_ORG
+    assert load_catalogue(CATALOGUE) == default_catalogue()
+    assert default_catalogue() is not default_catalogue()
+
+
+def test_every_field_style_has_a_shape() -> None:
+    assert set(STYLES) == set(FIELD_STYLES)
+    with pytest.raises(ValueError, match="field-style"):
+        SandboxConfig(field_style="camel")
+    with pytest.raises(ValueError, match="latency-at"):
+        SandboxConfig(latency_at="midway")
+
+
+def test_config_from_options_reads_latency_at_and_field_style(tmp_path: Path) -> None:
+    config = config_from_options(rate="5/10", latency="0.1-0.2", data=str(CATALOGUE),
+                                 latency_at="reply", field_style="employee", seed=3)
+    assert (config.latency, config.latency_at, config.field_style) == ((0.1, 0.2), "reply",
+                                                                        "employee")
+    assert config.catalogue == default_catalogue() and config.seed == 3
+    default = config_from_options(rate="30/60", latency="0-0", data=None)
+    assert (default.latency_at, default.field_style, default.catalogue) == ("arrival",
+                                                                            "default", None)
+    with pytest.raises(ValueError, match="latency-at"):
+        config_from_options(rate="30/60", latency="0", data=None, latency_at="later")
+
+
+async def test_courses_listing_in_the_v1_envelope_with_state_and_search() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get("/api/v1/courses", startIndex=0)
+        assert status == 200
+        assert (body["code"], body["message"], body["hasMoreRecords"]) == ("200", "success",
+                                                                            False)
+        assert body["courses"] == [
+            {"courseId": COURSE, "courseName": "New starter programme", "state": "published"},
+            {"courseId": COURSE2, "courseName": "Leadership essentials", "state": "published"},
+            {"courseId": DRAFTED, "courseName": "Data protection refresher", "state": "drafted"},
+        ]
+        _, body = await env.get("/api/v1/courses", state="published")
+        assert [c["courseId"] for c in body["courses"]] == [COURSE, COURSE2]
+        _, body = await env.get("/api/v1/courses", state="drafted")
+        assert [c["courseId"] for c in body["courses"]] == [DRAFTED]
+        _, body = await env.get("/api/v1/courses", search="  LEADERSHIP  ")
+        assert [c["courseId"] for c in body["courses"]] == [COURSE2]
+        status, body = await env.get("/api/v1/courses", state="archived")
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+        assert "state" in body["message"]
+        stats = env.sandbox.stats()
+        assert (stats["reads"], stats["calls"], stats["rejected"]) == (5, 5, 1)
+
+
+async def test_one_course_and_its_batches_with_display_dates() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(f"/api/v1/courses/{COURSE}")
+        assert status == 200
+        assert body == {"code": "200", "message": "success",
+                        "course": {"courseId": COURSE, "courseName": "New starter programme",
+                                   "state": "published"}}
+        status, body = await env.get(f"/api/v1/courses/{COURSE}/batches")
+        assert status == 200 and body["hasMoreRecords"] is False
+        assert body["batches"] == [
+            {"batchId": BATCH, "batchName": "Spring term 2027", "courseId": COURSE,
+             "publishStatus": "published", "startDateAsDisplayString": "04-Jan-2027",
+             "endDateAsDisplayString": "26-Mar-2027"},
+            {"batchId": SUMMER, "batchName": "Summer term 2027", "courseId": COURSE,
+             "publishStatus": "published", "startDateAsDisplayString": "12-Apr-2027",
+             "endDateAsDisplayString": "02-Jul-2027"},
+        ]
+
+
+async def test_one_batch_as_the_api_page_shows_it() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(f"/api/v1/courses/{COURSE}/batches/{BATCH}")
+        assert status == 200
+        assert (body["code"], body["message"]) == ("200", "success")
+        batch = body["batch"]
+        assert {"batchId": BATCH, "courseId": COURSE, "publishStatus": "published",
+                "startDateAsDisplayString": "04-Jan-2027",
+                "endDateAsDisplayString": "26-Mar-2027"}.items() <= batch.items()
+
+
+async def test_modules_of_a_batch_and_one_module() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules")
+        assert status == 200 and body["code"] == "200" and body["hasMoreRecords"] is False
+        assert body["modules"] == [
+            {"moduleId": MODULE, "moduleName": "Foundations", "batchId": BATCH,
+             "courseId": COURSE},
+            {"moduleId": MODULE2, "moduleName": "Customer care", "batchId": BATCH,
+             "courseId": COURSE},
+        ]
+        status, body = await env.get(
+            f"/api/v1/courses/{COURSE}/batches/{SUMMER}/modules/{SUMMER_MODULE}")
+        assert status == 200
+        assert body["module"] == {"moduleId": SUMMER_MODULE, "moduleName": "Foundations",
+                                  "batchId": SUMMER, "courseId": COURSE}
+
+
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("/api/v1/courses/478346000019479999", "no course"),
+        ("/api/v1/courses/478346000019479999/batches", "no course"),
+        (f"/api/v1/courses/{COURSE2}/batches/{BATCH}", "no batch"),  # a batch of another course
+        (f"/api/v1/courses/{COURSE}/batches/1/modules", "no batch"),
+        (f"/api/v1/courses/{COURSE}/batches/{SUMMER}/modules/{MODULE}", "no module"),
+        ("/api/v1/rooms/478346000010125999", "no room"),
+    ],
+)
+async def test_org_reads_of_what_does_not_exist_are_404(path: str, what: str) -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(path)
+        assert status == 404
+        assert body["code"] == 404 and what in body["message"]
+        assert env.sandbox.stats()["rejected"] == 1
+
+
+@pytest.mark.parametrize("path", ["/api/v1/courses/abc", "/api/v1/rooms/room-1",
+                                  f"/api/v1/courses/{COURSE}/batches/x1"])
+async def test_org_reads_with_a_non_numeric_id_are_400(path: str) -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get(path)
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+
+
+async def test_rooms_in_the_documented_shape() -> None:
+    async with running(catalogue=True) as env:
+        status, body = await env.get("/api/v1/rooms")
+        assert status == 200
+        assert (body["code"], body["message"], body["hasMoreRecords"]) == ("200", "success",
+                                                                            False)
+        assert body["rooms"][0] == {
+            "roomId": ROOM, "name": "Training Room A",
+            "location": {"locationId": "478346000010120001", "name": "Head office"},
+            "facilities": ["Projector", "Whiteboard"], "capacity": 20,
+        }
+        assert [r["location"]["name"] for r in body["rooms"]] == [
+            "Head office", "Head office", "Riverside campus"]
+        status, body = await env.get(f"/api/v1/rooms/{ROOM3}")
+        assert status == 200
+        assert body["room"]["name"] == "Riverside Suite" and body["code"] == "200"
+
+
+def _org_with_an_inactive_trainer(tmp_path: Path) -> Path:
+    data = tmp_path / "org.json"
+    data.write_text(json.dumps({
+        "courses": [{"id": COURSE, "batches": [{"id": BATCH, "startDate": "04-01-2027",
+                                                "endDate": "26-03-2027",
+                                                "modules": [MODULE]}]}],
+        "trainers": [
+            {"erecno": TRAINER, "name": "Henry Adams", "email": "h@example.com"},
+            {"erecno": "478346000008251065", "name": "Oliver Grant", "status": "inactive"},
+        ],
+    }), encoding="utf-8")
+    return data
+
+
+async def test_trainers_filtered_by_employee_status(tmp_path: Path) -> None:
+    config = SandboxConfig(catalogue=load_catalogue(_org_with_an_inactive_trainer(tmp_path)))
+    async with Sandbox(config) as sandbox, aiohttp.ClientSession() as http:
+        env = Env(sandbox, http, StepClock())
+        _, body = await env.get(TRAINERS_PATH, employeeStatus="active")
+        assert [t["erecno"] for t in body["trainers"]] == [TRAINER]
+        _, body = await env.get(TRAINERS_PATH, employeeStatus="inactive")
+        assert body["trainers"] == [{"erecno": "478346000008251065", "name": "Oliver Grant",
+                                     "email": "", "employeeStatus": "inactive"}]
+        _, body = await env.get(TRAINERS_PATH)
+        assert len(body["trainers"]) == 2
+        status, body = await env.get(TRAINERS_PATH, employeeStatus="retired")
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+        # ... and an inactive trainer cannot be named on a session
+        status, body, _ = await env.create(trainerErecno="478346000008251065", roomId=None)
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+        assert "not an active" in body["message"]
+
+
+def _big_org(tmp_path: Path) -> Path:
+    """30 courses; the first has 30 batches of 30 modules; 30 rooms: enough for two pages."""
+    ids = iter(range(478346000070000000, 478346000080000000))
+    batches = [{"id": str(next(ids)), "name": f"B{b}", "startDate": "01-01-2027",
+                "endDate": "31-12-2027",
+                "modules": [{"id": str(next(ids)), "name": f"M{m}"} for m in range(30)]}
+               for b in range(30)]
+    courses = [{"id": str(next(ids)), "name": f"C{c}", "batches": batches if c == 0 else []}
+               for c in range(30)]
+    rooms = [{"id": str(next(ids)), "name": f"R{r}"} for r in range(30)]
+    data = tmp_path / "big.json"
+    data.write_text(json.dumps({"courses": courses, "rooms": rooms}), encoding="utf-8")
+    return data
+
+
+async def test_every_org_listing_pages_25_at_a_time(tmp_path: Path) -> None:
+    cat = load_catalogue(_big_org(tmp_path))
+    course = next(iter(cat.courses.values()))
+    batch = next(iter(course.batches.values()))
+    listings = {
+        "/api/v1/courses": ("courses", "courseId", list(cat.courses)),
+        f"/api/v1/courses/{course.id}/batches": ("batches", "batchId", list(course.batches)),
+        f"/api/v1/courses/{course.id}/batches/{batch.id}/modules":
+            ("modules", "moduleId", list(batch.modules)),
+        "/api/v1/rooms": ("rooms", "roomId", list(cat.rooms)),
+    }
+    config = SandboxConfig(catalogue=cat, rate_calls=1000)
+    async with Sandbox(config) as sandbox, aiohttp.ClientSession() as http:
+        env = Env(sandbox, http, StepClock())
+        for path, (key, id_key, expected) in listings.items():
+            pages = [(await env.get(path, startIndex=start))[1] for start in (0, 25, 30)]
+            assert [len(p[key]) for p in pages] == [25, 5, 0], path
+            assert [p["hasMoreRecords"] for p in pages] == [True, False, False], path
+            assert [item[id_key] for p in pages[:2] for item in p[key]] == expected, path
+            status, body = await env.get(path, startIndex="-1")
+            assert (status, body["code"]) == (400, "INVALID_INPUT"), path
+
+
+async def test_without_a_catalogue_the_org_is_empty() -> None:
+    async with running() as env:
+        for path, key in (("/api/v1/courses", "courses"), ("/api/v1/rooms", "rooms"),
+                          (TRAINERS_PATH, "trainers")):
+            status, body = await env.get(path)
+            assert (status, body[key], body["hasMoreRecords"]) == (200, [], False)
+        status, _ = await env.get(f"/api/v1/courses/{COURSE}/batches/{BATCH}")
+        assert status == 404
+        status, _ = await env.get(BATCH_PATH)  # sessions under any numeric ids still list
+        assert status == 200
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+async def test_every_read_counts_against_the_threshold_and_its_lock(path: str) -> None:
+    async with running(catalogue=True, rate_calls=2, lock_seconds=300) as env:
+        assert (await env.get(path))[0] == 200
+        assert (await env.get(path))[0] == 200
+        status, body = await env.get(path)  # the third in the window starts the lock
+        assert (status, body["code"]) == (429, 429)
+        env.clock.advance(299)
+        assert (await env.get(path))[0] == 429  # still locked
+        env.clock.advance(1)
+        assert (await env.get(path))[0] == 200
+        stats = env.sandbox.stats()
+        assert (stats["reads"], stats["calls"], stats["lockouts"], stats["refused"]) == (5, 5, 1,
+                                                                                         2)
+        async with env.http.get(env.sandbox.url + path) as resp:  # no token
+            assert resp.status == 401
+        assert env.sandbox.stats()["calls"] == 5
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+async def test_every_read_can_get_an_injected_500(path: str) -> None:
+    async with running(catalogue=True, fail_rate=1.0) as env:
+        status, body = await env.get(path)
+        assert (status, body["code"]) == (500, 500)
+        assert env.sandbox.stats()["failures_injected"] == 1
+
+
+def _epoch_ms(day: str) -> int:
+    d = datetime.datetime.strptime(day, "%d-%m-%Y").replace(tzinfo=datetime.UTC)
+    return int(d.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("style", FIELD_STYLES)
+async def test_each_field_style_names_the_org_its_own_way(style: str) -> None:
+    """Every listing in every style carries the same facts under the style's names."""
+    shape = STYLES[style]
+    expected_date = {"display": "04-Jan-2027", "dd-MM-yyyy": "04-01-2027",
+                     "epoch": _epoch_ms("04-01-2027")}[shape.dates]
+    async with running(catalogue=True, field_style=style) as env:
+        _, body = await env.get("/api/v1/courses")
+        assert body["code"] == shape.code
+        first = body["courses"][0]
+        assert (first[shape.course_id], first[shape.course_name], first[shape.course_state]) \
+            == (COURSE, "New starter programme", "published")
+        _, body = await env.get(f"/api/v1/courses/{COURSE}/batches")
+        batch = body["batches"][0]
+        assert (batch[shape.batch_id], batch[shape.batch_name]) == (BATCH, "Spring term 2027")
+        assert batch[shape.batch_start] == expected_date
+        _, body = await env.get(f"/api/v1/courses/{COURSE}/batches/{BATCH}")
+        assert body["batch"]["startDateAsDisplayString"] == "04-Jan-2027"  # documented: always
+        assert body["batch"]["endDateAsDisplayString"] == "26-Mar-2027"
+        _, body = await env.get(f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules")
+        module = body["modules"][0]
+        assert (module[shape.module_id], module[shape.module_name]) == (MODULE, "Foundations")
+        _, body = await env.get(TRAINERS_PATH, employeeStatus="active")
+        trainer = body["trainers"][2]
+        name = " ".join(trainer[k] for k in shape.trainer_name)
+        assert (trainer[shape.trainer_id], name, trainer[shape.trainer_email]) == (
+            "478346000008251033", "Tomás Ortega", "tomas.ortega@example.com")
+        _, body = await env.get("/api/v1/rooms")
+        assert body["rooms"][0]["location"]["name"] == "Head office"  # documented: always
+        _, body = await env.get(MODULE_PATH)
+        assert body["code"] == shape.code
+
+
+def test_the_styles_spread_the_variants_a_client_must_read() -> None:
+    """Between them the styles use every name variant issue 11 lists for trainers and dates."""
+    ids = {s.trainer_id for s in STYLES.values()}
+    names = {k for s in STYLES.values() for k in s.trainer_name}
+    emails = {s.trainer_email for s in STYLES.values()}
+    assert {"erecno", "trainerErecno", "employeeErecno", "erecNo", "id"} <= ids
+    assert {"name", "trainerName", "employeeName", "FirstName", "LastName",
+            "displayName"} <= names
+    assert {"email", "emailId", "EmailID"} <= emails
+    assert {s.dates for s in STYLES.values()} == {"display", "dd-MM-yyyy", "epoch"}
+    assert {type(s.code) for s in STYLES.values()} == {str, int}
+    assert STYLES["default"].code == "200"
+
+
+# ------------------------------------------------------------------------------------- update
+
+
+async def _created(env: Env, **fields: Any) -> dict[str, Any]:
+    status, body, _ = await env.create(**fields)
+    assert status == 200, body
+    session: dict[str, Any] = body["session"]
+    return session
+
+
+@pytest.mark.parametrize("style", ["query", "form", "form-fields", "json", "json-wrapped"])
+async def test_each_payload_style_updates_a_session(style: str) -> None:
+    async with running(catalogue=True) as env:
+        first = await _created(env, name="first")
+        session = await _created(env, name="second")
+        status, body, _ = await env.patch(
+            session["sessionId"], style=style, name="second", startTime="01:00 PM",
+            endTime="02:30 PM", trainerErecno="478346000008251017", roomId="478346000010125107")
+        assert status == 200, body
+        assert (body["code"], body["message"]) == (200, "success")
+        updated = body["session"]
+        assert {"sessionId": session["sessionId"], "sessionName": "second",
+                "sessionStartTime": "01:00 PM", "sessionEndTime": "02:30 PM",
+                "trainerErecno": "478346000008251017", "sessionTrainer": "Priya Raman",
+                "roomId": "478346000010125107", "sessionRoom": "Training Room B",
+                "moduleId": MODULE}.items() <= updated.items()
+        _, listing = await env.get(MODULE_PATH)
+        assert listing["sessions"] == [first, updated]  # updated in place, order kept
+        stats = env.sandbox.stats()
+        assert (stats["updates"], stats["updated"], stats["creates"], stats["created"]) == (
+            1, 1, 2, 2)
+        assert (stats["calls"], stats["sessions"]) == (4, 2)
+
+
+async def test_update_validates_as_create_does() -> None:
+    async with running(catalogue=True) as env:
+        session = await _created(env)
+        sid = session["sessionId"]
+        cases: list[tuple[dict[str, Any], int, str]] = [
+            ({"startTime": None}, 400, "INPUT_PARAMETER_MISSING"),  # the whole session
+            ({"date": "2027-01-11"}, 400, "INVALID_INPUT"),
+            ({"endTime": "09:00 AM"}, 400, "INVALID_INPUT"),
+            ({"date": "27-03-2027"}, 400, "BATCH_DATE_AND_SESSION_DATE_MISMATCH"),
+            ({"trainerErecno": "478346000008251999"}, 400, "INVALID_INPUT"),
+            ({"roomId": "478346000010125999"}, 400, "INVALID_INPUT"),
+        ]
+        for fields, status, code in cases:
+            got, body, _ = await env.patch(sid, **fields)
+            assert (got, body["code"]) == (status, code), fields
+        assert env.sandbox.sessions() == [session]  # nothing changed
+        stats = env.sandbox.stats()
+        assert (stats["updates"], stats["updated"], stats["rejected"]) == (6, 0, 6)
+
+
+async def test_partial_updates_merge_onto_the_stored_session() -> None:
+    async with running(catalogue=True, partial_updates=True) as env:
+        session = await _created(env)
+        status, body, _ = await env.send("PATCH", f"{MODULE_PATH}/{session['sessionId']}",
+                                         "json", None, {"startTime": "09:00 AM"})
+        assert status == 200, body
+        assert body["session"]["sessionStartTime"] == "09:00 AM"
+        assert body["session"]["sessionName"] == session["sessionName"]
+        assert body["session"]["roomId"] == ROOM
+        status, body, _ = await env.send("PATCH", f"{MODULE_PATH}/{session['sessionId']}",
+                                         "json", None, {"startTime": "12:00 PM"})
+        assert (status, body["code"]) == (400, "INVALID_INPUT")  # after its end: refused
+
+
+async def test_update_of_an_unknown_session_is_404() -> None:
+    async with running(catalogue=True) as env:
+        session = await _created(env)
+        status, body, _ = await env.patch("478346000050099999")
+        assert status == 404
+        assert body["code"] == 404 and "no session 478346000050099999" in body["message"]
+        # a session that exists, but under another module, is not found there either
+        other = f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules/{MODULE2}/sessions"
+        status, _, _ = await env.patch(session["sessionId"], path=other)
+        assert status == 404
+        status, body, _ = await env.patch("abc")
+        assert (status, body["code"]) == (400, "INVALID_INPUT")
+        path = f"/api/v1/courses/{COURSE}/batches/{BATCH}/modules/1/sessions"
+        status, body, _ = await env.patch(session["sessionId"], path=path)
+        assert status == 404 and "no module" in body["message"]
+        stats = env.sandbox.stats()
+        assert (stats["updates"], stats["rejected"], stats["updated"]) == (4, 4, 0)
+
+
+async def test_update_lost_reply_after_the_update_is_stored() -> None:
+    async with running(catalogue=True, lose_reply_rate=1.0) as env:
+        session = env.sandbox.add_session(COURSE, BATCH, MODULE, **session_data())
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await env.patch(session["sessionId"], startTime="02:00 PM", endTime="03:00 PM")
+        (stored,) = env.sandbox.sessions()
+        assert stored["sessionId"] == session["sessionId"]
+        assert stored["sessionStartTime"] == "02:00 PM"
+        stats = env.sandbox.stats()
+        assert (stats["replies_lost"], stats["updated"], stats["updates"]) == (1, 1, 1)
+        # sending it again sets the same values: still one session, updated once more
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await env.patch(session["sessionId"], startTime="02:00 PM", endTime="03:00 PM")
+        assert env.sandbox.sessions() == [stored]
+
+
+async def test_update_goes_through_the_threshold_auth_and_5xx() -> None:
+    async with running(catalogue=True, rate_calls=1, lock_style="422") as env:
+        session = await _created(env)
+        status, body, _ = await env.patch(session["sessionId"], startTime="08:00 AM")
+        assert (status, body) == (422, {"code": 422, "message": "Maximum limit exceeded"})
+        stats = env.sandbox.stats()
+        assert (stats["updates"], stats["refused"], stats["updated"]) == (1, 1, 0)
+        status, _, _ = await env.patch(session["sessionId"], headers={})
+        assert status == 401
+        assert env.sandbox.stats()["unauthorized"] == 1
+    async with running(catalogue=True, fail_rate=1.0) as env:
+        session = env.sandbox.add_session(COURSE, BATCH, MODULE, **session_data())
+        status, body, _ = await env.patch(session["sessionId"], startTime="08:00 AM")
+        assert (status, body["code"]) == (500, 500)
+        assert env.sandbox.sessions() == [session]
+
+
+# ------------------------------------------------------------------------- edits outside the API
+
+
+async def test_add_session_outside_any_sheet_makes_no_call() -> None:
+    async with running(catalogue=True) as env:
+        made = env.sandbox.add_session(COURSE, BATCH, MODULE2, **session_data(name="By hand"))
+        assert made["sessionName"] == "By hand" and made["moduleId"] == MODULE2
+        assert len(made["sessionId"]) == 18
+        assert env.sandbox.stats()["calls"] == 0
+        _, body = await env.get(BATCH_PATH)
+        assert body["sessions"] == [made]
+        created = await _created(env)
+        assert int(created["sessionId"]) > int(made["sessionId"])  # ids never collide
+        with pytest.raises(ValueError, match="BATCH_DATE_AND_SESSION_DATE_MISMATCH"):
+            env.sandbox.add_session(COURSE, BATCH, MODULE, **session_data(date="01-04-2027"))
+        with pytest.raises(ValueError, match="no module"):
+            env.sandbox.add_session(COURSE, SUMMER, MODULE, **session_data())
+        assert len(env.sandbox.sessions()) == 2
+
+
+async def test_edit_session_as_an_admin_in_zohos_screens() -> None:
+    async with running(catalogue=True) as env:
+        session = await _created(env)
+        calls = env.sandbox.stats()["calls"]
+        edited = env.sandbox.edit_session(session["sessionId"], startTime="10:30 AM",
+                                          trainerErecno="478346000008251033", roomId=None)
+        assert env.sandbox.stats()["calls"] == calls  # no call, nothing counted
+        assert {"sessionStartTime": "10:30 AM", "trainerErecno": "478346000008251033",
+                "sessionTrainer": "Tomás Ortega", "roomId": "", "sessionRoom": "",
+                "sessionName": session["sessionName"],
+                "sessionId": session["sessionId"]}.items() <= edited.items()
+        _, body = await env.get(MODULE_PATH)
+        assert body["sessions"] == [edited]
+        with pytest.raises(ValueError, match="must be after"):
+            env.sandbox.edit_session(session["sessionId"], startTime="11:30 AM")
+        with pytest.raises(ValueError, match="INPUT_PARAMETER_MISSING"):
+            env.sandbox.edit_session(session["sessionId"], name="")
+        with pytest.raises(KeyError):
+            env.sandbox.edit_session("478346000050099999", name="x")
+        assert env.sandbox.sessions() == [edited]
+
+
+# ------------------------------------------------------------------------- the by-name sample
+
+
+def _make_by_name() -> Any:
+    spec = importlib.util.spec_from_file_location("make_by_name", SAMPLES / "make_by_name.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells(path: Path) -> dict[str, list[tuple[str, Any, str]]]:
+    wb = openpyxl.load_workbook(path)
+    return {ws.title: [(c.coordinate, c.value, c.number_format) for row in ws.iter_rows()
+                       for c in row if c.value is not None] for ws in wb.worksheets}
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The Sessions sheet as dicts under canonical column names."""
+    ws = openpyxl.load_workbook(path)["Sessions"]
+    values = list(ws.iter_rows(values_only=True))
+    names = [columns.canonical(str(h)) or str(h) for h in values[0]]
+    return [dict(zip(names, row, strict=True)) for row in values[1:]
+            if any(v is not None for v in row)]  # the template is formatted far below the term
+
+
+def test_by_name_sample_is_what_the_script_writes(tmp_path: Path) -> None:
+    fresh = tmp_path / "by_name.xlsx"
+    mbn = _make_by_name()
+    mbn.write_by_name_xlsx(fresh)
+    assert _cells(fresh) == _cells(SAMPLES / "sessions_by_name.xlsx"), (
+        "sample_data/sessions_by_name.xlsx is stale: run python sample_data/make_by_name.py")
+    assert CATALOGUE.read_text(encoding="utf-8") == mbn.catalogue_json()
+
+
+def test_by_name_sample_headers_are_columns_an_admin_types() -> None:
+    ws = openpyxl.load_workbook(SAMPLES / "sessions_by_name.xlsx")["Sessions"]
+    headers = [str(c.value) for c in ws[1]]
+    assert {"Course", "Batch", "Module", "Trainer", "Room"} <= set(headers)
+    mapped = columns.map_headers(headers)
+    assert not mapped.unknown and not mapped.duplicate
+    assert set(mapped.index) >= set(columns.REQUIRED)
+
+
+def _resolve(candidates: dict[str, str], typed: str) -> str:
+    """The one id whose name (or email) matches ``typed``, ignoring case and extra spaces."""
+    def fold(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    found = [ident for ident, name in candidates.items() if fold(name) == fold(typed)]
+    assert len(found) == 1, (typed, found)
+    return found[0]
+
+
+def test_by_name_sample_is_the_term_of_sessions_xlsx_in_names() -> None:
+    """Each row's names resolve in the default org, uniquely, to the IDs of the same row of
+    sessions.xlsx; every other cell is the same."""
+    org = default_catalogue()
+    by_id, by_name = _rows(SAMPLES / "sessions.xlsx"), _rows(SAMPLES / "sessions_by_name.xlsx")
+    assert len(by_name) == len(by_id) == 40
+    emails = 0
+    for ids, names in zip(by_id, by_name, strict=True):
+        course = _resolve({c.id: c.name for c in org.courses.values()}, names["courseId"])
+        batches = org.courses[course].batches
+        batch = _resolve({b.id: b.name for b in batches.values()}, names["batchId"])
+        module = _resolve(batches[batch].modules, names["moduleId"])
+        trainers = {t.erecno: t.email if "@" in names["trainerErecno"] else t.name
+                    for t in org.trainers.values()}
+        emails += "@" in names["trainerErecno"]
+        trainer = _resolve(trainers, names["trainerErecno"])
+        room = _resolve({r.id: r.name for r in org.rooms.values()}, names["roomId"]) \
+            if names["roomId"] else None
+        assert (course, batch, module, trainer, room) == (
+            ids["courseId"], ids["batchId"], ids["moduleId"], ids["trainerErecno"],
+            ids["roomId"])
+        same = {k: v for k, v in ids.items()
+                if k not in ("courseId", "batchId", "moduleId", "trainerErecno", "roomId",
+                             "gradeCategoryId")}
+        assert {k: names.get(k) for k in same} == same
+    assert 0 < emails < 40  # trainers by email and by name, both
+
+
+def _as_session_data(row: dict[str, Any]) -> dict[str, str]:
+    """A sample row (typed cells) as the documented sessionData."""
+    def clock(t: datetime.time) -> str:
+        return f"{(t.hour % 12) or 12:02d}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
+
+    data = {"name": row["name"], "trainerErecno": row["trainerErecno"],
+            "type": {"Classroom": "0", "E-learning": "1"}[row["type"]],
+            "date": f"{row['date']:%d-%m-%Y}", "startTime": clock(row["startTime"]),
+            "endTime": clock(row["endTime"]), "description": row.get("description"),
+            "roomId": row.get("roomId"),
+            "lockUntil": f"{row['lockUntil']:%d-%m-%Y}" if row.get("lockUntil") else None}
+    return {k: v for k, v in data.items() if v}
+
+
+async def test_the_default_org_takes_every_sample_session() -> None:
+    """sessions.xlsx against the default org (as `run --sandbox` sends it): every row created,
+    so the batch dates hold every sample date and every ID exists where the sheet puts it."""
+    rows = _rows(SAMPLES / "sessions.xlsx")
+    async with running(catalogue=True, rate_calls=1000) as env:
+        assert env.sandbox.config.catalogue == default_catalogue()
+        for row in rows:
+            path = (f"/api/v1/courses/{row['courseId']}/batches/{row['batchId']}/modules/"
+                    f"{row['moduleId']}/sessions")
+            status, body, _ = await env.send("POST", path, "query", None, _as_session_data(row))
+            assert status == 200, (row, body)
+        stats = env.sandbox.stats()
+        assert (stats["created"], stats["rejected"], stats["duplicates"]) == (40, 0, 0)
+
+
+# ------------------------------------------------------------------------------ latency placement
+
+
+class HeldSleep:
+    """A ``sleep`` that holds each call until the test lets it go, and says when it is held."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.slept: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.entered.set()
+        await self.release.wait()
+
+
+@pytest.mark.parametrize(("latency_at", "counted_while_held"), [("arrival", 0), ("reply", 1)])
+async def test_latency_falls_before_or_after_the_call_is_counted(
+        latency_at: str, counted_while_held: int) -> None:
+    held = HeldSleep()
+    async with running(latency=(0.2, 0.2), latency_at=latency_at, sleep=held) as env:
+        call = asyncio.create_task(env.create())
+        await asyncio.wait_for(held.entered.wait(), 5)
+        stats = env.sandbox.stats()
+        assert (stats["calls"], stats["created"]) == (counted_while_held, counted_while_held)
+        assert not call.done()  # the reply waits either way
+        held.release.set()
+        status, _, _ = await asyncio.wait_for(call, 5)
+        assert status == 200 and held.slept == [0.2]
+        assert env.sandbox.stats()["created"] == 1
+
+
+@pytest.mark.parametrize(("latency_at", "expected"), [("arrival", 200), ("reply", 429)])
+async def test_latency_at_arrival_is_what_moves_a_call_across_the_lock(
+        latency_at: str, expected: int) -> None:
+    """Sent 1 s before a lock ends with 2 s of delay: counted at arrival it lands after the lock,
+    counted at once it is refused. The delay moves the (stepped) clock as it would move time."""
+    clock = StepClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    async with running(clock=clock, sleep=sleep, latency=(2.0, 2.0), latency_at=latency_at,
+                       start_locked=10) as env:
+        clock.advance(9)
+        status, _, _ = await env.create()
+        assert status == expected
+        assert env.sandbox.stats()["calls_during_lock"] == (expected == 429)
+
+
+async def test_the_same_seed_gives_the_same_faults_in_either_placement() -> None:
+    async def trace(latency_at: str) -> tuple[list[int], list[float]]:
+        slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        async with running(latency=(0.1, 0.5), latency_at=latency_at, sleep=sleep,
+                           fail_rate=0.4, seed=5) as env:
+            return [(await env.create(name=f"s{i}"))[0] for i in range(15)], slept
+
+    arrival, reply = await trace("arrival"), await trace("reply")
+    assert arrival == reply
+    assert {200, 500} <= set(arrival[0])

@@ -109,12 +109,14 @@ def api(settings: Settings, *, env: Mapping[str, str] | None = None,
 
 
 def sandbox_config(settings: Settings, speed: float = 1.0) -> SandboxConfig:
-    """A sandbox enforcing the configured window and lockout, ``speed`` times faster."""
-    from bulkschedule.sandbox.server import SandboxConfig
+    """A sandbox holding the default org, enforcing the configured window and lockout, ``speed``
+    times faster."""
+    from bulkschedule.sandbox.server import SandboxConfig, default_catalogue
 
     calls, period = settings.rate_pair
     return SandboxConfig(rate_calls=calls, rate_seconds=period,
-                         lock_seconds=settings.lock_seconds, speed=speed)
+                         lock_seconds=settings.lock_seconds, speed=speed,
+                         catalogue=default_catalogue())
 
 
 def to_sandbox(sb: Sandbox, settings: Settings, *, state_dir: Path) -> Target:

@@ -30,6 +30,15 @@ PAYLOAD_STYLES: Final[tuple[PayloadStyle, ...]] = get_args(PayloadStyle)
 LockStyle = Literal["429", "422", "7209"]
 LOCK_STYLES: Final[tuple[LockStyle, ...]] = get_args(LockStyle)
 
+#: Where the sandbox's latency falls: before the call is counted ("arrival": a slow network or a
+#: busy server, which is what trips a lockout) or after it, before the reply ("reply").
+LatencyAt = Literal["arrival", "reply"]
+LATENCY_AT: Final[tuple[LatencyAt, ...]] = get_args(LatencyAt)
+
+#: The field names the sandbox's org listings use (Zoho publishes none): see docs/sandbox.md.
+FieldStyle = Literal["default", "short", "employee", "legacy", "display"]
+FIELD_STYLES: Final[tuple[FieldStyle, ...]] = get_args(FieldStyle)
+
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = get_args(LogFormat)
 
