@@ -1,7 +1,7 @@
 """What every command shares: stopping with one line, the exit, IDs and output paths, logging.
 
-Light on purpose (click, the standard library and the stdlib-only parts of the tool): the root
-imports it, and ``bulkschedule --help`` must not wait for pandas or aiohttp.
+Light (click, the standard library and the stdlib-only parts of the tool), though only command
+modules import it.
 """
 
 from __future__ import annotations
@@ -19,18 +19,11 @@ import click
 
 from bulkschedule.app.config import Settings
 from bulkschedule.app.logs import LOGGER_NAME, setup_logging
+from bulkschedule.cli.errors import say_error
 from bulkschedule.core.constants import Exit
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
-
-PREFIX = "bulkschedule: error: "
-
-
-def say_error(message: str) -> None:
-    """The one line on stderr that every failure prints (a newline inside becomes a space)."""
-    click.echo(PREFIX + " ".join(str(message).splitlines()), err=True)
-
 
 def fail(message: str, code: int = Exit.CANNOT_START, *,
          json_out: dict[str, Any] | None = None) -> NoReturn:

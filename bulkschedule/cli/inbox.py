@@ -11,8 +11,9 @@ import click
 from bulkschedule.app.config import Settings
 from bulkschedule.app.inbox import NOT_STARTED, InboxPaths, InstanceLock, SheetResult, watch_inbox
 from bulkschedule.app.target import Target, api
-from bulkschedule.cli.common import fail, leave, say_error, start_logging
+from bulkschedule.cli.common import fail, leave, start_logging
 from bulkschedule.cli.console import Progress, sheet_line
+from bulkschedule.cli.errors import say_error
 from bulkschedule.cli.options import setting_options
 from bulkschedule.cli.signals import Signals
 from bulkschedule.core.constants import Exit

@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from bulkschedule import __version__
-from bulkschedule.cli.common import say_error
+from bulkschedule.cli.errors import say_error
 from bulkschedule.core.constants import Exit
 from bulkschedule.core.errors import BulkscheduleError
 
