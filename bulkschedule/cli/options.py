@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -109,23 +109,19 @@ def setting_options(*scopes: str) -> Callable[[Callable[..., R]], Callable[..., 
     return decorate
 
 
-if TYPE_CHECKING:  # click 8.2+ makes ParamType generic; 8.1 (still supported) does not
-    _NumberType = click.ParamType[float | int]
-else:
-    _NumberType = click.ParamType
-
-
-class Number(_NumberType):
+class Number(click.FloatRange):
     """A bounded number for an option that is not a setting, parsed as settings are
-    (`core.numbers.parse_number`): ``--speed 1e308`` is refused with the range."""
+    (`core.numbers.parse_number`): ``--speed 1e308`` is refused with the range. A click range
+    type, so the help shows the bounds."""
 
     def __init__(self, low: float, high: float, *, integer: bool = False) -> None:
-        self.low, self.high, self.integer = low, high, integer
-        self.name = "integer" if integer else "number"
+        super().__init__(min=low, max=high)
+        self.integer = integer
+        self.name = "integer range" if integer else "float range"
 
     def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float | int:
+                ctx: click.Context | None) -> float:
         try:
-            return parse_number(value, integer=self.integer, low=self.low, high=self.high)
+            return parse_number(value, integer=self.integer, low=self.min, high=self.max)
         except ValueError as err:
             self.fail(str(err), param, ctx)
