@@ -1,6 +1,6 @@
 """Allow ``python -m bulkschedule`` where the console script is not on PATH."""
 
-from bulkschedule.cli.root import main
+from bulkschedule.cli import main
 
 if __name__ == "__main__":
     main()

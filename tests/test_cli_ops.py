@@ -275,3 +275,62 @@ def test_auth_usage_errors(env: dict[str, str]) -> None:
     assert result.exit_code == 2 and "all three" in result.output
     result = invoke(["auth", *IDS], env)
     assert result.exit_code == 2 and "go with --check" in result.output
+
+
+# ------------------------------------------------------------------------------ hostile config
+
+
+@pytest.mark.parametrize("content", [b'dc = "eu"\nrate = "\xff/60"\n',
+                                     b"a = " + b"[" * 50_000 + b"]" * 50_000 + b"\n"])
+@pytest.mark.parametrize("command", [["config", "show"], ["inbox"], ["auth", "--check"]])
+def test_unreadable_config_file_is_one_line_exit_2(tmp_path: Path, env: dict[str, str],
+                                                   content: bytes, command: list[str]) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_bytes(content)
+    result = invoke([*command, "--config", str(cfg)], env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"bulkschedule: error: {cfg}: not valid TOML: ")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_credential_with_a_line_break_refused_before_anything_is_sent(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """The token would make every request fail after the row was marked in flight (every row
+    'unknown'); refused at start-up instead: exit 2, nothing written, the value never shown."""
+    sheet = Path(__file__).parents[1] / "sample_data" / "sessions.xlsx"
+    results = tmp_path / "out.results.xlsx"
+    env["ZOHO_ACCESS_TOKEN"] = f"{LONG_SECRET}\r\n{LONG_SECRET}"
+    # Nothing listens on port 9: had anything been sent, rows would fail (exit 1), not exit 2.
+    result = invoke(["run", str(sheet), "--api-base", "http://127.0.0.1:9", "--yes",
+                     "--state", str(tmp_path / "state"), "--results", str(results),
+                     "--today", "2026-06-01"], env)
+    assert result.exit_code == 2, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("bulkschedule: error: ZOHO_ACCESS_TOKEN contains a line break")
+    assert LONG_SECRET not in result.output + result.stderr
+    assert not results.exists() and not (tmp_path / "state").exists()
+
+
+def test_credential_with_a_line_break_in_the_secrets_file(tmp_path: Path,
+                                                          env: dict[str, str]) -> None:
+    path = write_private(tmp_path / "cfg" / "bulkschedule" / "secrets.toml",
+                         f'ZOHO_CLIENT_SECRET = "{LONG_SECRET}\\n{LONG_SECRET}"\n')
+    for args in (["config", "show"], ["auth", "--check"],
+                 ["inbox", str(tmp_path / "inbox"), "--state", str(tmp_path / "state")]):
+        result = invoke(args, env)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith(
+            f"bulkschedule: error: {path}: 'ZOHO_CLIENT_SECRET' contains a line break"), args
+        assert LONG_SECRET not in result.output + result.stderr
+
+
+def test_auth_set_up_refuses_a_line_break_in_an_answer_from_the_environment(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    env["ZOHO_ACCOUNTS_URL"] = "http://127.0.0.1:9"  # never reached
+    env["ZOHO_CLIENT_ID"] = "1000.CLIENTIDCLIENTIDCLIENTID42"
+    env["ZOHO_CLIENT_SECRET"] = f"{LONG_SECRET}\n{LONG_SECRET}"
+    result = invoke(["auth"], env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("bulkschedule: error: ZOHO_CLIENT_SECRET contains a line")
+    assert LONG_SECRET not in result.output + result.stderr
+    assert not (tmp_path / "cfg" / "bulkschedule" / "secrets.toml").exists()

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bulkschedule.cli import root as cli
+from bulkschedule.cli.console import format_problems
 from bulkschedule.core.problems import error, warning
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,12 +210,12 @@ def test_problem_table_cuts_long_values_and_wraps_messages():
         warning(12345, "name", "x" * 200, "word " * 60),
         error(7, "aVeryLongUnknownColumnHeaderName", "a\nb", "short"),
     ]
-    lines = cli.format_problems(problems, width=80)
+    lines = format_problems(problems, width=80)
     assert all(len(line) <= 80 for line in lines), lines
     assert any("xxx..." in line for line in lines)
     assert lines[2].split()[:2] == ["-", "descripton"]
     assert "a b" in lines[-1]  # a newline inside a cell does not break the table
-    assert cli.format_problems([]) == []
+    assert format_problems([]) == []
 
 
 # ------------------------------------------------------------------------------ template

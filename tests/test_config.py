@@ -375,3 +375,140 @@ def test_example_config_in_docs_loads(home: dict[str, str], tmp_path: Path) -> N
         for k, src in s.sources.items()
         if k not in {"api_base", "inbox.watch", "config_file"}
     )
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def test_the_table_and_the_settings_dataclass_agree() -> None:
+    """Every entry of SETTINGS is a field of Settings (inbox ones of InboxSettings) with the
+    same default, and every field is an entry: a setting is added in one place or the other
+    fails here, not silently."""
+    import dataclasses
+
+    from bulkschedule.app.config import SETTINGS, InboxSettings, Settings
+
+    top = {f.name for f in dataclasses.fields(Settings)} - {"inbox", "config_file", "sources"}
+    inbox = {f"inbox.{f.name}" for f in dataclasses.fields(InboxSettings)}
+    assert {s.name for s in SETTINGS} == top | inbox
+    blank_env = {"HOME": "/nonexistent"}
+    built = Settings()
+    for s in SETTINGS:
+        if s.default_from is None:
+            assert built.value(s.name) == s.default_for(blank_env), s.name
+    assert len({s.param for s in SETTINGS}) == len(SETTINGS)
+    assert len({s.env for s in SETTINGS if s.env}) == len([s for s in SETTINGS if s.env])
+
+
+def test_docs_table_is_generated_from_the_table() -> None:
+    """docs/configuration.md carries `docs_table()` verbatim, so it lists every setting with its
+    flag, variable, key, default and bounds (regenerate it with that function)."""
+    from bulkschedule.app.config import SETTINGS, docs_table
+
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert docs_table() in text
+    for s in SETTINGS:
+        key = s.name.rpartition(".")[2]
+        assert f"`{key}`" in text or f"] {key}`" in text, s.name
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "shown"),
+    [
+        ("lock_seconds = 1e308", "lock_seconds", "0–86,400"),
+        ("lock_seconds = inf", "lock_seconds", "finite"),
+        ("lock_seconds = nan", "lock_seconds", "finite"),
+        ("workers = 65", "workers", "1–64"),
+        ("workers = 99999999999999999999999", "workers", "1–64"),
+        ('rate = "99999999999999999999999/1"', "rate", "at most 1,000,000 calls"),
+        ('rate = "30/1e2"', "rate", "N/SECONDS"),
+        ("[inbox]\nstable_seconds = 1e9", "inbox.stable_seconds", "0–86,400"),
+        ("[inbox]\nwatch = -5", "inbox.watch", "0–86,400"),
+    ],
+)
+def test_numbers_are_bounded_in_the_file(
+    home: dict[str, str], tmp_path: Path, line: str, key: str, shown: str
+) -> None:
+    cfg = write(tmp_path / "c.toml", line + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, home, str(cfg))
+    assert str(cfg) in str(err.value) and f"'{key}'" in str(err.value)
+    assert shown in str(err.value)
+
+
+def test_numbers_are_bounded_from_flags_and_environment(home: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=r"^--lock-seconds: '1e308' is outside 0–86,400$"):
+        load_settings({"lock_seconds": "1e308"}, home, None)
+    with pytest.raises(ConfigError, match=r"^BULKSCHEDULE_WORKERS: '100' is outside 1–64$"):
+        load_settings({}, home | {"BULKSCHEDULE_WORKERS": "100"}, None)
+    with pytest.raises(ConfigError, match=r"^BULKSCHEDULE_RATE: .*at most 1,000,000 calls"):
+        load_settings({}, home | {"BULKSCHEDULE_RATE": "99999999999999999999999/1"}, None)
+    with pytest.raises(ConfigError, match=r"^--watch: "):
+        load_settings({"watch": "86401"}, home, None)
+    # the edges are allowed, and flags arrive as text
+    s = load_settings({"lock_seconds": "86400", "workers": "64", "stable_seconds": "0"}, home, None)
+    assert (s.lock_seconds, s.workers, s.inbox.stable_seconds) == (86400.0, 64, 0.0)
+
+
+# ---------------------------------------------------------------------------- unreadable TOML
+
+
+def test_config_file_not_utf8_is_not_valid_toml(home: dict[str, str], tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(b'dc = "eu"\n# caf\xe9 in Latin-1\n')
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML: not UTF-8 text \(at byte 15"):
+        load_settings({}, home, str(cfg))
+
+
+@pytest.mark.parametrize("nested", ["a = " + "[" * 50_000 + "]" * 50_000,
+                                    "a = " + "{b = " * 5_000 + "1" + "}" * 5_000])
+def test_config_file_nested_too_deeply_is_not_valid_toml(
+    home: dict[str, str], tmp_path: Path, nested: str
+) -> None:
+    cfg = write(tmp_path / "c.toml", nested + "\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: not valid TOML: .*nested too deeply"):
+        load_settings({}, home, str(cfg))
+
+
+def test_secrets_file_not_utf8_or_too_deep_never_quotes_it(tmp_path: Path) -> None:
+    sf = tmp_path / "s.toml"
+    sf.write_bytes(f'ZOHO_CLIENT_SECRET = "{SECRET}\xff"\n'.encode("latin-1"))
+    sf.chmod(0o600)
+    with pytest.raises(ConfigError, match="secrets file is not valid TOML: not UTF-8") as err:
+        read_secrets_file(sf)
+    assert SECRET not in str(err.value)
+    write(sf, "a = " + "[" * 50_000 + "]" * 50_000, 0o600)
+    with pytest.raises(ConfigError, match=r"secrets file is not valid TOML: .*nested too deeply"):
+        read_secrets_file(sf)
+
+
+# ---------------------------------------------------------------------------- control characters
+
+
+@pytest.mark.parametrize("name", ["ZOHO_ACCESS_TOKEN", "ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET",
+                                  "ZOHO_REFRESH_TOKEN", "ZOHO_ACCOUNTS_URL"])
+@pytest.mark.parametrize("bad", ["\r\n", "\n", "\r", "\x00", "\x1b", "\x85", "\u2028"])
+def test_control_character_in_a_credential_from_the_environment(
+    home: dict[str, str], name: str, bad: str
+) -> None:
+    value = f"{ACCESS[:20]}{bad}{ACCESS[20:]}"
+    with pytest.raises(ConfigError) as err:
+        load_secrets(load_settings({}, home, None), home | {name: value})
+    msg = str(err.value)
+    assert msg.startswith(f"{name} contains a line break or another control character")
+    assert ACCESS[:20] not in msg and ACCESS[20:] not in msg and "\n" not in msg
+
+
+def test_control_character_in_a_credential_from_the_secrets_file(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    sf = write(tmp_path / "s.toml", f'ZOHO_REFRESH_TOKEN = "{REFRESH[:10]}\\r\\n{REFRESH[10:]}"\n',
+               0o600)
+    with pytest.raises(ConfigError) as err:
+        read_secrets_file(sf)
+    msg = str(err.value)
+    assert msg.startswith(f"{sf}: 'ZOHO_REFRESH_TOKEN' contains a line break")
+    assert REFRESH[:10] not in msg and REFRESH[10:] not in msg
+    # a line break around the value is only whitespace: stripped, as before
+    write(sf, f'ZOHO_REFRESH_TOKEN = "{REFRESH}\\n"\n', 0o600)
+    assert read_secrets_file(sf) == {"ZOHO_REFRESH_TOKEN": REFRESH}

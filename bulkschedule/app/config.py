@@ -1,15 +1,21 @@
 """Settings and secrets: where every value comes from, checked once, before anything is sent.
 
-Non-secret settings come from four places with a fixed precedence: command-line flag > environment
-variable > TOML config file > built-in default. Every resolved value records its source, so
+Every non-secret setting is one entry of `SETTINGS` (like the sheet's ``COLUMNS``): its name
+(also its config-file key), flag, environment variable, parser with bounds, default and help.
+The command line's options (`bulkschedule.cli.options`), the precedence below, ``config show``
+and the table in docs/configuration.md are all built from it, so a setting is added in one place.
+
+Values come from four places with a fixed precedence: command-line flag > environment variable >
+TOML config file > built-in default. Every resolved value records its source, so
 ``bulkschedule config show`` can answer "why is it using the EU data centre?" without guesswork.
 
 Secrets never live in the config file (it gets copied, pasted into tickets and committed to
 repositories). They come from the environment or from a separate secrets file that only its owner
-can read; a group- or world-readable secrets file is refused rather than silently used.
+can read; a group- or world-readable secrets file is refused rather than silently used, and so is
+a credential holding a line break or another control character (it could never be sent).
 
-Stdlib only, and no import of the HTTP client at module level: ``config show`` must stay fast and
-must work on a machine where the network stack is broken.
+Stdlib only, and no import of the HTTP client: ``config show`` must stay fast and must work on a
+machine where the network stack is broken.
 """
 
 from __future__ import annotations
@@ -18,20 +24,52 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
-from bulkschedule.core.constants import DATA_CENTRES, LOG_FORMATS, PAYLOAD_STYLES
+from bulkschedule.core.constants import (
+    DATA_CENTRE_NAMES,
+    DATA_CENTRES,
+    DEFAULT_LOCK_SECONDS,
+    DEFAULT_RATE,
+    LOG_FORMATS,
+    PAYLOAD_STYLES,
+    LogFormat,
+    PayloadStyle,
+)
 from bulkschedule.core.errors import ConfigError
 from bulkschedule.core.files import atomic_write_text
-from bulkschedule.core.numbers import parse_number, parse_rate
+from bulkschedule.core.numbers import MAX_RATE_CALLS, MAX_RATE_SECONDS, parse_number, parse_rate
 from bulkschedule.core.text import mask
 
-__all__ = ["ConfigError", "Settings", "load_settings", "mask", "parse_rate", "show"]
+__all__ = [
+    "SETTINGS",
+    "ConfigError",
+    "Setting",
+    "Settings",
+    "docs_table",
+    "load_settings",
+    "mask",
+    "parse_rate",
+    "show",
+]
 
 APP = "bulkschedule"
+
+#: The config file is found before any setting is read, so it is not a setting itself.
+CONFIG_ENV: Final = "BULKSCHEDULE_CONFIG"
+CONFIG_FLAG: Final = "--config"
+CONFIG_HELP: Final = (
+    "Config file (default: $BULKSCHEDULE_CONFIG or ~/.config/bulkschedule/config.toml)."
+)
+
+#: The longest wait any setting may name (a lockout, a poll interval): a day. Anything longer is
+#: a typo, and 1e308 seconds would overflow the clock arithmetic later.
+MAX_SECONDS: Final = 86_400
+#: Calls in flight at once: more than this only queues at the limiter.
+MAX_WORKERS: Final = 64
 
 #: Secret names: the environment variable names, also the keys of the secrets file and of the dict
 #: returned by `load_secrets`. One vocabulary everywhere, so nothing needs translating.
@@ -53,197 +91,8 @@ _SECRET_KEYS_IN_CONFIG = frozenset(
 )
 
 
-#: setting name -> environment variable. Inbox settings have no environment variable on purpose:
-#: they belong to one deployment (the crontab line or the config file), not to a shell session.
-ENV_NAMES: dict[str, str] = {
-    "dc": "BULKSCHEDULE_DC",
-    "api_base": "BULKSCHEDULE_API_BASE",
-    "rate": "BULKSCHEDULE_RATE",
-    "lock_seconds": "BULKSCHEDULE_LOCK_SECONDS",
-    "workers": "BULKSCHEDULE_WORKERS",
-    "payload_style": "BULKSCHEDULE_PAYLOAD_STYLE",
-    "state_dir": "BULKSCHEDULE_STATE",
-    "log_file": "BULKSCHEDULE_LOG_FILE",
-    "log_format": "BULKSCHEDULE_LOG_FORMAT",
-}
-CONFIG_ENV = "BULKSCHEDULE_CONFIG"
-
-#: flag key (as the CLI's click parameter is named) -> setting name. Keys not listed here are
-#: ignored by `load_settings`, so the CLI can pass ``ctx.params`` straight through.
-FLAG_NAMES: dict[str, str] = {
-    "dc": "dc",
-    "api_base": "api_base",
-    "rate": "rate",
-    "lock_seconds": "lock_seconds",
-    "workers": "workers",
-    "payload_style": "payload_style",
-    "state": "state_dir",
-    "state_dir": "state_dir",
-    "log_file": "log_file",
-    "log_format": "log_format",
-    "secrets_file": "secrets_file",
-    "all_or_nothing": "inbox.all_or_nothing",
-    "stable_seconds": "inbox.stable_seconds",
-    "watch": "inbox.watch",
-    "inbox_dir": "inbox.dir",
-}
-
-_TOP_KEYS = frozenset(
-    {"dc", "api_base", "rate", "lock_seconds", "workers", "payload_style", "state_dir"}
-    | {"log_file", "log_format", "secrets_file", "inbox"}
-)
-_INBOX_KEYS = frozenset({"all_or_nothing", "stable_seconds", "watch", "dir"})
-
-DEFAULTS: dict[str, Any] = {
-    "dc": "us",
-    "api_base": None,
-    "rate": "30/60",
-    "lock_seconds": 300.0,
-    "workers": 4,
-    "payload_style": "query",
-    "log_file": None,
-    "log_format": "text",
-    "inbox.all_or_nothing": False,
-    "inbox.stable_seconds": 30.0,
-    "inbox.watch": None,
-    "inbox.dir": None,
-    # state_dir, secrets_file: computed from the environment (XDG), see _default_*.
-}
-
-
-
-@dataclass(slots=True)
-class InboxSettings:
-    """Defaults for ``bulkschedule inbox``. ``watch`` None means run once (the cron default)."""
-
-    all_or_nothing: bool = False
-    stable_seconds: float = 30.0
-    watch: float | None = None
-    dir: Path | None = None
-
-
-@dataclass(slots=True)
-class Settings:
-    """Every non-secret setting, resolved. ``sources`` maps each name (inbox ones as
-    ``inbox.<name>``, plus ``config_file``) to "flag", "env BULKSCHEDULE_X", "file /path" or
-    "default"."""
-
-    dc: str = "us"
-    api_base: str | None = None
-    rate: str = "30/60"
-    lock_seconds: float = 300.0
-    workers: int = 4
-    payload_style: str = "query"
-    state_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "state" / APP)
-    log_file: Path | None = None
-    log_format: str = "text"
-    secrets_file: Path | None = None
-    config_file: Path | None = None
-    inbox: InboxSettings = field(default_factory=InboxSettings)
-    sources: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def rate_pair(self) -> tuple[int, float]:
-        """``rate`` as (calls, seconds) for the limiter; already validated."""
-        return parse_rate(self.rate)
-
-    @property
-    def people_base(self) -> str:
-        """The People API base: ``api_base`` if set (sandbox, proxy), else the data centre's."""
-        if self.api_base:
-            return self.api_base
-        return DATA_CENTRES[self.dc][0]
-
-    @property
-    def accounts_base(self) -> str:
-        """The accounts (OAuth) host of the data centre; ``ZOHO_ACCOUNTS_URL`` overrides it."""
-        return DATA_CENTRES[self.dc][1]
-
-
 # --------------------------------------------------------------------------------------------
-# value parsing and validation (shared by flags, environment and file)
-
-
-def _as_number(value: object, *, integer: bool) -> float | int:
-    return parse_number(value, integer=integer)
-
-
-def _as_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in {"1", "true", "yes", "on"}:
-            return True
-        if low in {"0", "false", "no", "off"}:
-            return False
-    raise ValueError(f"{value!r} is not true/false")
-
-
-def _as_text(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not text")
-    return value.strip()
-
-
-def _convert(name: str, value: object, base_dir: Path | None, env: Mapping[str, str]) -> Any:
-    """Turn a raw value (flag object, environment text or TOML value) into the setting's type.
-
-    ``base_dir`` anchors relative paths: the config file's folder for file values (so a config
-    file can say ``state_dir = "state"`` and mean next to itself), the working directory otherwise.
-    """
-    if name == "dc":
-        dc = _as_text(value).lower()
-        known = DATA_CENTRES
-        if dc not in known:
-            raise ValueError(f"unknown data centre {value!r}; one of {', '.join(known)}")
-        return dc
-    if name == "api_base":
-        base = _as_text(value).rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", base):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return base
-    if name == "rate":
-        text = _as_text(value)
-        parse_rate(text)
-        return text.replace(" ", "")
-    if name == "lock_seconds":
-        seconds = _as_number(value, integer=False)
-        if seconds < 0:
-            raise ValueError(f"{value!r} must be 0 or more")
-        return seconds
-    if name == "workers":
-        workers = _as_number(value, integer=True)
-        if workers < 1:
-            raise ValueError(f"{value!r} must be 1 or more")
-        return workers
-    if name == "payload_style":
-        style = _as_text(value).lower()
-        if style not in PAYLOAD_STYLES:
-            raise ValueError(f"{value!r} is not one of {', '.join(PAYLOAD_STYLES)}")
-        return style
-    if name == "log_format":
-        fmt = _as_text(value).lower()
-        if fmt not in LOG_FORMATS:
-            raise ValueError(f"{value!r} is not one of {', '.join(LOG_FORMATS)}")
-        return fmt
-    if name in {"state_dir", "log_file", "secrets_file", "inbox.dir"}:
-        if not isinstance(value, str | os.PathLike) or not str(value).strip():
-            raise ValueError(f"{value!r} is not a path")
-        return _path(str(value).strip(), base_dir, env)
-    if name == "inbox.all_or_nothing":
-        return _as_bool(value)
-    if name == "inbox.stable_seconds":
-        seconds = _as_number(value, integer=False)
-        if seconds < 0:
-            raise ValueError(f"{value!r} must be 0 or more")
-        return seconds
-    if name == "inbox.watch":
-        seconds = _as_number(value, integer=False)
-        if seconds < 0:
-            raise ValueError(f"{value!r} must be 0 (run once) or more")
-        return None if seconds == 0 else seconds
-    raise KeyError(name)  # pragma: no cover - programming error
+# paths
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -284,22 +133,389 @@ def default_secrets_path(env: Mapping[str, str]) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
-# the config file
+# kinds of value: each parses a flag's text, an environment variable or a TOML value, and says
+# what it accepts (for the help and the docs). A ValueError says what is wrong, never where.
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What a parser needs to know about where a value came from: relative paths are anchored
+    at ``base_dir`` (the config file's folder for file values, else the working directory), and
+    ``~`` at ``env["HOME"]``."""
+
+    base_dir: Path | None
+    env: Mapping[str, str]
+
+
+class Kind(Protocol):
+    """How one setting's values are read."""
+
+    def parse(self, value: object, origin: Origin) -> Any: ...
+
+    def allowed(self) -> str:
+        """What is accepted, in a few words of Markdown (the docs table)."""
+        ...
+
+    def bounds(self) -> str | None:
+        """The range a number must fall in, for the help text; None for non-numbers."""
+        ...
+
+
+def _as_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of a fixed list (case-insensitive). ``what`` names the list in the error, so a typo
+    reads "unknown data centre 'xx'" rather than "is not one of"."""
+
+    choices: tuple[str, ...]
+    what: str | None = None
+
+    def parse(self, value: object, origin: Origin) -> str:
+        text = _as_text(value).lower()
+        if text not in self.choices:
+            listed = ", ".join(self.choices)
+            if self.what:
+                raise ValueError(f"unknown {self.what} {value!r}; one of {listed}")
+            raise ValueError(f"{value!r} is not one of {listed}")
+        return text
+
+    def allowed(self) -> str:
+        return " ".join(f"`{c}`" for c in self.choices)
+
+    def bounds(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A finite number within [low, high] (`core.numbers.parse_number`). With ``zero``, 0 means
+    what it says (the inbox's watch interval: "run once") and is returned as None."""
+
+    low: int
+    high: int
+    integer: bool = False
+    zero: str | None = None
+
+    def parse(self, value: object, origin: Origin) -> float | int | None:
+        number = parse_number(value, integer=self.integer, low=self.low, high=self.high)
+        return None if self.zero is not None and number == 0 else number
+
+    def allowed(self) -> str:
+        return f"{self.low:,} to {self.high:,}" + (f" (0: {self.zero})" if self.zero else "")
+
+    def bounds(self) -> str:
+        return f"{self.low:,} to {self.high:,}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``N/SECONDS`` (`core.numbers.parse_rate`), kept as text without spaces."""
+
+    def parse(self, value: object, origin: Origin) -> str:
+        text = _as_text(value)
+        parse_rate(text)
+        return text.replace(" ", "")
+
+    def allowed(self) -> str:
+        return f"N/SECONDS, N up to {MAX_RATE_CALLS:,}, SECONDS up to {MAX_RATE_SECONDS:,.0f}"
+
+    def bounds(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    """An http(s) URL; a trailing slash is dropped."""
+
+    def parse(self, value: object, origin: Origin) -> str:
+        base = _as_text(value).rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", base):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return base
+
+    def allowed(self) -> str:
+        return "an `http(s)://` URL"
+
+    def bounds(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """true/false (TOML booleans, or yes/no, on/off, 1/0 as text)."""
+
+    def parse(self, value: object, origin: Origin) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+        raise ValueError(f"{value!r} is not true/false")
+
+    def allowed(self) -> str:
+        return "`true` or `false`"
+
+    def bounds(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PathValue:
+    """A file or folder path: ``~/`` is the home folder, a relative path is relative to the
+    value's `Origin`."""
+
+    def parse(self, value: object, origin: Origin) -> Path:
+        if not isinstance(value, str | os.PathLike) or not str(value).strip():
+            raise ValueError(f"{value!r} is not a path")
+        return _path(str(value).strip(), origin.base_dir, origin.env)
+
+    def allowed(self) -> str:
+        return "a path"
+
+    def bounds(self) -> str | None:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# the table
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A flag that sets a setting to a fixed value (``--once`` is ``--watch 0``)."""
+
+    flag: str
+    value: object
+    help: str
+
+    @property
+    def param(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting. ``name`` is both its key in the config file (``inbox.watch`` is ``watch`` in
+    ``[inbox]``) and its attribute path in `Settings`.
+
+    ``scope`` says which commands take its flag: "send" every command that talks to the API
+    (run, inbox, auth, forget, serve, config show), "inbox" the inbox and config show. A setting
+    given on the command line as an argument (the inbox's DIR) names it in ``argument``; the
+    command declares the argument under the name `param`.
+    """
+
+    name: str
+    label: str  # for the docs table
+    kind: Kind
+    default: Any
+    help: str  # the flag's help, without the default or the range (added from the fields)
+    help_default: str | None = None  # the default as the help shows it; None: not shown
+    flag: str | None = None
+    env: str | None = None
+    metavar: str | None = None
+    scope: Literal["send", "inbox"] = "send"
+    folder: bool = False  # a folder path: the flag refuses an existing file
+    aliases: tuple[Alias, ...] = ()
+    argument: str | None = None
+    default_from: Callable[[Mapping[str, str]], Any] | None = None  # computed from the env
+    doc_default: str | None = None  # Markdown for the docs; None: the default value in `code`
+
+    @property
+    def param(self) -> str:
+        """The command-line parameter's name (click's): ``--lock-seconds`` is ``lock_seconds``."""
+        if self.flag:
+            return self.flag.lstrip("-").replace("-", "_")
+        return self.name.replace(".", "_")
+
+    @property
+    def spelling(self) -> str:
+        """How an error names the command-line value: the flag, or the argument."""
+        return self.flag or self.argument or f"--{self.param.replace('_', '-')}"
+
+    @property
+    def help_text(self) -> str:
+        """The flag's help: the text, the default and the range."""
+        text = self.help
+        if self.help_default is not None:
+            text += f" (default: {self.help_default})"
+        text += "."
+        if (bounds := self.kind.bounds()) is not None:
+            text += f" From {bounds}."
+        return text
+
+    def default_for(self, env: Mapping[str, str]) -> Any:
+        return self.default_from(env) if self.default_from else self.default
+
+
+#: Every non-secret setting, in the order ``config show`` lists them.
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting("dc", "data centre", Choice(DATA_CENTRE_NAMES, "data centre"), default="us",
+            help="Zoho data centre", help_default="us", flag="--dc", env="BULKSCHEDULE_DC"),
+    Setting("api_base", "API base URL", Url(), default=None,
+            help="The People API base URL (instead of --dc), e.g. a proxy or sandbox",
+            flag="--api-base", env="BULKSCHEDULE_API_BASE", metavar="URL",
+            doc_default="*(from the data centre)*"),
+    Setting("rate", "rate", Rate(), default=DEFAULT_RATE, help="At most N calls in any SECONDS",
+            help_default=f"{DEFAULT_RATE}, Zoho's limit", flag="--rate",
+            env="BULKSCHEDULE_RATE", metavar="N/SECONDS"),
+    Setting("lock_seconds", "lockout seconds", Number(0, MAX_SECONDS),
+            default=DEFAULT_LOCK_SECONDS, help="How long a lockout lasts",
+            help_default=f"{DEFAULT_LOCK_SECONDS:g}", flag="--lock-seconds",
+            env="BULKSCHEDULE_LOCK_SECONDS", metavar="S"),
+    Setting("workers", "workers", Number(1, MAX_WORKERS, integer=True), default=4,
+            help="Calls in flight at once", help_default="4", flag="--workers",
+            env="BULKSCHEDULE_WORKERS", metavar="N"),
+    Setting("payload_style", "payload style", Choice(PAYLOAD_STYLES), default="query",
+            help="How sessionData is sent", help_default="query", flag="--payload-style",
+            env="BULKSCHEDULE_PAYLOAD_STYLE"),
+    Setting("state_dir", "state folder", PathValue(), default=None, default_from=default_state_dir,
+            help="State folder: journal, token cache",
+            help_default="~/.local/state/bulkschedule or $BULKSCHEDULE_STATE", flag="--state",
+            env="BULKSCHEDULE_STATE", metavar="DIR", folder=True,
+            doc_default="`$XDG_STATE_HOME/bulkschedule`, else `~/.local/state/bulkschedule`"),
+    Setting("log_file", "log file", PathValue(), default=None,
+            help="Also log to this (rotating) file", flag="--log-file",
+            env="BULKSCHEDULE_LOG_FILE", metavar="PATH"),
+    Setting("log_format", "log format", Choice(LOG_FORMATS), default="text",
+            help="Log line format", help_default="text", flag="--log-format",
+            env="BULKSCHEDULE_LOG_FORMAT"),
+    Setting("secrets_file", "secrets file", PathValue(), default=None,
+            default_from=default_secrets_path,
+            help="The secrets file (mode 0600) with the credentials",
+            doc_default="`$XDG_CONFIG_HOME/bulkschedule/secrets.toml`, else "
+                        "`~/.config/bulkschedule/secrets.toml` (used only if it exists)"),
+    Setting("inbox.all_or_nothing", "inbox: all-or-nothing", Switch(), default=False,
+            help="A sheet with any error is rejected whole: nothing of it is sent",
+            flag="--all-or-nothing", scope="inbox"),
+    Setting("inbox.stable_seconds", "inbox: stable seconds", Number(0, MAX_SECONDS),
+            default=30.0, help="Skip files changed in the last S seconds, still being copied",
+            help_default="30", flag="--stable-seconds", metavar="S", scope="inbox"),
+    Setting("inbox.watch", "inbox: watch interval", Number(0, MAX_SECONDS, zero="run once"),
+            default=None,
+            help="Keep running, looking for new sheets every SECONDS (for a service)",
+            flag="--watch", metavar="SECONDS", scope="inbox",
+            aliases=(Alias("--once", 0, "Process what is ready, then exit (the default; for "
+                                        "cron and timers)."),),
+            doc_default="none (run once)"),
+    Setting("inbox.dir", "inbox: folder", PathValue(), default=None, help="The inbox folder",
+            scope="inbox", argument="DIR", doc_default="none (`inbox` without DIR then fails)"),
+)
+
+#: name -> setting, and every key `load_settings` accepts for a flag (param and name) -> setting.
+BY_NAME: Final[dict[str, Setting]] = {s.name: s for s in SETTINGS}
+_BY_KEY: Final[dict[str, Setting]] = {s.param: s for s in SETTINGS} | BY_NAME
+
+
+def _file_keys() -> dict[str, frozenset[str]]:
+    """The config file's keys by section (``""`` for the top level, ``"inbox"`` for [inbox])."""
+    keys: dict[str, set[str]] = {"": set()}
+    for s in SETTINGS:
+        section, _, key = s.name.rpartition(".")
+        keys.setdefault(section, set()).add(key)
+    return {section: frozenset(names) for section, names in keys.items()}
+
+
+_FILE_KEYS: Final = _file_keys()
+_TOP_KEYS: Final = _FILE_KEYS[""] | {section for section in _FILE_KEYS if section}
+
+
+@dataclass(slots=True)
+class InboxSettings:
+    """Defaults for ``bulkschedule inbox``. ``watch`` None means run once (the cron default)."""
+
+    all_or_nothing: bool = False
+    stable_seconds: float = 30.0
+    watch: float | None = None
+    dir: Path | None = None
+
+
+@dataclass(slots=True)
+class Settings:
+    """Every non-secret setting, resolved (one field per entry of `SETTINGS`; a test keeps the
+    two in step). ``sources`` maps each name (inbox ones as ``inbox.<name>``, plus
+    ``config_file``) to "flag", "env BULKSCHEDULE_X", "file /path" or "default"."""
+
+    dc: str = "us"
+    api_base: str | None = None
+    rate: str = DEFAULT_RATE
+    lock_seconds: float = DEFAULT_LOCK_SECONDS
+    workers: int = 4
+    payload_style: PayloadStyle = "query"
+    state_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "state" / APP)
+    log_file: Path | None = None
+    log_format: LogFormat = "text"
+    secrets_file: Path | None = None
+    config_file: Path | None = None
+    inbox: InboxSettings = field(default_factory=InboxSettings)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rate_pair(self) -> tuple[int, float]:
+        """``rate`` as (calls, seconds) for the limiter; already validated."""
+        return parse_rate(self.rate)
+
+    @property
+    def people_base(self) -> str:
+        """The People API base: ``api_base`` if set (sandbox, proxy), else the data centre's."""
+        if self.api_base:
+            return self.api_base
+        return DATA_CENTRES[self.dc][0]
+
+    @property
+    def accounts_base(self) -> str:
+        """The accounts (OAuth) host of the data centre; ``ZOHO_ACCOUNTS_URL`` overrides it."""
+        return DATA_CENTRES[self.dc][1]
+
+    def value(self, name: str) -> Any:
+        """A setting by its name in `SETTINGS` (``"inbox.watch"``)."""
+        holder: Any = self
+        for part in name.split("."):
+            holder = getattr(holder, part)
+        return holder
+
+    def given(self, name: str) -> bool:
+        """Whether the setting came from the command line (not the environment or a file)."""
+        return self.sources.get(name) == "flag"
+
+
+# --------------------------------------------------------------------------------------------
+# TOML files (the config file and the secrets file)
+
+
+def _load_toml(fh: BinaryIO) -> dict[str, Any]:
+    """``tomllib.load``, with every way a file can be unreadable as TOML turned into a
+    ValueError whose message names a position, never the content (a secrets file is read so):
+    syntax errors, bytes that are not UTF-8, and nesting deep enough to exhaust recursion."""
+    try:
+        return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:  # the message carries "(at line N, column M)"
+        raise ValueError(str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (at byte {exc.start})") from exc
+    except RecursionError as exc:
+        raise ValueError("arrays or tables nested too deeply") from exc
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:  # the message carries "(at line N, column M)"
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            return _load_toml(fh)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
-    return data
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
 
 
 def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """Check the file's keys and flatten ``[inbox]`` into ``inbox.<key>``."""
+    """Check the file's keys and flatten each section (``[inbox]``) into ``inbox.<key>``."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key.lower() in _SECRET_KEYS_IN_CONFIG:
@@ -312,44 +528,26 @@ def _flatten_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f"{path}: unknown key '{key}'; known keys: {', '.join(sorted(_TOP_KEYS))}"
             )
-        if key == "inbox":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: 'inbox' must be a table ([inbox])")
-            for sub, subvalue in value.items():
-                if sub.lower() in _SECRET_KEYS_IN_CONFIG:
-                    raise ConfigError(
-                        f"{path}: 'inbox.{sub}' is a secret; move it to the secrets file"
-                    )
-                if sub not in _INBOX_KEYS:
-                    raise ConfigError(
-                        f"{path}: unknown key 'inbox.{sub}'; known keys in [inbox]: "
-                        f"{', '.join(sorted(_INBOX_KEYS))}"
-                    )
-                flat[f"inbox.{sub}"] = subvalue
-        else:
+        if key not in _FILE_KEYS:
             flat[key] = value
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{key}' must be a table ([{key}])")
+        for sub, subvalue in value.items():
+            if sub.lower() in _SECRET_KEYS_IN_CONFIG:
+                raise ConfigError(f"{path}: '{key}.{sub}' is a secret; move it to the secrets file")
+            if sub not in _FILE_KEYS[key]:
+                raise ConfigError(
+                    f"{path}: unknown key '{key}.{sub}'; known keys in [{key}]: "
+                    f"{', '.join(sorted(_FILE_KEYS[key]))}"
+                )
+            flat[f"{key}.{sub}"] = subvalue
     return flat
 
 
 # --------------------------------------------------------------------------------------------
 # resolution
 
-_ORDER: tuple[str, ...] = (
-    "dc",
-    "api_base",
-    "rate",
-    "lock_seconds",
-    "workers",
-    "payload_style",
-    "state_dir",
-    "log_file",
-    "log_format",
-    "secrets_file",
-    "inbox.all_or_nothing",
-    "inbox.stable_seconds",
-    "inbox.watch",
-    "inbox.dir",
-)
 _RANK = {"flag": 3, "env": 2, "file": 1, "default": 0}
 
 
@@ -360,9 +558,10 @@ def load_settings(
 ) -> Settings:
     """Resolve every setting: flag > environment > config file > built-in default.
 
-    ``flags`` maps click parameter names (see `FLAG_NAMES`; others are ignored) to values, None
-    meaning "not given". Empty environment variables count as unset (``Environment=X=`` in a
-    systemd unit is a common way to blank one). The config file is ``config_path``, else
+    ``flags`` maps command-line parameter names (`Setting.param`, or the setting's name; other
+    keys are ignored, so a command's whole parameter dict may be passed) to values, None meaning
+    "not given". Empty environment variables count as unset (``Environment=X=`` in a systemd unit
+    is a common way to blank one). The config file is ``config_path``, else
     ``BULKSCHEDULE_CONFIG``, else the XDG default; only the default may be missing.
 
     ``dc`` and ``api_base`` interact: ``api_base`` replaces the data centre's People host unless
@@ -378,26 +577,24 @@ def load_settings(
         cfg_path, cfg_source, must_exist = default_config_path(env), "default", False
 
     file_values: dict[str, Any] = {}
+    cfg_loaded: Path | None = None
     if cfg_path.is_file():
         file_values = _flatten_file(_read_config_file(cfg_path), cfg_path)
-        cfg_loaded: Path | None = cfg_path
+        cfg_loaded = cfg_path
     elif must_exist:
-        what = "--config" if cfg_source == "flag" else CONFIG_ENV
+        what = CONFIG_FLAG if cfg_source == "flag" else CONFIG_ENV
         raise ConfigError(f"{cfg_path}: config file not found (named by {what})")
-    else:
-        cfg_loaded = None
 
-    flag_values: dict[str, object] = {}
-    for key, value in flags.items():
-        name = FLAG_NAMES.get(key)
-        if name is not None and value is not None:
-            flag_values[name] = value
-
+    flag_values = {
+        setting.name: value
+        for key, value in flags.items()
+        if (setting := _BY_KEY.get(key)) is not None and value is not None
+    }
     resolved: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name in _ORDER:
-        value, source = _resolve_one(name, flag_values, env, file_values, cfg_loaded)
-        resolved[name], sources[name] = value, source
+    for setting in SETTINGS:
+        resolved[setting.name], sources[setting.name] = _resolve_one(
+            setting, flag_values, env, file_values, cfg_loaded)
 
     if resolved["api_base"] is not None:
         dc_rank = _RANK[sources["dc"].split()[0]]
@@ -409,62 +606,65 @@ def load_settings(
     sources["config_file"] = (
         f"{cfg_source} (loaded)" if cfg_loaded else f"{cfg_source} (not present)"
     )
-    return Settings(
-        dc=resolved["dc"],
-        api_base=resolved["api_base"],
-        rate=resolved["rate"],
-        lock_seconds=resolved["lock_seconds"],
-        workers=resolved["workers"],
-        payload_style=resolved["payload_style"],
-        state_dir=resolved["state_dir"],
-        log_file=resolved["log_file"],
-        log_format=resolved["log_format"],
-        secrets_file=resolved["secrets_file"],
-        config_file=cfg_path,
-        inbox=InboxSettings(
-            all_or_nothing=resolved["inbox.all_or_nothing"],
-            stable_seconds=resolved["inbox.stable_seconds"],
-            watch=resolved["inbox.watch"],
-            dir=resolved["inbox.dir"],
-        ),
-        sources=sources,
-    )
+    top = {name: value for name, value in resolved.items() if "." not in name}
+    inbox = {name.removeprefix("inbox."): value for name, value in resolved.items()
+             if name.startswith("inbox.")}
+    return Settings(**top, config_file=cfg_path, inbox=InboxSettings(**inbox), sources=sources)
 
 
 def _resolve_one(
-    name: str,
+    setting: Setting,
     flags: Mapping[str, object],
     env: Mapping[str, str],
     file_values: Mapping[str, Any],
     cfg_path: Path | None,
 ) -> tuple[Any, str]:
+    name = setting.name
     if name in flags:
         try:
-            return _convert(name, flags[name], None, env), "flag"
+            return setting.kind.parse(flags[name], Origin(None, env)), "flag"
         except ValueError as exc:
-            raise ConfigError(f"--{_flag_spelling(name)}: {exc}") from None
-    env_name = ENV_NAMES.get(name)
-    if env_name and env.get(env_name, "").strip():
+            raise ConfigError(f"{setting.spelling}: {exc}") from None
+    if setting.env and env.get(setting.env, "").strip():
         try:
-            return _convert(name, env[env_name], None, env), f"env {env_name}"
+            return setting.kind.parse(env[setting.env], Origin(None, env)), f"env {setting.env}"
         except ValueError as exc:
-            raise ConfigError(f"{env_name}: {exc}") from None
+            raise ConfigError(f"{setting.env}: {exc}") from None
     if name in file_values:
         assert cfg_path is not None
         try:
-            return _convert(name, file_values[name], cfg_path.parent, env), f"file {cfg_path}"
+            value = setting.kind.parse(file_values[name], Origin(cfg_path.parent, env))
         except ValueError as exc:
             raise ConfigError(f"{cfg_path}: '{name}': {exc}") from None
-    if name == "state_dir":
-        return default_state_dir(env), "default"
-    if name == "secrets_file":
-        return default_secrets_path(env), "default"
-    return DEFAULTS[name], "default"
+        return value, f"file {cfg_path}"
+    return setting.default_for(env), "default"
 
 
-def _flag_spelling(name: str) -> str:
-    spelled = {"state_dir": "state", "inbox.dir": "inbox-dir"}
-    return spelled.get(name, name.removeprefix("inbox.").replace("_", "-"))
+# --------------------------------------------------------------------------------------------
+# the docs
+
+
+def docs_table() -> str:
+    """The settings table of docs/configuration.md, in Markdown (a test keeps the two equal)."""
+    lines = [
+        "| setting | flag | environment | config file | default | accepts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        flags = [f"`{s.flag}`"] if s.flag else []
+        flags += [f"`{alias.flag}`" for alias in s.aliases]
+        if s.argument:
+            flags.append(f"`{s.scope} {s.argument}`")
+        section, _, key = s.name.rpartition(".")
+        file_key = f"`[{section}] {key}`" if section else f"`{key}`"
+        if s.doc_default is not None:
+            default = s.doc_default
+        else:
+            default = "none" if s.default is None else f"`{_fmt(s.default)}`"
+        lines.append(f"| {s.label} | {', '.join(flags) or '—'} | "
+                     f"{f'`{s.env}`' if s.env else '—'} | {file_key} | {default} | "
+                     f"{s.kind.allowed()} |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,8 +702,21 @@ def load_secrets(settings: Settings, env: Mapping[str, str]) -> Secrets:
                 found.put(name, value, f"file {path}")
     for name in SECRET_NAMES:
         if env.get(name, "").strip():
-            found.put(name, env[name].strip(), f"env {name}")
+            found.put(name, check_credential(name, env[name].strip()), f"env {name}")
     return found
+
+
+def check_credential(name: str, value: str, where: str | None = None) -> str:
+    """``value``, unless it holds a line break or another unprintable character: such a value
+    can never go into an HTTP header, and finding out only when every request fails would leave
+    every row `unknown`. The error names the variable (and ``where``, a file), never the value."""
+    if not value.isprintable():
+        place = f"{where}: '{name}'" if where else name
+        raise ConfigError(
+            f"{place} contains a line break or another control character; a credential is one "
+            "line of printable text (check how it was pasted or exported)"
+        )
+    return value
 
 
 def read_secrets_file(path: Path) -> dict[str, str]:
@@ -527,9 +740,8 @@ def read_secrets_file(path: Path) -> dict[str, str]:
         )
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message names a position, never the content, so it is safe to show.
+            data = _load_toml(fh)
+    except ValueError as exc:  # the message names a position, never the content
         raise ConfigError(f"{path}: secrets file is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the secrets file: {exc.strerror}") from None
@@ -543,7 +755,7 @@ def read_secrets_file(path: Path) -> dict[str, str]:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: '{key}' must be a quoted string")
         if value.strip():
-            values[key] = value.strip()
+            values[key] = check_credential(key, value.strip(), str(path))
     return values
 
 
@@ -605,24 +817,9 @@ def show(settings: Settings, secrets: Mapping[str, str]) -> list[tuple[str, str,
     rows: list[tuple[str, str, str]] = [
         ("config_file", _fmt(settings.config_file), settings.sources.get("config_file", "")),
     ]
-    values: dict[str, Any] = {
-        "dc": settings.dc,
-        "api_base": settings.api_base,
-        "rate": settings.rate,
-        "lock_seconds": settings.lock_seconds,
-        "workers": settings.workers,
-        "payload_style": settings.payload_style,
-        "state_dir": settings.state_dir,
-        "log_file": settings.log_file,
-        "log_format": settings.log_format,
-        "secrets_file": settings.secrets_file,
-        "inbox.all_or_nothing": settings.inbox.all_or_nothing,
-        "inbox.stable_seconds": settings.inbox.stable_seconds,
-        "inbox.watch": settings.inbox.watch,
-        "inbox.dir": settings.inbox.dir,
-    }
-    for name in _ORDER:
-        rows.append((name, _fmt(values[name]), settings.sources.get(name, "default")))
+    for setting in SETTINGS:
+        rows.append((setting.name, _fmt(settings.value(setting.name)),
+                     settings.sources.get(setting.name, "default")))
     where: Mapping[str, str] = getattr(secrets, "sources", {})
     for name in SECRET_NAMES:
         value = secrets.get(name)

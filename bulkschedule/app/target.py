@@ -17,18 +17,17 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from bulkschedule.app.job import JobError, SendSettings
+import aiohttp
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    import aiohttp
+from bulkschedule.app.config import ConfigError, Secrets, Settings, credential_problem, load_secrets
+from bulkschedule.app.logs import register_secret
+from bulkschedule.core.errors import AuthError, JobError
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig, default_catalogue
+from bulkschedule.send.api import SendSettings
+from bulkschedule.zoho.auth import StaticToken, TokenProvider, from_env
 
-    from bulkschedule.app.config import Secrets, Settings
-    from bulkschedule.sandbox.server import Sandbox, SandboxConfig
-    from bulkschedule.zoho.auth import TokenProvider
-
-TokenFactory = Callable[["aiohttp.ClientSession"], "TokenProvider"]
+TokenFactory = Callable[[aiohttp.ClientSession], TokenProvider]
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,6 @@ def credentials(settings: Settings, env: Mapping[str, str] | None = None, *,
     With ``required``, credentials that cannot authenticate are a `JobError` naming what is
     missing; an unusable secrets file is one whatever ``required`` says.
     """
-    from bulkschedule.app.config import ConfigError, credential_problem, load_secrets
-    from bulkschedule.app.logs import register_secret
-
     try:
         secrets = load_secrets(settings, os.environ if env is None else env)
     except ConfigError as err:
@@ -74,8 +70,6 @@ def token_factory(settings: Settings, secrets: Mapping[str, str], *,
     found = dict(secrets)
 
     def tokens(session: aiohttp.ClientSession) -> TokenProvider:
-        from bulkschedule.zoho.auth import AuthError, from_env
-
         try:
             return from_env(found, dc=settings.dc, accounts_url=found.get("ZOHO_ACCOUNTS_URL"),
                             cache_dir=cache_dir, session=session)
@@ -111,8 +105,6 @@ def api(settings: Settings, *, env: Mapping[str, str] | None = None,
 def sandbox_config(settings: Settings, speed: float = 1.0) -> SandboxConfig:
     """A sandbox holding the default org, enforcing the configured window and lockout, ``speed``
     times faster."""
-    from bulkschedule.sandbox.server import SandboxConfig, default_catalogue
-
     calls, period = settings.rate_pair
     return SandboxConfig(rate_calls=calls, rate_seconds=period,
                          lock_seconds=settings.lock_seconds, speed=speed,
@@ -121,8 +113,6 @@ def sandbox_config(settings: Settings, speed: float = 1.0) -> SandboxConfig:
 
 def to_sandbox(sb: Sandbox, settings: Settings, *, state_dir: Path) -> Target:
     """A running sandbox, with its static token and its speed."""
-    from bulkschedule.zoho.auth import StaticToken
-
     token = sb.token
     return Target(send_settings(settings, api_base=sb.url, state_dir=state_dir,
                                 speed=sb.config.speed),
@@ -148,8 +138,6 @@ async def open_target(
     if not sandbox:
         yield api(settings, env=env, need_credentials=need_credentials)
         return
-    from bulkschedule.sandbox.server import Sandbox
-
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(

@@ -1,30 +1,32 @@
 """What the command line prints: problem tables, summary lines, live progress, inbox lines.
 
 Pure text formatting over the library's records (`Problem`, `Outcome`, `SheetResult`), so every
-command reports the same thing the same way. Only `Progress` writes, to stderr, and only the CLI
-uses it. Stdlib and click only: `bulkschedule --help` must not wait for pandas.
+command reports the same thing the same way. `echo_problems` writes the table to stdout and
+`Progress` its line to stderr. Only command modules import this one (they are loaded when their
+command runs), so its imports of the pipeline do not slow `bulkschedule --help`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import shutil
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    import logging
-
-    from bulkschedule.app.inbox import SheetResult
-    from bulkschedule.app.job import JobResult
-    from bulkschedule.core.problems import Problem
-    from bulkschedule.send.runner import Event
-    from bulkschedule.sheet.schema import Validation
+from bulkschedule.app import inbox as ib
+from bulkschedule.app.inbox import SheetResult
+from bulkschedule.app.job import JobResult, eta_seconds, requests_for
+from bulkschedule.app.logs import log_lock, log_outcome
+from bulkschedule.core.problems import Problem, Status
+from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent, WaitEvent
+from bulkschedule.sheet.schema import Validation
 
 
 def plural(n: int, word: str) -> str:
@@ -95,12 +97,15 @@ def format_problems(problems: Sequence[Problem], width: int | None = None) -> li
     return out
 
 
+def echo_problems(problems: Sequence[Problem], width: int | None = None) -> None:
+    """The problem table on stdout."""
+    for line in format_problems(problems, width):
+        click.echo(line.rstrip())
+
+
 def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
     """A dry run: what would be sent, the first ``shown`` payloads in full."""
-    from bulkschedule.app import job
-    from bulkschedule.core.problems import Status
-
-    requests = {r.row: r for r in job.requests_for(result.validation)}
+    requests = {r.row: r for r in requests_for(result.validation)}
     out: list[str] = []
     for row, outcome in sorted(result.outcomes.items()):
         if outcome.status == Status.WOULD_CREATE and row in requests and shown > 0:
@@ -126,8 +131,6 @@ def _shown(path: Path | None, root: Path) -> str:
 
 def sheet_line(result: SheetResult, root: Path) -> str:
     """One line per inbox sheet for the console and the cron mail."""
-    from bulkschedule.app import inbox as ib
-
     counts = counts_line(result.counts) if result.counts else "no rows sent"
     if result.status == ib.DONE:
         line = f"{result.name}: {counts} -> {_shown(result.moved_to, root)}"
@@ -167,10 +170,6 @@ class Progress:
         self.lock_until: float | None = None
 
     def __call__(self, event: Event) -> None:
-        from bulkschedule.app.logs import log_lock, log_outcome
-        from bulkschedule.core.problems import Status
-        from bulkschedule.send.runner import LockEvent, OutcomeEvent, WaitEvent
-
         if isinstance(event, OutcomeEvent):
             status = str(event.outcome.status)
             self.counts[status] = self.counts.get(status, 0) + 1
@@ -193,8 +192,6 @@ class Progress:
         parts = [f"[{bar}] {done}/{self.total}"]
         parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
         parts.append(f"{rate:.1f}/min")
-        from bulkschedule.app.job import eta_seconds
-
         lock_left = self.lock_until - time.time() if self.lock_until is not None else 0.0
         eta = eta_seconds(self.total, done, elapsed, lock_left=lock_left,
                           limit_per_min=self.limit_per_min)
@@ -211,8 +208,6 @@ class Progress:
 
     async def tick(self) -> None:
         """Redraw every second so the lockout countdown and ETA move while nothing finishes."""
-        import asyncio
-
         while True:
             await asyncio.sleep(1)
             self.draw()

@@ -1,0 +1,133 @@
+"""``bulkschedule run``: create a sheet's sessions in Zoho (or the sandbox), at the API's pace."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from bulkschedule.app import job
+from bulkschedule.app.config import Settings
+from bulkschedule.app.logs import log_summary
+from bulkschedule.app.target import open_target
+from bulkschedule.cli.common import (
+    Reading,
+    fail,
+    leave,
+    sandbox_conflicts,
+    sheet_options,
+    start_logging,
+    today_option,
+)
+from bulkschedule.cli.console import (
+    Progress,
+    counts_line,
+    echo_problems,
+    preview_lines,
+    sandbox_stats_line,
+    summary_line,
+)
+from bulkschedule.cli.options import Number, setting_options
+from bulkschedule.cli.signals import Signals
+from bulkschedule.cli.validate import read_and_validate
+from bulkschedule.core.constants import Exit
+from bulkschedule.sheet.schema import Validation
+
+SPEED = Number(1, 1000)
+
+
+@click.command("run")
+@click.argument("sheet", type=click.Path(dir_okay=False))
+@click.option("--results", metavar="OUT.xlsx",
+              help="Where to write the results workbook (default: <sheet>.results.xlsx).")
+@click.option("--dry-run", is_flag=True, help="Validate and show what would be sent; send nothing.")
+@setting_options("send")
+@sheet_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
+@click.option("--sandbox", is_flag=True,
+              help="Run against a built-in local sandbox (no Zoho account needed).")
+@click.option("--speed", type=SPEED, default=1.0, metavar="K",
+              help="With --sandbox: run the window and the lock K times faster.")
+@today_option
+def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, reading: Reading,
+        yes: bool, sandbox: bool, speed: float, today: dt.date | None) -> None:
+    """Create a Zoho LMS session for every valid row of SHEET, at the API's pace.
+
+    Valid rows are sent; invalid rows are reported, never sent. A session is never created twice:
+    re-running the same sheet sends only what is not yet created. Writes a results workbook with
+    every row's status and sessionId.
+
+    Exit code 0 when every row is created (now or earlier), 1 when some rows are invalid, failed
+    or not confirmed, 2 when nothing could start, 130/143 when stopped by SIGINT/SIGTERM.
+    """
+    sandbox_conflicts(settings, sandbox=sandbox, speed=speed)
+    logger = start_logging(settings)
+    validation = read_and_validate(sheet, reading, today=today)
+    results_path = Path(results) if results else job.default_results_path(sheet)
+    job.check_results_path(results_path)
+    for note in validation.table.notes:
+        click.echo(f"note: {note}")
+    echo_problems(validation.problems)
+    click.echo(summary_line(validation))
+    leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
+                            sandbox=sandbox, speed=speed, yes=yes)))
+
+
+async def _send(settings: Settings, validation: Validation, results_path: Path,
+                logger: logging.Logger, *, dry_run: bool, sandbox: bool, speed: float,
+                yes: bool) -> int:
+    """Open the target, ask (at a terminal), send with live progress, and report: the exit
+    code."""
+    signals = Signals("\nstopping: finishing the calls in flight, then writing the results "
+                      "(press Ctrl-C again to stop harder)",
+                      "\nstopping now: the calls in flight are abandoned (their rows become "
+                      "'unknown'; the next run checks them before sending)")
+    n = validation.valid
+    # a rehearsal keeps its journal apart unless --state names one
+    state_dir = settings.state_dir if settings.given("state_dir") else None
+    async with open_target(settings, sandbox=sandbox, speed=speed, state_dir=state_dir,
+                           need_credentials=not dry_run and n > 0) as target:
+        send = target.send
+        if target.sandbox is not None:
+            click.echo(f"sandbox: a local stand-in for Zoho at {send.api_base}, enforcing "
+                       f"{send.rate_calls} calls / {send.rate_period:g} s and a "
+                       f"{send.lock_seconds:g} s lockout"
+                       + (f", all {send.speed:g}x faster" if send.speed != 1 else ""))
+        elif not dry_run and not yes and n and sys.stdin.isatty():
+            minutes = n / send.rate_calls * send.rate_period / 60
+            if not click.confirm(f"Create up to {n} sessions at {send.api_base} (at "
+                                 f"{send.rate_calls} calls / {send.rate_period:g} s: about "
+                                 f"{minutes:.0f} min)?", default=False):
+                click.echo("nothing sent")
+                return Exit.INCOMPLETE
+
+        progress = Progress(n, tty=sys.stderr.isatty() and not dry_run, logger=logger,
+                            limit_per_min=send.calls_per_minute)
+        ticker = asyncio.create_task(progress.tick()) if progress.tty else None
+        try:
+            result = await job.send(validation, send, tokens=target.tokens,
+                                    results_path=results_path, dry_run=dry_run,
+                                    stop=signals.stop, hard_stop=signals.hard_stop,
+                                    on_event=progress)
+        except OSError as err:
+            fail(f"cannot write the results workbook {results_path}: {err.strerror or err}")
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            progress.close()
+        if dry_run:
+            for line in preview_lines(result):
+                click.echo(line)
+        if target.sandbox is not None:
+            click.echo(sandbox_stats_line(target.sandbox.stats(), send.period))
+
+    log_summary(logger, result.counts)
+    click.echo(f"{validation.table.file}: {counts_line(result.counts)}")
+    if result.halted:
+        click.echo(f"stopped early: {result.halted}", err=True)
+    click.echo(f"results: {results_path}")
+    return signals.exit_code(result.exit_code)
