@@ -40,6 +40,7 @@ from typing import Any
 import aiohttp
 
 from bulkschedule.app import job
+from bulkschedule.app.isolate import ReadLimits, load_sheet, run_isolated
 from bulkschedule.app.logs import log_summary
 from bulkschedule.app.results import write_report
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
@@ -460,6 +461,22 @@ def _write_summary(result: SheetResult) -> None:
     _write_new_text(result.summary_path, json.dumps(result.to_json(), indent=2) + "\n")
 
 
+#: What the reading child returns for a sheet: whether its Instructions ask for all-or-nothing,
+#: and its validation or the reader's one-line refusal.
+SheetRead = tuple[bool, Validation | str]
+SheetReader = Callable[[Path], SheetRead]
+
+
+def read_sheet(sheet: Path) -> SheetRead:
+    """What the capped child does with an inbox sheet (`isolate.run_isolated`): both the
+    Instructions check and the validation parse the file, so both happen there."""
+    asks_aon = instructions_say_all_or_nothing(sheet)
+    try:
+        return asks_aon, load_sheet(sheet)
+    except JobError as err:
+        return asks_aon, str(err)
+
+
 @dataclass(slots=True)
 class InboxPass:
     """What every sheet of one pass shares: where files go, how to send, and the pass's clock."""
@@ -474,6 +491,8 @@ class InboxPass:
     stop: asyncio.Event | None = None
     on_event_factory: Callable[[str, int], Callable[[Event], None]] | None = None
     on_sheet: Callable[[SheetResult], None] | None = None
+    read_limits: ReadLimits = field(default_factory=ReadLimits)
+    reader: SheetReader = read_sheet  # run in the capped child (tests give their own)
 
     @property
     def stopping(self) -> bool:
@@ -493,6 +512,8 @@ async def process_inbox(
     on_sheet: Callable[[SheetResult], None] | None = None,
     logger: logging.Logger | None = None,
     clock: Callable[[], float] = time.time,
+    read_limits: ReadLimits | None = None,
+    reader: SheetReader = read_sheet,
 ) -> InboxResult:
     """Process every ready sheet in ``incoming/`` once, oldest first. Call with the instance lock
     held (`InstanceLock`): two passes over the same folder would race for the same files.
@@ -503,7 +524,10 @@ async def process_inbox(
     ``results/<name>.results.xlsx`` and ``<name>.summary.json``, and only then move the sheet to
     ``done/`` (so a crash at any point leaves it in ``incoming/`` and the next pass resumes it;
     the journal makes the resend duplicate-free). A sheet that cannot be read goes to
-    ``rejected/`` with ``<name>.error.txt``, since no later pass could do better.
+    ``rejected/`` with ``<name>.error.txt``, since no later pass could do better. So does one
+    whose reading had to be stopped: each sheet is read in a child process capped by
+    ``read_limits`` (memory, CPU time; see `bulkschedule.app.isolate`), so a hostile or broken
+    file, even one that aborts the native reader, costs its own sheet and never the pass.
 
     A sheet stays in ``incoming/`` when it was not finished: a stop signal (status INCOMPLETE,
     results written for what was done), or a failure that is not the sheet's fault, such as
@@ -519,7 +543,8 @@ async def process_inbox(
     run = InboxPass(paths, send_settings, tokens, start=clock() if now is None else now,
                     log=logger or logging.getLogger("bulkschedule"), clock=clock,
                     all_or_nothing=all_or_nothing, stop=stop,
-                    on_event_factory=on_event_factory, on_sheet=on_sheet)
+                    on_event_factory=on_event_factory, on_sheet=on_sheet,
+                    read_limits=read_limits or ReadLimits(), reader=reader)
     paths.ensure()
     outcome = InboxResult()
     for sheet in pending_sheets(paths, run.start, stable_seconds):
@@ -540,12 +565,17 @@ async def process_sheet(sheet: Path, run: InboxPass) -> SheetResult:
     """Take one ready sheet through (the caller has checked it is stable) and say what became of
     it: rejected/ (unreadable, or all-or-nothing with errors), done/ (sent), or left in
     incoming/ (not started, incomplete). The result is not settled yet (see `_settle`)."""
-    aon = run.all_or_nothing or instructions_say_all_or_nothing(sheet)
-    result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=run.clock())
+    started = run.clock()
     try:
-        validation = job.load(sheet)
-    except JobError as err:
-        return _unreadable(result, sheet, str(err), run)
+        asks_aon, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
+                                            what=str(sheet))
+    except JobError as err:  # the child was stopped by a cap, or crashed (`IsolationError`)
+        asks_aon, read = False, str(err)
+    aon = run.all_or_nothing or asks_aon
+    result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=started)
+    if isinstance(read, str):
+        return _unreadable(result, sheet, read, run)
+    validation = read
     result.rows = validation.n_rows
     result.errors, result.warnings = validation.errors, validation.warnings
     if aon and (validation.fatal or validation.errors > 0):
