@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_isolate import parent_only  # tests/ is on sys.path (no __init__.py)
 
 from bulkschedule.app.inbox import (
     DONE,
+    NOT_STARTED,
     UNREADABLE,
     InboxBusy,
     InboxPaths,
@@ -254,6 +256,23 @@ async def test_a_sheet_whose_read_aborts_is_rejected_and_the_pass_goes_on(
         (1_800_000_000.0, 1_800_000_001.0), (1_800_000_002.0, 1_800_000_003.0)]
     good = json.loads((inbox.results / "good.summary.json").read_text())
     assert good["counts"] == {"created": 3} and good["exit_code"] == 0
+
+
+async def test_no_reading_process_leaves_the_sheets_and_ends_the_pass(
+        inbox: InboxPaths, tmp_path: Path) -> None:
+    """When no child can be started, that is the machine's trouble, not the sheet's: nothing is
+    moved, exit 2 (as for credentials or the network), and the later sheets are not tried."""
+    now = time.time() + LATER
+    drop(inbox.incoming, "a.csv", now - 600, sessions_csv("A", 1))
+    drop(inbox.incoming, "b.csv", now - 300, sessions_csv("B", 1))
+    settings = SendSettings(api_base="http://127.0.0.1:9", state_dir=tmp_path / "state")
+    result = await process_inbox(inbox, settings, tokens=lambda s: StaticToken("unused"),
+                                 now=now, reader=parent_only("inbox_reader"))
+    assert [(s.name, s.status, s.exit_code) for s in result.sheets] == [("a.csv", NOT_STARTED, 2)]
+    assert result.exit_code == 2
+    assert result.sheets[0].message.endswith("the process did not start (exit code 1)")
+    assert sorted(p.name for p in inbox.incoming.iterdir()) == ["a.csv", "b.csv"]
+    assert list(inbox.rejected.iterdir()) == [] and list(inbox.results.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------- instance lock

@@ -16,7 +16,9 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
+import types
 import zipfile
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,6 +28,7 @@ import pytest
 from bulkschedule.app import job
 from bulkschedule.app.isolate import (
     IsolationError,
+    IsolationUnavailable,
     ReadLimits,
     _Unpickler,
     load_isolated,
@@ -256,6 +259,27 @@ async def test_cancelling_the_caller_kills_the_child() -> None:
         assert ready, "the child outlived its cancelled caller"
     finally:
         os.close(exited)
+
+
+# ---------------------------------------------------------------- no child at all
+
+
+def parent_only(name: str) -> types.FunctionType:
+    """A function the child cannot import (its module exists only in this process): the child
+    dies before it runs any of our code, as when the machine cannot give it what it needs."""
+    module = types.ModuleType(name)
+    exec("def read(*args):\n    return False, 'unreachable'\n", module.__dict__)
+    sys.modules[name] = module
+    return module.read  # type: ignore[no-any-return]
+
+
+async def test_a_child_that_never_starts_is_not_the_files_fault() -> None:
+    with pytest.raises(IsolationUnavailable, match=r"^x.csv: cannot read the sheet in a "
+                       r"separate process: the process did not start \(exit code 1\)$"):
+        await run_isolated(parent_only("only_in_the_parent"), what="x.csv")
+    with pytest.raises(IsolationUnavailable, match="cannot read the sheet in a separate process"):
+        await run_isolated(lambda: 1)  # cannot even be sent to a child
+    assert not issubclass(IsolationUnavailable, IsolationError)
 
 
 # ---------------------------------------------------------------- the answer's allowlist

@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from bulkschedule.app import job
-from bulkschedule.app.isolate import ReadLimits, load_sheet, run_isolated
+from bulkschedule.app.isolate import IsolationUnavailable, ReadLimits, load_sheet, run_isolated
 from bulkschedule.app.logs import log_summary
 from bulkschedule.app.results import write_report
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
@@ -569,6 +569,10 @@ async def process_sheet(sheet: Path, run: InboxPass) -> SheetResult:
     try:
         asks_aon, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
                                             what=str(sheet))
+    except IsolationUnavailable as err:  # the machine's trouble, not the sheet's
+        result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=run.all_or_nothing,
+                             started=started)
+        return _not_started(result, str(err), run)
     except JobError as err:  # the child was stopped by a cap, or crashed (`IsolationError`)
         asks_aon, read = False, str(err)
     aon = run.all_or_nothing or asks_aon

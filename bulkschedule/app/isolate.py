@@ -36,6 +36,7 @@ import resource
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -46,7 +47,8 @@ from bulkschedule.app import job
 from bulkschedule.core.errors import JobError, ReadError
 from bulkschedule.sheet.schema import Validation
 
-__all__ = ["IsolationError", "ReadLimits", "load_isolated", "load_sheet", "run_isolated"]
+__all__ = ["IsolationError", "IsolationUnavailable", "ReadLimits", "load_isolated", "load_sheet",
+           "run_isolated"]
 
 T = TypeVar("T")
 
@@ -76,6 +78,11 @@ class IsolationError(JobError):
     def __init__(self, message: str, reason: Reason) -> None:
         super().__init__(message)
         self.reason: Reason = reason
+
+
+class IsolationUnavailable(JobError):
+    """No child could be started to read in (cannot fork, or the child died before running any of
+    our code): the machine's trouble, not the sheet's, so the inbox leaves the sheet where it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +192,11 @@ class _Child:
         fd, stderr_path = tempfile.mkstemp(prefix="bulkschedule-read-", suffix=".stderr")
         os.close(fd)
         try:
-            proc = ctx.Process(target=_child_main, name="bulkschedule-read", daemon=True,
-                               args=(send, self.func, self.args, self.limits, stderr_path))
-            with self._lock:
-                if self._killed is None:
-                    proc.start()
-                    self._proc = proc
-            send.close()
-            if self._proc is None:
-                raise self._error("failed", "it was cancelled before it started")
-            data = self._receive(receive)
-            proc.join(self.limits.wall)
+            proc = self._start(ctx, send, stderr_path)
+            deadline = time.monotonic() + self.limits.wall
+            started = self._next(receive, deadline) is not None  # the child's hello
+            data = self._next(receive, deadline) if started else None
+            proc.join(max(0.0, deadline - time.monotonic()))
             if proc.exitcode is None:  # answered, but does not exit
                 self.kill("time")
                 proc.join()
@@ -203,14 +204,37 @@ class _Child:
                 self._reaped = True
             if data is not None:
                 return self._decode(data)
+            if not started and self._killed is None:  # never reached our code: not the file
+                raise IsolationUnavailable(
+                    f"{self.what}: cannot read the sheet in a separate process: the process "
+                    f"did not start (exit code {proc.exitcode})")
             raise self._why_no_answer(proc.exitcode, _tail(stderr_path))
         finally:
             receive.close()
             Path(stderr_path).unlink(missing_ok=True)
 
-    def _receive(self, receive: Connection) -> bytes | None:
-        """The child's answer, or None if it died (or was killed at the wall-clock cap) first."""
-        if not receive.poll(self.limits.wall):  # true on data and on the child's death alike
+    def _start(self, ctx: multiprocessing.context.ForkServerContext, send: Connection,
+               stderr_path: str) -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_child_main, name="bulkschedule-read", daemon=True,
+                           args=(send, self.func, self.args, self.limits, stderr_path))
+        try:
+            proc.start()  # the first one also starts the forkserver: not under the lock
+        except Exception as err:  # cannot fork, cannot pickle the call, no forkserver
+            raise IsolationUnavailable(
+                f"{self.what}: cannot read the sheet in a separate process: "
+                f"{_one_line(err)}") from err
+        finally:
+            send.close()
+        with self._lock:
+            self._proc = proc
+            cancelled = self._killed is not None
+        if cancelled:  # cancelled while it was starting
+            proc.kill()
+        return proc
+
+    def _next(self, receive: Connection, deadline: float) -> bytes | None:
+        """The child's next message, or None if it died (or hit the wall-clock cap) first."""
+        if not receive.poll(max(0.0, deadline - time.monotonic())):  # data, or the child's end
             self.kill("time")
             return None
         try:
@@ -289,7 +313,8 @@ _OK, _REFUSED, _MEMORY, _FAILED = "ok", "refused", "memory", "failed"
 
 def _child_main(send: Connection, func: Callable[..., Any], args: tuple[Any, ...],
                 limits: ReadLimits, stderr_path: str) -> None:
-    """The child's whole life: confine itself, run ``func``, send one answer, exit."""
+    """The child's whole life: say hello, confine itself, run ``func``, send one answer, exit."""
+    send.send_bytes(b"")  # it got this far: from now on, whatever happens is the file's doing
     _confine(limits, stderr_path)
     try:
         data = _answer(func, args)
