@@ -44,7 +44,8 @@ from bulkschedule.app.isolate import IsolationUnavailable, ReadLimits, load_shee
 from bulkschedule.app.logs import log_summary
 from bulkschedule.app.results import write_report
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
-from bulkschedule.core.errors import InboxBusy, JobError
+from bulkschedule.core.errors import InboxBusy as InboxBusy  # the CLI and tests import it here
+from bulkschedule.core.errors import JobError
 from bulkschedule.core.problems import Status
 from bulkschedule.send.api import SendSettings
 from bulkschedule.send.runner import Event

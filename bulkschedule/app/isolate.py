@@ -66,6 +66,7 @@ _OUT_OF_MEMORY_MARKS = ("memory allocation of", "std::bad_alloc")
 _STDERR_TAIL = 8192  # bytes of the child's stderr looked at, from the end
 _FILE_SIZE_CAP = 64 << 20  # the child writes nothing but its stderr: a flood of warnings stops here
 _CPU_GRACE = 5  # seconds between SIGXCPU (soft limit) and SIGKILL (hard limit)
+_EXIT_GRACE = 5.0  # seconds a child that answered (or closed its end) gets to exit
 
 
 class IsolationError(JobError):
@@ -196,7 +197,8 @@ class _Child:
             deadline = time.monotonic() + self.limits.wall
             started = self._next(receive, deadline) is not None  # the child's hello
             data = self._next(receive, deadline) if started else None
-            proc.join(max(0.0, deadline - time.monotonic()))
+            # it has answered or gone: its exit status follows (from the forkserver) at once
+            proc.join(max(_EXIT_GRACE, deadline - time.monotonic()))
             if proc.exitcode is None:  # answered, but does not exit
                 self.kill("time")
                 proc.join()
