@@ -1,8 +1,12 @@
-"""Inbox plumbing: which files are ready, never overwriting, one instance at a time."""
+"""Inbox plumbing: which files are ready, never overwriting, one instance at a time; and one pass
+in process against the sandbox, with each sheet read in a capped child."""
 
 from __future__ import annotations
 
 import configparser
+import datetime as dt
+import itertools
+import json
 import os
 import re
 import shlex
@@ -14,17 +18,27 @@ import time
 from pathlib import Path
 
 import pytest
+from test_isolate import parent_only  # tests/ is on sys.path (no __init__.py)
 
 from bulkschedule.app.inbox import (
+    DONE,
+    NOT_STARTED,
+    UNREADABLE,
     InboxBusy,
     InboxPaths,
     InstanceLock,
+    SheetRead,
     instructions_say_all_or_nothing,
     move_unique,
     pending_sheets,
+    process_inbox,
+    read_sheet,
     report_paths,
     results_paths,
 )
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+from bulkschedule.send.api import SendSettings
+from bulkschedule.zoho.auth import StaticToken
 
 
 @pytest.fixture
@@ -187,6 +201,78 @@ def test_results_paths_and_report_paths(inbox: InboxPaths) -> None:
         f"t.{_stamp(now)}.report.xlsx",
         f"t.{_stamp(now)}.report.json",
     ]
+
+
+# ---------------------------------------------------------------------------- one pass
+
+
+def sessions_csv(prefix: str, n: int) -> bytes:
+    """``n`` valid sessions on consecutive days."""
+    ids = "478346000019479103,478346000019479115,478346000019479119"
+    lines = ["courseId,batchId,moduleId,name,trainerErecno,type,date,startTime,endTime"]
+    for i in range(n):
+        day = (dt.date(2027, 3, 1) + dt.timedelta(days=i)).strftime("%d-%m-%Y")
+        lines.append(f"{ids},{prefix} {i},478346000008251001,Classroom,{day},10:00 AM,11:00 AM")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def abort_on_crash(sheet: Path) -> SheetRead:
+    """The inbox's own reader, except that a sheet named crash* aborts the reading process, as
+    a bug in a native reader does (runs in the child: module level, so it can be imported)."""
+    if sheet.name.startswith("crash"):
+        os.abort()
+    return read_sheet(sheet)
+
+
+async def test_a_sheet_whose_read_aborts_is_rejected_and_the_pass_goes_on(
+        inbox: InboxPaths, tmp_path: Path) -> None:
+    now = time.time() + LATER
+    drop(inbox.incoming, "crash.csv", now - 600, sessions_csv("Crash", 2))  # oldest: first
+    drop(inbox.incoming, "good.csv", now - 300, sessions_csv("Good", 3))
+    ticks = itertools.count(1_800_000_000)
+    async with Sandbox(SandboxConfig(speed=60.0)) as sb:
+        settings = SendSettings(api_base=sb.url, state_dir=tmp_path / "state", speed=60.0)
+        result = await process_inbox(inbox, settings, tokens=lambda s: StaticToken(sb.token),
+                                     now=now, clock=lambda: float(next(ticks)),
+                                     reader=abort_on_crash)
+        stats = sb.stats()
+
+    assert [(s.name, s.status) for s in result.sheets] == [("crash.csv", UNREADABLE),
+                                                           ("good.csv", DONE)]
+    assert result.exit_code == 1 and not result.stopped
+    assert stats["created"] == 3 and stats["duplicates"] == 0
+    assert sorted(p.name for p in inbox.rejected.iterdir()) == ["crash.csv", "crash.error.txt"]
+    assert [p.name for p in inbox.done.iterdir()] == ["good.csv"]
+    assert list(inbox.incoming.iterdir()) == []
+    why = f"{inbox.incoming / 'crash.csv'}: the sheet could not be read safely: " \
+          "the reader crashed (SIGABRT)"
+    assert (inbox.rejected / "crash.error.txt").read_text() == why + "\n"
+    crash = json.loads((inbox.results / "crash.summary.json").read_text())
+    assert crash["status"] == "unreadable" and crash["exit_code"] == 1
+    assert crash["message"] == why and crash["report"] == str(inbox.rejected / "crash.error.txt")
+    assert crash["moved_to"] == str(inbox.rejected / "crash.csv")
+    # the pass's clock, injected: each sheet starts and finishes on its own tick
+    assert [(s.started, s.finished) for s in result.sheets] == [
+        (1_800_000_000.0, 1_800_000_001.0), (1_800_000_002.0, 1_800_000_003.0)]
+    good = json.loads((inbox.results / "good.summary.json").read_text())
+    assert good["counts"] == {"created": 3} and good["exit_code"] == 0
+
+
+async def test_no_reading_process_leaves_the_sheets_and_ends_the_pass(
+        inbox: InboxPaths, tmp_path: Path) -> None:
+    """When no child can be started, that is the machine's trouble, not the sheet's: nothing is
+    moved, exit 2 (as for credentials or the network), and the later sheets are not tried."""
+    now = time.time() + LATER
+    drop(inbox.incoming, "a.csv", now - 600, sessions_csv("A", 1))
+    drop(inbox.incoming, "b.csv", now - 300, sessions_csv("B", 1))
+    settings = SendSettings(api_base="http://127.0.0.1:9", state_dir=tmp_path / "state")
+    result = await process_inbox(inbox, settings, tokens=lambda s: StaticToken("unused"),
+                                 now=now, reader=parent_only("inbox_reader"))
+    assert [(s.name, s.status, s.exit_code) for s in result.sheets] == [("a.csv", NOT_STARTED, 2)]
+    assert result.exit_code == 2
+    assert result.sheets[0].message.endswith("the process did not start (exit code 1)")
+    assert sorted(p.name for p in inbox.incoming.iterdir()) == ["a.csv", "b.csv"]
+    assert list(inbox.rejected.iterdir()) == [] and list(inbox.results.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------- instance lock

@@ -3,7 +3,9 @@
 Each test starts its own sandbox with a short window (10 calls a second, 1-second lock) so a few
 dozen rows take seconds, and gives the CLI a private HOME, config folder and state folder so
 nothing of the developer's own setup leaks in. Waiting for a subprocess to reach a point (a lock
-held, some sessions created) polls the sandbox's counters; no assertion depends on timing.
+held, some sessions created, a sheet settled) waits on an event: set by the in-process sandbox as
+it answers (`Created`), or by the line the CLI prints. Nothing sleeps, and no assertion depends on
+timing; which files are "old enough" is set with their timestamps, not by waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from test_isolate import bomb_xlsx  # tests/ is on sys.path (no __init__.py)
 
 from bulkschedule.app.inbox import InstanceLock
 from bulkschedule.sandbox.server import Sandbox, SandboxConfig
@@ -93,12 +97,48 @@ async def run_inbox(root: Path, sb: Sandbox, state: Path, env: dict[str, str],
     return await finish(proc)
 
 
-async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll (yielding to the loop, so the in-process sandbox keeps serving) until true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+class Created:
+    """Wakes a test once the sandbox has created ``n`` sessions: an event set from the sandbox's
+    own response hook (aiohttp's ``on_response_prepare``), so nothing polls. Attach it before the
+    sandbox starts (the app's signals freeze then)."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self._waiting: list[tuple[int, asyncio.Event]] = []
+        sb.app.on_response_prepare.append(self._answered)
+
+    async def _answered(self, request: web.Request, response: web.StreamResponse) -> None:
+        created = self.sb.stats()["created"]
+        for n, event in self._waiting:
+            if created >= n:
+                event.set()
+
+    async def at_least(self, n: int, timeout: float = 30.0) -> None:
+        """Return once ``n`` sessions exist (the timeout only keeps a broken run from hanging)."""
+        event = asyncio.Event()
+        self._waiting.append((n, event))
+        if self.sb.stats()["created"] >= n:
+            event.set()
+        await asyncio.wait_for(event.wait(), timeout)
+
+
+async def line_containing(proc: asyncio.subprocess.Process, text: str, seen: list[str],
+                          timeout: float = 30.0) -> None:
+    """Read the CLI's stdout (into ``seen``) until a line contains ``text``."""
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode()
+        assert line, f"stdout ended before a line with {text!r}: {seen}"
+        seen.append(line)
+        if text in line:
+            return
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a file look ``seconds`` old (negative: changed in the future, as on a share whose
+    clock is ahead, which the stability check treats as "just changed")."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
 
 
 def sandbox(**kw: object) -> Sandbox:
@@ -121,13 +161,15 @@ async def test_mixed_sheets_one_pass(inbox: Path, tmp_path: Path, home: dict[str
     (incoming / "errors.csv").write_text(sheet_csv("Err", 4, bad=frozenset({1})))
     (incoming / "junk.xlsx").write_bytes(b"not a workbook")
     (incoming / "~$other.xlsx").write_bytes(b"owner file")  # Excel's lock file: never a sheet
-    # Everything above is older than the stability window by the time the run scans...
-    await asyncio.sleep(2.5)
-    # ...but this one is still "being written": changed just now.
+    for name, seconds in (("good.xlsx", 300), ("errors.csv", 200), ("junk.xlsx", 100)):
+        age(incoming / name, seconds)  # the order they were dropped in: oldest first
+    # This one is still "being written": its timestamp is within the window of the run's now
+    # (ahead of it, which no wait can make stale while the test runs).
     (incoming / "partial.csv").write_text(sheet_csv("Partial", 2)[:90])
+    age(incoming / "partial.csv", -3600)
     async with sandbox() as sb:
         code, out, err = await run_inbox(inbox, sb, tmp_path / "state", home,
-                                         "--stable-seconds", "2")
+                                         "--stable-seconds", "0")
         stats = sb.stats()
     no_traceback(out, err)
     assert code == 1, (out, err)  # a row was invalid and a sheet was unreadable
@@ -145,8 +187,10 @@ async def test_mixed_sheets_one_pass(inbox: Path, tmp_path: Path, home: dict[str
     assert good["problems"] == {"errors": 0, "warnings": 0}
     assert good["results"] == str(inbox / "results" / "good.results.xlsx")
     assert good["moved_to"] == str(inbox / "done" / "good.xlsx")
-    assert dt.datetime.fromisoformat(good["started"]) <= dt.datetime.fromisoformat(
-        good["finished"])
+    # local ISO 8601 with the offset (their values are checked on an injected clock in
+    # test_inbox.py, not on this machine's clock)
+    assert all(dt.datetime.fromisoformat(good[k]).tzinfo is not None
+               for k in ("started", "finished"))
     errors = json.loads((inbox / "results" / "errors.summary.json").read_text())
     assert errors["exit_code"] == 1 and errors["counts"] == {"created": 3, "invalid": 1}
     assert errors["problems"]["errors"] >= 1
@@ -211,10 +255,12 @@ async def test_second_instance_exits_0_while_first_runs(inbox: Path, tmp_path: P
                                                         home: dict[str, str]) -> None:
     (inbox / "incoming" / "big.csv").write_text(sheet_csv("Big", 25))
     state = tmp_path / "state"
-    async with sandbox() as sb:
+    sb = sandbox()
+    created = Created(sb)
+    async with sb:
         first = await start_cli(["inbox", str(inbox), "--api-base", sb.url, "--state",
                                  str(state), *RATE, "--stable-seconds", "0"], home)
-        await wait_until(lambda: sb.stats()["created"] >= 1)  # the first holds the lock now
+        await created.at_least(1)  # the first holds the lock now
         code2, out2, err2 = await run_inbox(inbox, sb, state, home, "--stable-seconds", "0")
         created_when_second_ended = sb.stats()["created"]
         code1, out1, err1 = await finish(first)
@@ -250,10 +296,12 @@ async def test_rerun_after_kill_9_creates_everything_once(inbox: Path, tmp_path:
     (inbox / "incoming" / "term.csv").write_text(sheet_csv("Term", 30))
     state = tmp_path / "state"
     # Latency keeps calls in flight, so the kill lands with requests outstanding.
-    async with sandbox(latency=(0.02, 0.08), seed=7) as sb:
+    sb = sandbox(latency=(0.02, 0.08), seed=7)
+    created = Created(sb)
+    async with sb:
         proc = await start_cli(["inbox", str(inbox), "--api-base", sb.url, "--state",
                                 str(state), *RATE, "--stable-seconds", "0"], home)
-        await wait_until(lambda: sb.stats()["created"] >= 8)
+        await created.at_least(8)
         proc.send_signal(signal.SIGKILL)
         await finish(proc)
         assert proc.returncode == -signal.SIGKILL
@@ -366,22 +414,26 @@ async def test_watch_mode_picks_up_a_late_sheet_and_stops_cleanly(
         # write could be picked up half written.
         (inbox / "incoming" / ".late.csv").write_text(sheet_csv("Late", 2))
         (inbox / "incoming" / ".late.csv").rename(inbox / "incoming" / "late.csv")
-        await wait_until(lambda: (inbox / "done" / "late.csv").exists())
+        seen: list[str] = []
+        await line_containing(proc, "late.csv:", seen)  # printed once the sheet is settled
+        assert (inbox / "done" / "late.csv").exists()
         proc.send_signal(signal.SIGTERM)
         code, out, err = await finish(proc)
         assert sb.stats()["created"] == 2
     assert code == 0, (out, err)  # stopped between passes: nothing was cut short
-    assert "late.csv: 2 created" in out
+    assert "late.csv: 2 created" in "".join(seen)
 
 
 async def test_sigterm_mid_sheet_leaves_it_for_the_next_run(inbox: Path, tmp_path: Path,
                                                             home: dict[str, str]) -> None:
     (inbox / "incoming" / "term.csv").write_text(sheet_csv("Term", 30))
     state = tmp_path / "state"
-    async with sandbox() as sb:
+    sb = sandbox()
+    created = Created(sb)
+    async with sb:
         proc = await start_cli(["inbox", str(inbox), "--api-base", sb.url, "--state",
                                 str(state), *RATE, "--stable-seconds", "0"], home)
-        await wait_until(lambda: sb.stats()["created"] >= 5)
+        await created.at_least(5)
         proc.send_signal(signal.SIGTERM)
         code, out, err = await finish(proc)
         assert code == 143, (out, err)
@@ -398,3 +450,31 @@ async def test_sigterm_mid_sheet_leaves_it_for_the_next_run(inbox: Path, tmp_pat
     assert names(inbox / "done") == {"term.csv"}
     # The second run's results never overwrite the first's: they get the run's timestamp.
     assert len([n for n in names(inbox / "results") if n.endswith(".summary.json")]) == 2
+
+
+async def test_a_sheet_that_aborts_the_reader_costs_only_itself(inbox: Path, tmp_path: Path,
+                                                                home: dict[str, str]) -> None:
+    """Issue 15: a 2 KB workbook makes the native reader ask for 512 GB and abort the process.
+    Read in a capped child, it is rejected with its reason and the good sheet behind it is sent.
+    Its one sheet is named Instructions, so the all-or-nothing check, which parses the workbook
+    too, meets it first."""
+    incoming = inbox / "incoming"
+    bomb_xlsx(incoming / "bomb.xlsx", sheet="Instructions")
+    (incoming / "good.csv").write_text(sheet_csv("Good", 3))
+    age(incoming / "bomb.xlsx", 200)
+    age(incoming / "good.csv", 100)
+    async with sandbox() as sb:
+        code, out, err = await run_inbox(inbox, sb, tmp_path / "state", home,
+                                         "--stable-seconds", "0")
+        stats = sb.stats()
+    no_traceback(out, err)
+    assert "memory allocation" not in err and "backtrace" not in err  # the child's, kept apart
+    assert code == 1, (out, err)  # a sheet was unreadable; the other was fully sent
+    assert stats["created"] == 3
+    assert names(inbox / "rejected") == {"bomb.xlsx", "bomb.error.txt"}
+    assert names(inbox / "done") == {"good.csv"} and names(incoming) == set()
+    reason = (inbox / "rejected" / "bomb.error.txt").read_text()
+    assert reason.startswith(str(incoming / "bomb.xlsx") + ": ") and reason.count("\n") == 1
+    summary = json.loads((inbox / "results" / "bomb.summary.json").read_text())
+    assert summary["status"] == "unreadable" and summary["message"] == reason.strip()
+    assert out.index("bomb.xlsx: unreadable") < out.index("good.csv: 3 created")

@@ -14,8 +14,8 @@ never overwrite anything, never run twice at once, and never move a sheet out of
 before its results are on disk (`process_inbox`, one pass; `watch_inbox`, the passes of a
 ``--watch`` service). The CLI only renders what they report.
 
-The plumbing is stdlib only; python_calamine is imported lazily, only to read an Instructions
-sheet, and the sending stack (aiohttp, pandas, openpyxl) only when `process_inbox` runs.
+Importing this module loads the sending stack (`bulkschedule.app.job`); the CLI imports it only
+for the ``inbox`` command. python_calamine is imported lazily, only to read an Instructions sheet.
 """
 
 from __future__ import annotations
@@ -35,17 +35,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import aiohttp
+
+from bulkschedule.app import job
+from bulkschedule.app.isolate import IsolationUnavailable, ReadLimits, load_sheet, run_isolated
+from bulkschedule.app.logs import log_summary
+from bulkschedule.app.results import write_report
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
-from bulkschedule.core.errors import InboxBusy
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    import aiohttp
-
-    from bulkschedule.app.job import SendSettings
-    from bulkschedule.send.runner import Event
-    from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.core.errors import InboxBusy as InboxBusy  # the CLI and tests import it here
+from bulkschedule.core.errors import JobError
+from bulkschedule.core.problems import Status
+from bulkschedule.send.api import SendSettings
+from bulkschedule.send.runner import Event
+from bulkschedule.sheet.schema import Validation
+from bulkschedule.zoho.auth import TokenProvider
 
 SHEET_SUFFIXES = frozenset({".xlsx", ".csv"})
 LOCK_NAME = "inbox.lock"
@@ -457,6 +462,44 @@ def _write_summary(result: SheetResult) -> None:
     _write_new_text(result.summary_path, json.dumps(result.to_json(), indent=2) + "\n")
 
 
+#: What the reading child returns for a sheet: whether its Instructions ask for all-or-nothing,
+#: and its validation or the reader's one-line refusal.
+SheetRead = tuple[bool, Validation | str]
+SheetReader = Callable[[Path], SheetRead]
+
+
+def read_sheet(sheet: Path) -> SheetRead:
+    """What the capped child does with an inbox sheet (`isolate.run_isolated`): both the
+    Instructions check and the validation parse the file, so both happen there."""
+    asks_aon = instructions_say_all_or_nothing(sheet)
+    try:
+        return asks_aon, load_sheet(sheet)
+    except JobError as err:
+        return asks_aon, str(err)
+
+
+@dataclass(slots=True)
+class InboxPass:
+    """What every sheet of one pass shares: where files go, how to send, and the pass's clock."""
+
+    paths: InboxPaths
+    send_settings: SendSettings
+    tokens: Callable[[aiohttp.ClientSession], TokenProvider]
+    start: float  # the pass's "now": every timestamp added to a clashing name uses it
+    log: logging.Logger
+    clock: Callable[[], float] = time.time
+    all_or_nothing: bool = False
+    stop: asyncio.Event | None = None
+    on_event_factory: Callable[[str, int], Callable[[Event], None]] | None = None
+    on_sheet: Callable[[SheetResult], None] | None = None
+    read_limits: ReadLimits = field(default_factory=ReadLimits)
+    reader: SheetReader = read_sheet  # run in the capped child (tests give their own)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
 async def process_inbox(
     paths: InboxPaths,
     send_settings: SendSettings,
@@ -470,17 +513,22 @@ async def process_inbox(
     on_sheet: Callable[[SheetResult], None] | None = None,
     logger: logging.Logger | None = None,
     clock: Callable[[], float] = time.time,
+    read_limits: ReadLimits | None = None,
+    reader: SheetReader = read_sheet,
 ) -> InboxResult:
     """Process every ready sheet in ``incoming/`` once, oldest first. Call with the instance lock
     held (`InstanceLock`): two passes over the same folder would race for the same files.
 
-    Per sheet: validate; with errors and all-or-nothing (``all_or_nothing`` or the workbook's
-    Instructions), send nothing and move it to ``rejected/`` with ``<name>.report.xlsx`` and
-    ``.report.json``; otherwise send the valid rows, write ``results/<name>.results.xlsx`` and
-    ``<name>.summary.json``, and only then move the sheet to ``done/`` (so a crash at any point
-    leaves it in ``incoming/`` and the next pass resumes it; the journal makes the resend
-    duplicate-free). A sheet that cannot be read goes to ``rejected/`` with ``<name>.error.txt``,
-    since no later pass could do better.
+    Per sheet (`process_sheet`): validate; with errors and all-or-nothing (``all_or_nothing`` or
+    the workbook's Instructions), send nothing and move it to ``rejected/`` with
+    ``<name>.report.xlsx`` and ``.report.json``; otherwise send the valid rows, write
+    ``results/<name>.results.xlsx`` and ``<name>.summary.json``, and only then move the sheet to
+    ``done/`` (so a crash at any point leaves it in ``incoming/`` and the next pass resumes it;
+    the journal makes the resend duplicate-free). A sheet that cannot be read goes to
+    ``rejected/`` with ``<name>.error.txt``, since no later pass could do better. So does one
+    whose reading had to be stopped: each sheet is read in a child process capped by
+    ``read_limits`` (memory, CPU time; see `bulkschedule.app.isolate`), so a hostile or broken
+    file, even one that aborts the native reader, costs its own sheet and never the pass.
 
     A sheet stays in ``incoming/`` when it was not finished: a stop signal (status INCOMPLETE,
     results written for what was done), or a failure that is not the sheet's fault, such as
@@ -493,149 +541,178 @@ async def process_inbox(
     ``on_event_factory(sheet_name, rows_to_send)`` gives the runner-event callback for a sheet
     (progress, log lines); ``on_sheet`` hears about each sheet when it is settled.
     """
-    from bulkschedule.app import job
-    from bulkschedule.app.logs import log_summary
-    from bulkschedule.app.results import write_report
-
-    log = logger or logging.getLogger("bulkschedule")
-    start = clock() if now is None else now
+    run = InboxPass(paths, send_settings, tokens, start=clock() if now is None else now,
+                    log=logger or logging.getLogger("bulkschedule"), clock=clock,
+                    all_or_nothing=all_or_nothing, stop=stop,
+                    on_event_factory=on_event_factory, on_sheet=on_sheet,
+                    read_limits=read_limits or ReadLimits(), reader=reader)
     paths.ensure()
     outcome = InboxResult()
-
-    def settle(result: SheetResult) -> None:
-        result.finished = clock()
-        if result.summary_path is not None:
-            try:
-                _write_summary(result)
-            except OSError as err:
-                log.error("[%s] cannot write %s: %s", result.name, result.summary_path,
-                          err.strerror or err)
-                result.summary_path = None
-                result.exit_code = max(result.exit_code, EXIT_CANNOT_START)
-        outcome.sheets.append(result)
-        log_summary(log, result.counts, sheet=result.name)
-        if on_sheet is not None:
-            on_sheet(result)
-
-    for sheet in pending_sheets(paths, start, stable_seconds):
-        if stop is not None and stop.is_set():
+    for sheet in pending_sheets(paths, run.start, stable_seconds):
+        if run.stopping:
             outcome.stopped = True
             break
-        aon = all_or_nothing or instructions_say_all_or_nothing(sheet)
-        result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=clock())
-
-        try:
-            validation = job.load(sheet)
-        except job.JobError as err:
-            # Unreadable: no later pass can do better, so it leaves incoming/ with the reason.
-            result.status, result.exit_code, result.message = UNREADABLE, EXIT_INCOMPLETE, str(err)
-            try:
-                _, result.summary_path = results_paths(paths, sheet, now=start)
-                result.moved_to = move_unique(sheet, paths.rejected, start)
-                reason = result.moved_to.with_name(f"{result.moved_to.stem}.error.txt")
-                _write_new_text(reason, str(err) + "\n")
-                result.report_path = reason
-            except OSError as move_err:
-                result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
-                result.message = f"{err}; and cannot move it to {paths.rejected}: " \
-                                 f"{move_err.strerror or move_err}"
-            log.error("[%s] %s", sheet.name, result.message)
-            settle(result)
-            if result.status == NOT_STARTED:
-                break
-            continue
-
-        result.rows = validation.n_rows
-        result.errors, result.warnings = validation.errors, validation.warnings
-        has_errors = validation.fatal or validation.errors > 0
-
-        if has_errors and aon:
-            result.status, result.exit_code = REJECTED, EXIT_INCOMPLETE
-            result.message = (f"{validation.errors} errors and all-or-nothing applies: nothing "
-                              "sent; fix the sheet (see its report) and drop it in again")
-            result.counts = {"invalid": len(validation.error_rows) or validation.n_rows,
-                             "not sent": validation.valid}
-            result.counts = {k: v for k, v in result.counts.items() if v}
-            try:
-                _, result.summary_path = results_paths(paths, sheet, now=start)
-                result.moved_to = move_unique(sheet, paths.rejected, start)
-                report_xlsx, report_json = report_paths(result.moved_to)
-                write_report(report_xlsx, validation)
-                _write_new_text(report_json, json.dumps(validation.to_json(), indent=2) + "\n")
-                result.report_path = report_xlsx
-            except OSError as err:
-                result.exit_code = EXIT_CANNOT_START
-                result.message = f"cannot file the rejected sheet: {err.strerror or err}"
-                log.error("[%s] %s", sheet.name, result.message)
-                settle(result)
-                break
-            log.warning("[%s] rejected: %s", sheet.name, result.message)
-            settle(result)
-            continue
-
-        try:
-            results_xlsx, summary_json = results_paths(paths, sheet, now=start)
-        except OSError as err:
-            result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
-            result.message = f"cannot name the results files: {err}"
-            settle(result)
+        result = await process_sheet(sheet, run)
+        # credentials, network or disk: every later sheet would fail the same way
+        ends_pass = result.exit_code == EXIT_CANNOT_START
+        _settle(result, run, outcome.sheets)
+        outcome.stopped = result.status == INCOMPLETE and run.stopping
+        if ends_pass or outcome.stopped:
             break
-        result.results_path, result.summary_path = results_xlsx, summary_json
-        on_event = (on_event_factory(sheet.name, validation.valid)
-                    if on_event_factory is not None else None)
-        try:
-            sent = await job.send(validation, send_settings, tokens=tokens,
-                                  results_path=results_xlsx, stop=stop, on_event=on_event)
-        except job.JobError as err:
-            result.status, result.exit_code, result.message = NOT_STARTED, EXIT_CANNOT_START, \
-                str(err)
-        except OSError as err:
-            result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
-            result.message = f"cannot write the results workbook {results_xlsx}: " \
-                             f"{err.strerror or err}"
-        if result.status == NOT_STARTED:
-            # job.send writes the workbook even when it fails; keep the path only if it exists.
-            if not results_xlsx.exists():
-                result.results_path = None
-            log.error("[%s] not processed, left in incoming/: %s", sheet.name, result.message)
-            settle(result)
-            break
-
-        result.counts = dict(sent.counts)
-        result.exit_code = sent.exit_code
-        if sent.exit_code == EXIT_CANNOT_START:
-            # Zoho refused the very first calls (token, scope, permission) and nothing was
-            # created: not the sheet's fault, so it waits in incoming/ for fixed credentials.
-            result.status = NOT_STARTED
-            result.message = sent.halted or "nothing could be sent"
-            log.error("[%s] not processed, left in incoming/: %s", sheet.name, result.message)
-            settle(result)
-            break
-        unfinished = any(str(o.status) == "pending" for o in sent.outcomes.values())
-        if unfinished or (stop is not None and stop.is_set()):
-            result.status = INCOMPLETE
-            result.exit_code = max(sent.exit_code, EXIT_INCOMPLETE)
-            result.message = sent.halted or "stopped before every row was tried; left in " \
-                                            "incoming/ for the next run"
-            log.warning("[%s] incomplete, left in incoming/: %s", sheet.name, result.message)
-            settle(result)
-            outcome.stopped = stop is not None and stop.is_set()
-            if outcome.stopped or sent.exit_code == EXIT_CANNOT_START:
-                break
-            continue
-
-        try:
-            result.moved_to = move_unique(sheet, paths.done, start)
-        except OSError as err:
-            result.exit_code = EXIT_CANNOT_START
-            result.message = f"sent, but cannot move it to {paths.done}: {err.strerror or err}"
-            log.error("[%s] %s", sheet.name, result.message)
-            settle(result)
-            break
-        if sent.exit_code != EXIT_OK:
-            result.message = "some rows were not created; see the results workbook"
-        settle(result)
     return outcome
+
+
+async def process_sheet(sheet: Path, run: InboxPass) -> SheetResult:
+    """Take one ready sheet through (the caller has checked it is stable) and say what became of
+    it: rejected/ (unreadable, or all-or-nothing with errors), done/ (sent), or left in
+    incoming/ (not started, incomplete). The result is not settled yet (see `_settle`)."""
+    started = run.clock()
+    try:
+        asks_aon, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
+                                            what=str(sheet))
+    except IsolationUnavailable as err:  # the machine's trouble, not the sheet's
+        result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=run.all_or_nothing,
+                             started=started)
+        return _not_started(result, str(err), run)
+    except JobError as err:  # the child was stopped by a cap, or crashed (`IsolationError`)
+        asks_aon, read = False, str(err)
+    aon = run.all_or_nothing or asks_aon
+    result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=started)
+    if isinstance(read, str):
+        return _unreadable(result, sheet, read, run)
+    validation = read
+    result.rows = validation.n_rows
+    result.errors, result.warnings = validation.errors, validation.warnings
+    if aon and (validation.fatal or validation.errors > 0):
+        return _rejected(result, sheet, validation, run)
+    return await _send(result, sheet, validation, run)
+
+
+def _settle(result: SheetResult, run: InboxPass, settled: list[SheetResult]) -> None:
+    """The sheet's last word: its end time, its summary.json (a summary that cannot be written
+    makes it exit 2), the log's summary line and the caller's ``on_sheet``."""
+    result.finished = run.clock()
+    if result.summary_path is not None:
+        try:
+            _write_summary(result)
+        except OSError as err:
+            run.log.error("[%s] cannot write %s: %s", result.name, result.summary_path,
+                          err.strerror or err)
+            result.summary_path = None
+            result.exit_code = max(result.exit_code, EXIT_CANNOT_START)
+    settled.append(result)
+    log_summary(run.log, result.counts, sheet=result.name)
+    if run.on_sheet is not None:
+        run.on_sheet(result)
+
+
+def _unreadable(result: SheetResult, sheet: Path, reason: str, run: InboxPass) -> SheetResult:
+    """Not a readable sheet: no later pass can do better, so it leaves incoming/ for rejected/
+    with ``<name>.error.txt`` saying why. If it cannot be moved it stays (not started)."""
+    result.status, result.exit_code, result.message = UNREADABLE, EXIT_INCOMPLETE, reason
+    try:
+        _, result.summary_path = results_paths(run.paths, sheet, now=run.start)
+        result.moved_to = move_unique(sheet, run.paths.rejected, run.start)
+        why = result.moved_to.with_name(f"{result.moved_to.stem}.error.txt")
+        _write_new_text(why, reason + "\n")
+        result.report_path = why
+    except OSError as err:
+        result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
+        result.message = f"{reason}; and cannot move it to {run.paths.rejected}: " \
+                         f"{err.strerror or err}"
+    run.log.error("[%s] %s", sheet.name, result.message)
+    return result
+
+
+def _rejected(result: SheetResult, sheet: Path, validation: Validation,
+              run: InboxPass) -> SheetResult:
+    """All-or-nothing with errors: nothing sent; to rejected/ with its validation report."""
+    result.status, result.exit_code = REJECTED, EXIT_INCOMPLETE
+    result.message = (f"{validation.errors} errors and all-or-nothing applies: nothing "
+                      "sent; fix the sheet (see its report) and drop it in again")
+    counts = {"invalid": len(validation.error_rows) or validation.n_rows,
+              "not sent": validation.valid}
+    result.counts = {k: v for k, v in counts.items() if v}
+    try:
+        _, result.summary_path = results_paths(run.paths, sheet, now=run.start)
+        result.moved_to = move_unique(sheet, run.paths.rejected, run.start)
+        report_xlsx, report_json = report_paths(result.moved_to)
+        write_report(report_xlsx, validation)
+        _write_new_text(report_json, json.dumps(validation.to_json(), indent=2) + "\n")
+        result.report_path = report_xlsx
+    except OSError as err:
+        result.exit_code = EXIT_CANNOT_START
+        result.message = f"cannot file the rejected sheet: {err.strerror or err}"
+        run.log.error("[%s] %s", sheet.name, result.message)
+        return result
+    run.log.warning("[%s] rejected: %s", sheet.name, result.message)
+    return result
+
+
+async def _send(result: SheetResult, sheet: Path, validation: Validation,
+                run: InboxPass) -> SheetResult:
+    """Send the valid rows and write the results workbook; then file the sheet by the outcome."""
+    try:
+        results_xlsx, summary_json = results_paths(run.paths, sheet, now=run.start)
+    except OSError as err:
+        result.status, result.exit_code = NOT_STARTED, EXIT_CANNOT_START
+        result.message = f"cannot name the results files: {err}"
+        return result
+    result.results_path, result.summary_path = results_xlsx, summary_json
+    on_event = (run.on_event_factory(sheet.name, validation.valid)
+                if run.on_event_factory is not None else None)
+    try:
+        sent = await job.send(validation, run.send_settings, tokens=run.tokens,
+                              results_path=results_xlsx, stop=run.stop, on_event=on_event)
+    except JobError as err:
+        return _not_started(result, str(err), run)
+    except OSError as err:
+        return _not_started(result, f"cannot write the results workbook {results_xlsx}: "
+                                    f"{err.strerror or err}", run)
+    result.counts = dict(sent.counts)
+    result.exit_code = sent.exit_code
+    if sent.exit_code == EXIT_CANNOT_START:
+        # Zoho refused the very first calls (token, scope, permission) and nothing was
+        # created: not the sheet's fault, so it waits in incoming/ for fixed credentials.
+        return _not_started(result, sent.halted or "nothing could be sent", run)
+    unfinished = any(o.status == Status.PENDING for o in sent.outcomes.values())
+    if unfinished or run.stopping:
+        return _incomplete(result, sent, run)
+    return _done(result, sheet, sent, run)
+
+
+def _not_started(result: SheetResult, message: str, run: InboxPass) -> SheetResult:
+    """Credentials, network or disk stopped it, not the sheet: it waits in incoming/."""
+    result.status, result.exit_code, result.message = NOT_STARTED, EXIT_CANNOT_START, message
+    # job.send writes the workbook even when it fails; keep the path only if it exists.
+    if result.results_path is not None and not result.results_path.exists():
+        result.results_path = None
+    run.log.error("[%s] not processed, left in incoming/: %s", result.name, result.message)
+    return result
+
+
+def _incomplete(result: SheetResult, sent: job.JobResult, run: InboxPass) -> SheetResult:
+    """A stop (or a fatal answer) came mid-sheet: results written, the rest for the next pass."""
+    result.status = INCOMPLETE
+    result.exit_code = max(sent.exit_code, EXIT_INCOMPLETE)
+    result.message = sent.halted or "stopped before every row was tried; left in " \
+                                    "incoming/ for the next run"
+    run.log.warning("[%s] incomplete, left in incoming/: %s", result.name, result.message)
+    return result
+
+
+def _done(result: SheetResult, sheet: Path, sent: job.JobResult, run: InboxPass) -> SheetResult:
+    """Every row tried, results on disk: only now does the sheet move to done/."""
+    try:
+        result.moved_to = move_unique(sheet, run.paths.done, run.start)
+    except OSError as err:
+        result.exit_code = EXIT_CANNOT_START
+        result.message = f"sent, but cannot move it to {run.paths.done}: {err.strerror or err}"
+        run.log.error("[%s] %s", sheet.name, result.message)
+        return result
+    if sent.exit_code != EXIT_OK:
+        result.message = "some rows were not created; see the results workbook"
+    return result
 
 
 async def watch_inbox(
