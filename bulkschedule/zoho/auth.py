@@ -162,7 +162,7 @@ class RefreshingToken:
         }
         secrets = (self._client_secret, self._refresh_token, self._client_id)
         reply = await _post_token(self._session, self._accounts_url, form, secrets, "refresh")
-        token = reply["access_token"]
+        token = str(reply["access_token"])  # _post_token checked it is a non-empty str
         now = self._clock()
         self._token = token
         self._obtained_at = now
