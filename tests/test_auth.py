@@ -559,3 +559,27 @@ async def test_check_failures_of_the_trainers_read(tmp_path: Path) -> None:
         ((_, url),) = m.requests
         assert url.path.endswith(f"/modules/{MODULE_IDS[2]}/sessions")
     assert (found.sessions, found.trainers, found.error) == (0, None, None)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ZOHO_ACCESS_TOKEN": "1000.abc\r\ndef"},
+        {"ZOHO_CLIENT_ID": CLIENT_ID, "ZOHO_CLIENT_SECRET": SECRET,
+         "ZOHO_REFRESH_TOKEN": "1000.refresh\nrefresh"},
+    ],
+)
+async def test_a_credential_with_a_line_break_is_refused_at_start_up(
+    http: aiohttp.ClientSession, env: dict[str, str]
+) -> None:
+    """Found before any request, naming the variable and never the value (issue 15, §4)."""
+    with pytest.raises(AuthError, match="contains a line break") as info:
+        from_env(env, cache_dir=None, session=http)
+    assert "1000." not in str(info.value)
+    name = "ZOHO_ACCESS_TOKEN" if "ZOHO_ACCESS_TOKEN" in env else "ZOHO_REFRESH_TOKEN"
+    assert name in str(info.value)
+
+
+async def test_a_trailing_line_break_is_only_trimmed() -> None:
+    token = "1000.abcdefghijklmnopqrstuvwxyz"
+    assert await StaticToken(f" {token}\r\n").token() == token
