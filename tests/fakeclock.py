@@ -15,6 +15,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+#: A task that never blocks (a busy loop) fails the test instead of hanging it.
+_MAX_TURNS = 100_000
+_FALLBACK_TURNS = 200
+
 
 class FakeClock:
     def __init__(self, start: float = 1_800_000_000.0) -> None:
@@ -38,8 +42,25 @@ class FakeClock:
         self.now += seconds
 
     async def _settle(self) -> None:
-        for _ in range(50):
+        """Return once every other task is blocked (on the fake clock, an event, a queue, I/O).
+
+        Each ``sleep(0)`` lets every callback already scheduled run once. When this task is
+        resumed with nothing else scheduled behind it, no task can make progress without an
+        outside event: that is the moment to advance fake time. asyncio has no public "idle"
+        query, so this reads the loop's ready queue (CPython's ``BaseEventLoop._ready``); on a
+        loop without one it falls back to a generous fixed number of turns.
+        """
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)
+        if ready is None:  # pragma: no cover - not CPython's event loop
+            for _ in range(_FALLBACK_TURNS):
+                await asyncio.sleep(0)
+            return
+        for _ in range(_MAX_TURNS):
             await asyncio.sleep(0)
+            if not ready:
+                return
+        raise RuntimeError(f"tasks kept running for {_MAX_TURNS} turns without blocking")
 
     async def run(self, aw: Awaitable[T], *, max_time: float = 10**7) -> T:
         """Run ``aw``, jumping time to the next sleeper whenever all tasks are idle."""

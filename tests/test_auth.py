@@ -235,39 +235,51 @@ async def test_unwritable_cache_is_not_fatal(
     assert "could not write the token cache" in caplog.text
 
 
+class HeldMint:
+    """A token endpoint that holds the first mint until the test releases it, so the other
+    callers are provably waiting while it is in flight (no sleeps, no timing)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.calls = 0
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def callback(self, url: Any, **_: Any) -> CallbackResult:
+        self.calls += 1
+        self.entered.set()
+        await self.release.wait()
+        return CallbackResult(payload=minted(self.n))
+
+    async def run(self, callers: list[Any]) -> list[str]:
+        tasks = [asyncio.ensure_future(c) for c in callers]
+        entered = asyncio.ensure_future(self.entered.wait())
+        await asyncio.wait([entered, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        assert entered.done(), "a caller finished before the mint was even reached"
+        assert not any(t.done() for t in tasks)  # all of them are in flight together
+        self.release.set()
+        return list(await asyncio.gather(*tasks))
+
+
 async def test_single_flight_refresh(http: aiohttp.ClientSession) -> None:
     p = provider(http, None)
-    calls = 0
-
-    async def slow_mint(url: Any, **_: Any) -> CallbackResult:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return CallbackResult(payload=minted(1))
-
+    mint = HeldMint(1)
     with aioresponses() as m:
         m.post(TOKEN_URL, payload=minted(0))
         stale = await p.token()
-        m.post(TOKEN_URL, callback=slow_mint, repeat=True)
-        results = await asyncio.gather(*(p.refresh(stale) for _ in range(10)))
+        m.post(TOKEN_URL, callback=mint.callback, repeat=True)
+        results = await mint.run([p.refresh(stale) for _ in range(10)])
     assert results == [ACCESS[1]] * 10
-    assert calls == 1
+    assert mint.calls == 1
 
 
 async def test_single_flight_first_token(http: aiohttp.ClientSession) -> None:
     p = provider(http, None)
-    calls = 0
-
-    async def slow_mint(url: Any, **_: Any) -> CallbackResult:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return CallbackResult(payload=minted(0))
-
+    mint = HeldMint(0)
     with aioresponses() as m:
-        m.post(TOKEN_URL, callback=slow_mint, repeat=True)
-        assert await asyncio.gather(*(p.token() for _ in range(10))) == [ACCESS[0]] * 10
-    assert calls == 1
+        m.post(TOKEN_URL, callback=mint.callback, repeat=True)
+        assert await mint.run([p.token() for _ in range(10)]) == [ACCESS[0]] * 10
+    assert mint.calls == 1
 
 
 async def test_refresh_of_an_already_replaced_token_does_not_mint(
@@ -547,3 +559,27 @@ async def test_check_failures_of_the_trainers_read(tmp_path: Path) -> None:
         ((_, url),) = m.requests
         assert url.path.endswith(f"/modules/{MODULE_IDS[2]}/sessions")
     assert (found.sessions, found.trainers, found.error) == (0, None, None)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ZOHO_ACCESS_TOKEN": "1000.abc\r\ndef"},
+        {"ZOHO_CLIENT_ID": CLIENT_ID, "ZOHO_CLIENT_SECRET": SECRET,
+         "ZOHO_REFRESH_TOKEN": "1000.refresh\nrefresh"},
+    ],
+)
+async def test_a_credential_with_a_line_break_is_refused_at_start_up(
+    http: aiohttp.ClientSession, env: dict[str, str]
+) -> None:
+    """Found before any request, naming the variable and never the value (issue 15, §4)."""
+    with pytest.raises(AuthError, match="contains a line break") as info:
+        from_env(env, cache_dir=None, session=http)
+    assert "1000." not in str(info.value)
+    name = "ZOHO_ACCESS_TOKEN" if "ZOHO_ACCESS_TOKEN" in env else "ZOHO_REFRESH_TOKEN"
+    assert name in str(info.value)
+
+
+async def test_a_trailing_line_break_is_only_trimmed() -> None:
+    token = "1000.abcdefghijklmnopqrstuvwxyz"
+    assert await StaticToken(f" {token}\r\n").token() == token

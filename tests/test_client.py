@@ -4,6 +4,7 @@ aiohttp 3.14 really raises at the connection level (checked against real loopbac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -15,8 +16,22 @@ from urllib.parse import parse_qsl
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from aioresponses import CallbackResult, aioresponses
+from zoho_fakes import (  # tests/ is on sys.path (no __init__.py), as for fakeclock
+    BASE,
+    NEW_TOKEN,
+    OK_BODY,
+    TOKEN,
+    B,
+    C,
+    FakeTokens,
+    M,
+    Recorder,
+    auth_headers,
+    make_client,
+    n_requests,
+    recording_server,
+)
 
 from bulkschedule.core.request import Request
 from bulkschedule.zoho import client as client_mod
@@ -36,12 +51,8 @@ from bulkschedule.zoho.client import (
     classify_create,
 )
 
-BASE = "https://people.zoho.com"
-C, B, M = "478346000019479103", "478346000019479115", "478346000019479119"
 SESSIONS = f"{BASE}/api/v1/courses/{C}/batches/{B}/modules/{M}/sessions"
 ANY_CREATE = re.compile(re.escape(SESSIONS) + r"(\?.*)?$")
-TOKEN = "1000.aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbb"
-NEW_TOKEN = "1000.cccccccccccccccccccccccc.dddddddddddddddddddddddddd"
 
 
 def make_req(**data: str) -> Request:
@@ -65,64 +76,12 @@ def make_req(**data: str) -> Request:
     )
 
 
-class FakeTokens:
-    """A TokenProvider that records refreshes; refresh hands out NEW_TOKEN."""
-
-    def __init__(self, token: str = TOKEN, *, fail: AuthError | None = None) -> None:
-        self.current = token
-        self.refreshed: list[str] = []
-        self.fail = fail
-
-    async def token(self) -> str:
-        if self.fail is not None:
-            raise self.fail
-        return self.current
-
-    async def refresh(self, stale: str) -> str:
-        self.refreshed.append(stale)
-        if self.fail is not None:
-            raise self.fail
-        self.current = NEW_TOKEN
-        return self.current
-
-
-class Pace:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def __call__(self) -> None:
-        self.calls += 1
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
 
 
-def make_client(
-    http: aiohttp.ClientSession, tokens: Any = None, base: str = BASE, **kw: Any
-) -> tuple[LmsClient, Pace]:
-    pace = Pace()
-    c = LmsClient(base, tokens or FakeTokens(), session=http, pace=pace, **kw)
-    return c, pace
-
-
-def auth_headers(m: aioresponses) -> list[str]:
-    return [
-        call.kwargs["headers"]["Authorization"] for calls in m.requests.values() for call in calls
-    ]
-
-
-def n_requests(m: aioresponses) -> int:
-    return sum(len(v) for v in m.requests.values())
-
-
-OK_BODY = {
-    "code": 200,
-    "message": "success",
-    "session": {"sessionId": "219225000000648145", "sessionName": "Session One"},
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,40 +489,10 @@ QUOTED = (
 )
 
 
-class Recorder:
-    """A loopback stand-in for Zoho that records exactly what arrived."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-        self.reply: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append(
-            {
-                "method": request.method,
-                "raw_path": request.raw_path,
-                "query": dict(request.query),
-                "body": await request.read(),
-                "content_type": request.headers.get("Content-Type"),
-                "auth": request.headers.get("Authorization"),
-            }
-        )
-        if self.reply is not None:
-            return await self.reply(request)
-        return web.json_response(OK_BODY)
-
-
 @pytest.fixture
 async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
-    rec = Recorder()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield rec, f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
+    async with recording_server() as found:
+        yield found
 
 
 def small_req() -> Request:
@@ -672,9 +601,11 @@ async def test_dns_failure_is_not_sent(http: aiohttp.ClientSession) -> None:
 async def test_waiting_for_a_connection_past_connect_timeout_is_not_sent() -> None:
     """aiohttp's `connect` timeout covers waiting for a pooled connection: nothing was written."""
     release = asyncio.Event()
+    holding = asyncio.Event()
 
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
+        holding.set()
         await release.wait()
         writer.close()
 
@@ -683,7 +614,7 @@ async def test_waiting_for_a_connection_past_connect_timeout_is_not_sent() -> No
         slow, _ = make_client(http, base=base, timeout=5)
         fast, _ = make_client(http, base=base, timeout=5, connect_timeout=0.2)
         first = asyncio.create_task(slow.create_session(make_req()))
-        await asyncio.sleep(0.1)
+        await holding.wait()  # the only pooled connection is now taken by `first`
         with pytest.raises(NotSent):
             await fast.create_session(make_req())
         release.set()
@@ -704,20 +635,64 @@ async def test_accept_then_close_without_reply_is_unknown(http: aiohttp.ClientSe
     assert "ServerDisconnectedError" in info.value.message
 
 
-async def test_slow_reply_is_unknown(http: aiohttp.ClientSession) -> None:
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(0.5)
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A server that reads the request and never answers (until the test is over)."""
+    over = asyncio.Event()
 
-    server, base = await raw_server(slow)
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await over.wait()
+
+    server, base = await raw_server(silent)
     async with server:
+        try:
+            yield base
+        finally:
+            over.set()
+
+
+async def test_slow_reply_is_unknown(http: aiohttp.ClientSession) -> None:
+    """The sock_read timeout, not a total one, ends the wait: a socket timeout after sending."""
+    async with silent_server() as base:
         c, _ = make_client(http, base=base, timeout=0.2)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         with pytest.raises(OutcomeUnknown, match="timed out") as info:
             await c.create_session(make_req())
-        assert loop.time() - started < 1.5
     assert "SocketTimeoutError" in info.value.message
+
+
+@pytest.mark.parametrize("token", [f"{TOKEN}\r\nX-Evil: 1", f"{TOKEN[:10]}\n{TOKEN[10:]}"])
+async def test_a_token_with_a_line_break_is_never_sent(
+    http: aiohttp.ClientSession, recorder: tuple[Recorder, str], token: str
+) -> None:
+    """aiohttp refuses such a header before writing a byte: the row failed and was not sent
+    (never 'unknown'), and since every request would fail alike, the run stops (Fatal)."""
+    rec, base = recorder
+    c, _ = make_client(http, FakeTokens(token), base=base)
+    with pytest.raises(Fatal, match="was not sent") as info:
+        await c.create_session(small_req())
+    assert rec.seen == []
+    assert TOKEN[:10] not in str(info.value)
+
+
+class RefusingSession:
+    """An aiohttp session whose request is refused while being built, as aiohttp does for a
+    forbidden header character; its message quotes the (secret) header value."""
+
+    def request(self, *_: Any, **kw: Any) -> Any:
+        raise ValueError(f"bad header value {kw['headers']['Authorization']!r}")
+
+
+@pytest.mark.parametrize("create", [True, False])
+async def test_a_request_refused_before_sending_is_not_sent(create: bool) -> None:
+    c = LmsClient(BASE, FakeTokens(), session=RefusingSession())  # type: ignore[arg-type]
+    with pytest.raises(NotSent, match="it was not sent") as info:
+        if create:
+            await c.create_session(make_req())
+        else:
+            await c.update_session(C, B, M, "1", {"name": "x"})
+    assert TOKEN not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # may quote it
 
 
 async def test_reply_cut_off_is_unknown(http: aiohttp.ClientSession) -> None:
@@ -738,13 +713,7 @@ async def test_listing_read_timeout_is_a_server_error_not_unknown(
     http: aiohttp.ClientSession,
 ) -> None:
     """A GET changes nothing, so 'unknown outcome' makes no sense for it."""
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(0.5)
-
-    server, base = await raw_server(slow)
-    async with server:
+    async with silent_server() as base:
         c, _ = make_client(http, base=base, timeout=0.2)
         with pytest.raises(ServerError, match="timed out"):
             await c.find_session(make_req())

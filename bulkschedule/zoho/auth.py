@@ -19,10 +19,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -31,9 +32,6 @@ from bulkschedule.core.errors import AuthError
 from bulkschedule.core.files import atomic_write_text
 from bulkschedule.core.text import mask, snippet
 from bulkschedule.zoho.urls import check_base_url
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +67,7 @@ class StaticToken:
         access_token = access_token.strip()
         if not access_token:
             raise AuthError("ZOHO_ACCESS_TOKEN is empty")
+        _check_no_control("ZOHO_ACCESS_TOKEN", access_token)
         self._token = access_token
 
     def __repr__(self) -> str:
@@ -162,7 +161,7 @@ class RefreshingToken:
         }
         secrets = (self._client_secret, self._refresh_token, self._client_id)
         reply = await _post_token(self._session, self._accounts_url, form, secrets, "refresh")
-        token = reply["access_token"]
+        token = str(reply["access_token"])  # _post_token checked it is a non-empty str
         now = self._clock()
         self._token = token
         self._obtained_at = now
@@ -265,7 +264,7 @@ async def _post_token(
             f"could not reach the Zoho accounts server {accounts_url} to obtain an access token "
             f"({type(exc).__name__}); check the network and ZOHO_ACCOUNTS_URL",
             transient=True,
-        ) from None
+        ) from exc  # aiohttp's text names the host, never the form body that holds the secrets
     text = _scrub(raw.decode("utf-8", errors="replace"), secrets)
     try:
         reply = json.loads(text)
@@ -344,6 +343,19 @@ async def exchange_grant_code(
 
 
 _TRIO = ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN")
+#: Control characters (tab aside) that an HTTP header or a token can never hold: a CR or LF in a
+#: credential (a pasted line break) would make every request fail before it leaves.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_no_control(name: str, value: str) -> None:
+    """Refuse a credential holding a line break or other control character, naming only the
+    variable (never the value)."""
+    if _CONTROL.search(value):
+        raise AuthError(
+            f"{name} contains a line break or another control character; set it again as one "
+            "line (nothing was sent)"
+        )
 
 
 def from_env(
@@ -361,7 +373,9 @@ def from_env(
     A half-configured refresh flow is an error naming what is missing, not a silent fallback.
     """
     def get(name: str) -> str:
-        return (env.get(name) or "").strip()
+        value = (env.get(name) or "").strip()
+        _check_no_control(name, value)
+        return value
 
     present = [name for name in _TRIO if get(name)]
     if len(present) == len(_TRIO):
@@ -374,7 +388,7 @@ def from_env(
         try:
             url = check_base_url(url)
         except ValueError as exc:
-            raise AuthError(f"ZOHO_ACCOUNTS_URL: {exc}") from None
+            raise AuthError(f"ZOHO_ACCOUNTS_URL: {exc}") from exc
         return RefreshingToken(
             url,
             get("ZOHO_CLIENT_ID"),

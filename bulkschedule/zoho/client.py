@@ -1,27 +1,21 @@
-"""The Zoho People LMS HTTP client: one small exception hierarchy that maps to retry policy.
+"""The Zoho People LMS HTTP client: creates, updates and reads, each through the shared pace.
 
-Every response is classified exactly once, here; the runner decides what to do by exception type.
-
-Zoho's documentation leaves the error shapes open (see docs/api-behaviour.md), so the classifier
-reads every body defensively: ``code`` as number or text, the current envelope
-(``{"code", "message", "session"}``) and the older one (``{"response": {"errors": ..}}``), errors
-inside an HTTP 200, and bodies that are not JSON at all (proxy or HTML error pages).
+Every reply is classified exactly once, in :mod:`bulkschedule.zoho.classify`; listed items are
+read in :mod:`bulkschedule.zoho.matching` and :mod:`bulkschedule.zoho.records`. This module only
+does the HTTP: building requests, pagination, one token refresh on an auth failure, and telling
+apart the connection failures where the request never left (NotSent) from those where it may
+have arrived (OutcomeUnknown for a create).
 """
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import html
 import json
 import logging
 import re
-import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import date
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -39,552 +33,76 @@ from bulkschedule.core.errors import (
     ServerError,
 )
 from bulkschedule.core.request import Request
-from bulkschedule.core.text import snippet
 from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.zoho.classify import (
+    ACTIVE_TRAINERS,
+    BATCHES,
+    COURSES,
+    MODULES,
+    ROOMS,
+    SESSION_RECORDS,
+    SESSIONS,
+    TRAINERS,
+    Listing,
+    Page,
+    UnreadableReply,
+    classify_create,
+    classify_page,
+    classify_update,
+)
+from bulkschedule.zoho.matching import readable, session_id, session_matches
+from bulkschedule.zoho.records import (
+    Batch,
+    Course,
+    ListedSession,
+    Module,
+    Room,
+    Source,
+    Trainer,
+    read_batches,
+    read_courses,
+    read_modules,
+    read_rooms,
+    read_sessions,
+    read_trainers,
+)
 from bulkschedule.zoho.urls import check_base_url
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-#: Sessions per page of the module listing (Zoho's page size for LMS lists).
+#: Records per page of an LMS listing (Zoho's documented page size).
 PAGE_SIZE = 25
 #: A listing that never says "no more" (or ignores startIndex) must not loop forever:
-#: 400 pages is 10,000 sessions in one module, far beyond any real module.
+#: 400 pages is 10,000 records in one listing, far beyond any real module or org.
 MAX_PAGES = 400
 
-_LOCK_CODES = frozenset({"7209"})
-_LOCK_TEXT = ("threshold", "limit exceeded", "too many requests", "blocked")
-_AUTH_CODES = frozenset({"INVALID_OAUTHTOKEN", "7202", "7213"})
-_SCOPE_CODES = frozenset({"7218"})
-_SUCCESS_CODES = frozenset({"200", "201", "0", "SUCCESS"})
-#: A listing of an empty module may come back as an "error" saying there is nothing to list.
-_NO_RECORDS = re.compile(
-    r"\bno\s+(matching\s+)?(records?|data|sessions?|trainers?)\b(\s+(found|available))?", re.I
-)
+#: What aiohttp refuses in a header value (RFC 9110 5.5): checked before anything is sent.
+_HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
+Classifier = Callable[[int, Mapping[str, str], str], T]
 
-@dataclass(frozen=True, slots=True)
-class _Listing:
-    """What one kind of LMS listing is called and where its items may sit in a reply."""
 
-    what: str  # for messages: "the session listing"
-    many: str  # the key its list is expected under ("sessions"), also the noun in messages
-    one: str  # the singular key, used when it holds a list ("session": [...])
-    id_key: str  # what the key of a People-wrapped record (``{"<id>": [{...}]}``) becomes
-    unreadable: str  # what a reply without a list means for the caller
+def _segment(value: str) -> str:
+    """One path segment: an ID is digits, but nothing a sheet or a reply holds may add a '/'."""
+    return urllib.parse.quote(str(value), safe="")
 
 
-_SESSIONS = _Listing(
-    "the session listing", "sessions", "session", "sessionId",
-    "cannot check which sessions exist",
-)
-_TRAINERS = _Listing(
-    "the trainer listing", "trainers", "trainer", "erecno",
-    "cannot tell whether the read worked",
-)
-
-
-# --------------------------------------------------------------------------------------------
-# base URL
-
-
-# --------------------------------------------------------------------------------------------
-# response classification (pure)
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    """What could be read out of a reply, whatever its envelope."""
-
-    doc: Any  # parsed JSON, or None
-    is_json: bool
-    has_error: bool
-    code: str | None
-    message: str | None
-    session_id: str | None
-    snippet: str  # readable excerpt when the body is not JSON
-
-
-def _text(value: Any) -> str | None:
-    """A code or message as text: 7209, 7209.0 and "7209" all read "7209"."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    out = str(value).strip()
-    return out or None
-
-
-def _first_error(errors: Any) -> tuple[str | None, str | None]:
-    """(code, message) from an ``errors`` value: a dict, or a list of dicts/strings."""
-    if isinstance(errors, list):
-        codes = [c for c in (_first_error(e)[0] for e in errors) if c]
-        messages = [m for m in (_first_error(e)[1] for e in errors) if m]
-        return (codes[0] if codes else None, "; ".join(messages) or None)
-    if isinstance(errors, dict):
-        return _text(errors.get("code")), _text(errors.get("message"))
-    return None, _text(errors)
-
-
-def _parse(body: str) -> _Body:
-    """Read a reply in any envelope without trusting its HTTP status (errors come inside 200s)."""
-    try:
-        doc = json.loads(body) if body.strip() else None
-    except ValueError:
-        return _Body(None, False, False, None, None, None, snippet(body))
-    if doc is None:
-        return _Body(None, False, False, None, None, None, "")
-    if not isinstance(doc, dict):
-        return _Body(doc, True, False, None, None, None, "")
-
-    has_error = False
-    code = _text(doc.get("code"))
-    message = _text(doc.get("message"))
-    response = doc.get("response") if isinstance(doc.get("response"), dict) else {}
-
-    err_code, err_message = None, None
-    for errors in (response.get("errors"), doc.get("errors")):
-        if errors:
-            has_error = True
-            err_code, err_message = _first_error(errors)
-            break
-    if not has_error and doc.get("error"):
-        has_error = True
-        err_code, err_message = _first_error(doc["error"])
-        if err_code is None and err_message and re.fullmatch(r"[A-Z0-9_]+", err_message):
-            err_code = err_message  # {"error": "INVALID_INPUT"}
-        if err_message is None or err_message == err_code:
-            err_message = _text(doc.get("error_description")) or message
-    if _text(response.get("status")) in ("1", "error", "failure") or _text(doc.get("status")) in (
-        "error",
-        "failure",
-    ):
-        has_error = True
-    for c in (code, _text(response.get("code"))):
-        if c is not None and c.upper() not in _SUCCESS_CODES:
-            has_error = True
-    code = err_code or code or _text(response.get("code"))
-    message = err_message or message or _text(response.get("message"))
-
-    session = doc.get("session")
-    if isinstance(session, list) and session and isinstance(session[0], dict):
-        session = session[0]
-    session_id = _text(session.get("sessionId")) if isinstance(session, dict) else None
-    return _Body(doc, True, has_error, code, message, session_id, "")
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    getter = getattr(headers, "getone", None)
-    if getter is not None:  # a case-insensitive multidict
-        return getter(name, None)
-    lname = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lname:
-            return value
-    return None
-
-
-def _retry_after(headers: Mapping[str, str], now: float | None) -> float | None:
-    """Retry-After as seconds to wait: either delta-seconds or an HTTP date (RFC 9110)."""
-    value = _header(headers, "Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _describe(info: _Body, status: int) -> str:
-    """Render "CODE: message (HTTP n)" without repeating a code that is the whole message."""
-    parts = []
-    if info.code and info.code not in _SUCCESS_CODES:
-        parts.append(info.code)
-    msg = info.message if info.is_json else info.snippet
-    if msg and msg != info.code:
-        parts.append(msg)
-    text = ": ".join(parts) or "no details in the reply"
-    return f"{text} (HTTP {status})"
-
-
-def _is_locked(status: int, info: _Body) -> bool:
-    if status == 429 or (info.code is not None and info.code in _LOCK_CODES):
-        return True
-    text = (info.message if info.is_json else info.snippet) or ""
-    low = text.lower()
-    if status == 422 and ("limit" in low or not text):
-        return True  # the documented 422 is "Maximum limit exceeded"
-    return any(marker in low for marker in _LOCK_TEXT)
-
-
-def _raise_for_error(
-    status: int,
-    headers: Mapping[str, str],
-    info: _Body,
-    *,
-    what: str,
-    creating: bool,
-    now: float | None,
-) -> None:
-    """Raise the right ApiError for a reply that is not a plain success. Returns only for a 2xx
-    reply that reports no error (the caller decides what a 2xx without the expected data means).
-    """
-    ok = 200 <= status < 300
-    if ok and not info.has_error:
-        # A 2xx can still be a lock page (e.g. an HTML "too many requests" from a proxy).
-        if not info.is_json and info.snippet and _is_locked(status, info):
-            _locked(status, headers, info, now)
-        return
-    detail = _describe(info, status)
-    code = info.code
-    if _is_locked(status, info):
-        _locked(status, headers, info, now)
-    if code in _SCOPE_CODES:
-        raise Fatal(
-            f"the access token lacks the required scope ({detail}); create the Self Client "
-            "grant with scope ZOHOPEOPLE.training.ALL (creating and listing sessions)",
-            status=status,
-            code=code,
-        )
-    if status == 401 or (code is not None and code.upper() in _AUTH_CODES):
-        raise AuthExpired(f"Zoho rejected the access token ({detail})", status=status, code=code)
-    if status == 403:
-        raise Fatal(
-            f"Zoho says this user may not do this ({detail}); check that the user behind the "
-            "token is an LMS administrator for this course and the scope is "
-            "ZOHOPEOPLE.training.ALL",
-            status=status,
-            code=code,
-        )
-    if 300 <= status < 400:
-        where = _header(headers, "Location") or "another address"
-        raise Fatal(
-            f"Zoho redirected {what} to {where} (HTTP {status}); check the base URL / data "
-            "centre (--dc)",
-            status=status,
-            code=code,
-        )
-    if status >= 500:
-        if creating and status in (502, 504):
-            # A gateway error means a proxy gave up waiting for or talking to Zoho's server,
-            # which may well have created the session: reconcile before any resend.
-            raise OutcomeUnknown(
-                f"a gateway in front of Zoho failed while creating {what} ({detail}); it may "
-                "have been created, checking before any resend",
-                status=status,
-                code=code,
-            )
-        raise ServerError(f"Zoho had a server error on {what} ({detail})", status=status, code=code)
-    if status == 414:
-        raise Rejected(
-            f"Zoho refused {what}: the request URL is too long ({detail}); use "
-            "--payload-style form or json, or shorten the description",
-            status=status,
-            code=code,
-        )
-    if 400 <= status < 500 or (ok and info.has_error):
-        raise Rejected(f"Zoho refused {what}: {detail}", status=status, code=code)
-    # 1xx or another status nobody expects: do not guess.
-    if creating:
-        raise OutcomeUnknown(f"unexpected reply to {what} ({detail})", status=status, code=code)
-    raise ServerError(f"unexpected reply to {what} ({detail})", status=status, code=code)
-
-
-def _locked(status: int, headers: Mapping[str, str], info: _Body, now: float | None) -> NoReturn:
-    retry_after = _retry_after(headers, now)
-    wait = f"; Retry-After {retry_after:g} s" if retry_after is not None else ""
-    raise Locked(
-        f"Zoho's API limit is in force ({_describe(info, status)}{wait}); pausing all requests",
-        status=status,
-        code=info.code,
-        retry_after=retry_after,
-    )
-
-
-def classify_create(
-    status: int, headers: Mapping[str, str], body: str, *, now: float | None = None
-) -> str:
-    """The sessionId of a Create Session reply, or the ApiError subclass it deserves.
-
-    Pure apart from reading the clock for an HTTP-date Retry-After (inject ``now`` to test).
-    A 2xx that reports success but carries no sessionId raises OutcomeUnknown: the server said
-    it worked, so the session probably exists, and recording the row as failed would invite a
-    duplicate on the next run; reconciliation by listing settles it.
-    """
-    info = _parse(body)
-    if 200 <= status < 300 and info.session_id:
-        # A sessionId means the session exists, whatever else the reply says: recording it is
-        # what prevents a duplicate on the next run.
-        return info.session_id
-    _raise_for_error(status, headers, info, what="the session", creating=True, now=now)
-    if info.is_json:
-        detail = f"no sessionId in the reply ({_describe(info, status)})"
-    else:
-        detail = f"the reply was not JSON: {info.snippet or 'empty body'} (HTTP {status})"
-    raise OutcomeUnknown(
-        f"Zoho answered without confirming the session: {detail}; checking before any resend",
-        status=status,
-        code=info.code,
-    )
-
-
-def _classify_list(
-    status: int,
-    headers: Mapping[str, str],
-    body: str,
-    *,
-    now: float | None = None,
-    listing: _Listing = _SESSIONS,
-) -> tuple[list[dict[str, Any]], bool | None]:
-    """(items, hasMoreRecords or None) of a listing page, or the ApiError it deserves."""
-    info = _parse(body)
-    if 200 <= status < 300 and info.is_json and not info.has_error:
-        items = _list_items(info.doc, listing)
-        if items is not None:
-            return items, _has_more(info.doc)
-        if not _holds_records(info.doc):
-            return [], False  # a success reply with no list at all: an empty listing
-    if info.has_error or status == 404 or status == 204:
-        text = f"{info.message or ''} {info.snippet}"
-        if status == 204 or _NO_RECORDS.search(text):
-            return [], False
-    _raise_for_error(status, headers, info, what=listing.what, creating=False, now=now)
-    raise ServerError(
-        f"Zoho answered {listing.what} without a list of {listing.many} "
-        f"({_describe(info, status)}); {listing.unreadable}",
-        status=status,
-        code=info.code,
-    )
-
-
-def _classify_trainers(
-    status: int, headers: Mapping[str, str], body: str, *, now: float | None = None
-) -> tuple[list[dict[str, Any]], bool | None]:
-    return _classify_list(status, headers, body, now=now, listing=_TRAINERS)
-
-
-def _list_items(doc: Any, listing: _Listing = _SESSIONS) -> list[dict[str, Any]] | None:
-    """The list of items under any of the keys seen in Zoho list replies, or a bare list."""
-    candidates: list[Any] = [doc]
-    if isinstance(doc, dict):
-        response = doc.get("response") if isinstance(doc.get("response"), dict) else {}
-        candidates = [
-            doc.get(listing.many),
-            doc.get(listing.one) if isinstance(doc.get(listing.one), list) else None,
-            doc.get("data"),
-            doc.get("result"),
-            doc.get("records"),
-            response.get("result"),
-            response.get(listing.many),
-            response.get("data"),
-        ]
-    for found in candidates:
-        if isinstance(found, dict):  # e.g. {"data": {"sessions": [...]}}
-            inner = _list_items(found, listing)
-            if inner is not None:
-                return inner
-        if isinstance(found, list):
-            return [_unwrap(item, listing.id_key) for item in found if isinstance(item, dict)]
-    return None
-
-
-def _holds_records(doc: Any) -> bool:
-    """Whether a list of objects sits anywhere in the reply (under a key we do not know)."""
-    if isinstance(doc, list):
-        return any(isinstance(i, dict) for i in doc) or any(_holds_records(i) for i in doc)
-    if isinstance(doc, dict):
-        return any(_holds_records(v) for v in doc.values())
-    return False
-
-
-def _unwrap(item: dict[str, Any], id_key: str = "sessionId") -> dict[str, Any]:
-    """Zoho People form lists wrap each record as ``{"<recordId>": [{...}]}``: unwrap that."""
-    if len(item) == 1:
-        ((key, value),) = item.items()
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
-            return {id_key: key, **value[0]}
-    return item
-
-
-def _has_more(doc: Any) -> bool | None:
-    if not isinstance(doc, dict):
-        return None
-    for holder in (doc, doc.get("response")):
-        if isinstance(holder, dict) and "hasMoreRecords" in holder:
-            value = holder["hasMoreRecords"]
-            if isinstance(value, str):
-                return value.strip().lower() in ("true", "1", "yes")
-            return bool(value)
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# matching listed sessions (reconciliation)
-
-_MONTHS = {
-    m: i
-    for i, names in enumerate(
-        (
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ),
-        start=1,
-    )
-    for m in names
-}
-_TIME_RE = re.compile(r"^\s*(\d{1,2})(?:[:.](\d{2}))?(?::(\d{2}))?\s*([ap])\.?\s*m?\.?\s*$", re.I)
-_TIME24_RE = re.compile(r"^\s*(\d{1,2})[:.](\d{2})(?::(\d{2})(?:\.\d+)?)?\s*$")
-
-
-def _dates(text: Any) -> set[date]:
-    """Every date a listed date string can mean.
-
-    Zoho's LMS uses dd-MM-yyyy; ISO yyyy-MM-dd and month names (30-Dec-2021, Dec 30, 2021) are
-    unambiguous. A slash form with both parts <= 12 (01/02/2022) could be either order, depending
-    on the organisation's date format, so both readings are returned; name and start time must
-    match too, so the extra reading costs little.
-    """
-    if not isinstance(text, str) or not text.strip():
-        return set()
-    s = text.strip()
-    out: set[date] = set()
-
-    def add(y: int, m: int, d: int) -> None:
-        with contextlib.suppress(ValueError):
-            out.add(date(y, m, d))
-
-    m = re.match(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:$|[T ])", s)
-    if m:
-        add(int(m[1]), int(m[2]), int(m[3]))
-        return out
-    m = re.match(r"^(\d{1,2})([-/.])(\d{1,2})\2(\d{4})(?:$|[T ])", s)
-    if m:
-        a, b, y = int(m[1]), int(m[3]), int(m[4])
-        add(y, b, a)  # dd-MM-yyyy, Zoho's format
-        if m[2] == "/":
-            add(y, a, b)  # MM/dd/yyyy in organisations that use it
-        return out
-    m = re.match(r"^(\d{1,2})[-/ ]([A-Za-z]{3,9})[-/ ,]+(\d{4})", s)
-    if m and m[2].lower() in _MONTHS:
-        add(int(m[3]), _MONTHS[m[2].lower()], int(m[1]))
-        return out
-    m = re.match(r"^([A-Za-z]{3,9})[-/ ](\d{1,2}),?[-/ ](\d{4})", s)
-    if m and m[1].lower() in _MONTHS:
-        add(int(m[3]), _MONTHS[m[1].lower()], int(m[2]))
-    return out
-
-
-def _minutes(text: Any) -> int | None:
-    """Minutes after midnight of "10:00 AM", "10:00am", "10 am", "10:00", "22:00:00"."""
-    if not isinstance(text, str):
-        return None
-    s = text.strip()
-    m = _TIME_RE.match(s)
-    if m:
-        hour, minute = int(m[1]), int(m[2] or 0)
-        if not 1 <= hour <= 12 or minute > 59:
-            return None
-        hour = hour % 12 + (12 if m[4].lower() == "p" else 0)
-        return hour * 60 + minute
-    m = _TIME24_RE.match(s)
-    if m:
-        hour, minute = int(m[1]), int(m[2])
-        if hour > 23 or minute > 59:
-            return None
-        return hour * 60 + minute
-    return None
-
-
-def _split_datetime(text: Any) -> tuple[Any, Any]:
-    """Split "30-12-2021 10:00 AM" or "2021-12-30T10:00:00" into (date part, time part)."""
-    if not isinstance(text, str):
-        return text, None
-    m = re.match(r"^\s*(\S+?)(?:[T ]+(\d{1,2}[:.]\d{2}.*))?\s*$", text)
-    if m and m[2]:
-        return m[1], re.sub(r"([+-]\d{2}:?\d{2}|Z)$", "", m[2]).strip()
-    return text, None
-
-
-def _name(text: Any) -> str | None:
-    """Names compare after HTML-unescaping (Zoho escapes text in some replies) and collapsing
-    whitespace; case is kept (see docs/api-behaviour.md)."""
-    if not isinstance(text, str):
-        return None
-    return " ".join(html.unescape(text).split()) or None
-
-
-def _first(item: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = item.get(key)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def session_matches(item: Mapping[str, Any], req: Request) -> bool:
-    """Whether a listed session is the one `req` would create: same name, date and start time."""
-    want_name = _name(req.session_data.get("name"))
-    want_dates = _dates(req.session_data.get("date"))
-    want_start = _minutes(req.session_data.get("startTime"))
-    if want_name is None or not want_dates or want_start is None:
-        return False
-    if _name(_first(item, "sessionName", "name")) != want_name:
-        return False
-    raw_date, time_part = _split_datetime(
-        _first(item, "sessionStartDate", "date", "startDate", "sessionDate")
-    )
-    if not (_dates(raw_date) & want_dates):
-        return False
-    start = _first(item, "sessionStartTime", "startTime") or time_part
-    return _minutes(start) == want_start
-
-
-def _readable(item: Mapping[str, Any]) -> bool:
-    raw_date, time_part = _split_datetime(
-        _first(item, "sessionStartDate", "date", "startDate", "sessionDate")
-    )
-    return (
-        _name(_first(item, "sessionName", "name")) is not None
-        and bool(_dates(raw_date))
-        and _minutes(_first(item, "sessionStartTime", "startTime") or time_part) is not None
-    )
-
-
-def _session_id(item: Mapping[str, Any]) -> str | None:
-    return _text(_first(item, "sessionId", "id", "session_id"))
-
-
-# --------------------------------------------------------------------------------------------
-# the client
+def _sessions_path(course_id: str, batch_id: str, module_id: str | None = None) -> str:
+    path = f"/api/v1/courses/{_segment(course_id)}/batches/{_segment(batch_id)}"
+    if module_id is not None:
+        path += f"/modules/{_segment(module_id)}"
+    return path + "/sessions"
 
 
 class LmsClient:
-    """Creates and lists sessions, lists trainers; every failure surfaces as one ApiError
-    subclass.
+    """Creates, updates and lists sessions and reads the org; every failure surfaces as one
+    ApiError subclass.
 
-    ``pace`` is awaited before every API request (the shared lock gate and rate limiter); the
-    token endpoint is not paced. An auth failure is answered by one token refresh and one retry.
+    ``pace`` is awaited before every API request, reads included (the shared lock gate and rate
+    limiter: reads count against the same threshold); the token endpoint is not paced. An auth
+    failure is answered by one token refresh and one retry.
     """
 
     def __init__(
@@ -621,25 +139,14 @@ class LmsClient:
     def base_url(self) -> str:
         return self._base
 
-    # -- public API -----------------------------------------------------------------------
+    # -- writes ---------------------------------------------------------------------------
 
     async def create_session(self, req: Request) -> str:
         """POST the session; return its sessionId or raise an ApiError subclass."""
-        compact = json.dumps(req.session_data, separators=(",", ":"), ensure_ascii=True)
-        url = f"{self._base}{req.path}"
-        data: bytes | None = None
-        headers: dict[str, str] = {}
-        if self._style == "query":
-            url = f"{url}?sessionData={urllib.parse.quote(compact, safe='')}"
-        elif self._style == "form":
-            data = urllib.parse.urlencode({"sessionData": compact}).encode("ascii")
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            data = compact.encode("ascii")
-            headers["Content-Type"] = "application/json"
+        suffix, data, headers = self._encode(req.session_data)
         return await self._call(
             "POST",
-            url,
+            f"{self._base}{req.path}{suffix}",
             data,
             headers,
             what="the session",
@@ -647,12 +154,55 @@ class LmsClient:
             classify=classify_create,
         )
 
+    async def update_session(
+        self,
+        course_id: str,
+        batch_id: str,
+        module_id: str,
+        session_id: str,
+        session_data: Mapping[str, str],
+    ) -> str:
+        """PATCH a session with the whole ``session_data`` (whether Zoho takes partial fields
+        is not published), in the configured payload style; return its sessionId.
+
+        Classified like a create, but an update may be sent again (it sets the same values), so
+        a lost reply is a ServerError, never OutcomeUnknown. A 404 is a Rejected saying the
+        session was deleted in Zoho.
+        """
+        suffix, data, headers = self._encode(session_data)
+        path = f"{_sessions_path(course_id, batch_id, module_id)}/{_segment(session_id)}"
+
+        def classify(status: int, resp_headers: Mapping[str, str], body: str) -> str:
+            return classify_update(status, resp_headers, body, session_id=session_id)
+
+        return await self._call(
+            "PATCH",
+            f"{self._base}{path}{suffix}",
+            data,
+            headers,
+            what=f"the update of session {session_id}",
+            creating=False,
+            classify=classify,
+        )
+
+    def _encode(self, session_data: Mapping[str, str]) -> tuple[str, bytes | None, dict[str, str]]:
+        """(query suffix, body, headers) carrying ``sessionData`` in the configured style."""
+        compact = json.dumps(dict(session_data), separators=(",", ":"), ensure_ascii=True)
+        if self._style == "query":
+            return f"?sessionData={urllib.parse.quote(compact, safe='')}", None, {}
+        if self._style == "form":
+            body = urllib.parse.urlencode({"sessionData": compact}).encode("ascii")
+            return "", body, {"Content-Type": "application/x-www-form-urlencoded"}
+        return "", compact.encode("ascii"), {"Content-Type": "application/json"}
+
+    # -- session reads used by sending --------------------------------------------------------
+
     async def list_module_sessions(
         self, course_id: str, batch_id: str, module_id: str
     ) -> list[dict[str, Any]]:
         """Every session listed for a module (raw items, field names as Zoho sends them)."""
         out: list[dict[str, Any]] = []
-        async for page in self._pages(course_id, batch_id, module_id):
+        async for page in self._pages(_sessions_path(course_id, batch_id, module_id), SESSIONS):
             out.extend(page)
         return out
 
@@ -661,19 +211,24 @@ class LmsClient:
 
         One paced call and no more, whatever ``hasMoreRecords`` says: this is the ID-free
         harmless read of ``auth --check``, which needs to prove the credentials and scope, not
-        to enumerate every trainer. Classified like the session listing (lock, one refresh on
-        an auth failure, scope, ...); an empty organisation is an empty list.
+        to enumerate every trainer (that is :meth:`list_active_trainers`). Classified like the
+        session listing (lock, one refresh on an auth failure, scope, ...); an empty
+        organisation is an empty list.
         """
-        items, _ = await self._call(
+
+        def classify(status: int, headers: Mapping[str, str], body: str) -> Page:
+            return classify_page(status, headers, body, listing=TRAINERS)
+
+        page = await self._call(
             "GET",
             f"{self._base}/api/v1/trainers?startIndex=0",
             None,
             {},
-            what=_TRAINERS.what,
+            what=TRAINERS.what,
             creating=False,
-            classify=_classify_trainers,
+            classify=classify,
         )
-        return list(items)
+        return list(page.items)
 
     async def find_session(self, req: Request) -> str | None:
         """The sessionId of a listed session matching `req` by name, date and start time.
@@ -683,13 +238,14 @@ class LmsClient:
         """
         understood = 0
         first_keys: list[str] | None = None
-        async for page in self._pages(req.course_id, req.batch_id, req.module_id):
+        path = _sessions_path(req.course_id, req.batch_id, req.module_id)
+        async for page in self._pages(path, SESSIONS):
             for item in page:
                 if session_matches(item, req):
-                    sid = _session_id(item)
+                    sid = session_id(item)
                     if sid:
                         return sid
-                if _readable(item):
+                if readable(item):
                     understood += 1
                 elif first_keys is None:
                     first_keys = sorted(item)[:12]
@@ -701,36 +257,107 @@ class LmsClient:
             )
         return None
 
+    # -- org reads (every page paced; an unreadable shape is UnreadableReply) ----------------
+
+    async def list_courses(
+        self, *, search: str | None = None, state: str | None = None
+    ) -> list[Course]:
+        """Every course (``state``: drafted, published or disabled, as Zoho filters them)."""
+        query = [(k, v) for k, v in (("search", search), ("state", state)) if v]
+        items, source = await self._read("/api/v1/courses", COURSES, query)
+        return read_courses(items, source)
+
+    async def list_batches(self, course_id: str) -> list[Batch]:
+        """The batches of a course, with their start and end dates."""
+        path = f"/api/v1/courses/{_segment(course_id)}/batches"
+        items, source = await self._read(path, BATCHES)
+        return read_batches(items, source, course_id=course_id)
+
+    async def list_modules(self, course_id: str, batch_id: str) -> list[Module]:
+        """The modules of a batch."""
+        path = f"/api/v1/courses/{_segment(course_id)}/batches/{_segment(batch_id)}/modules"
+        items, source = await self._read(path, MODULES)
+        return read_modules(items, source, course_id=course_id, batch_id=batch_id)
+
+    async def list_active_trainers(self) -> list[Trainer]:
+        """Every active LMS trainer (all pages), with name and email where Zoho gives them."""
+        items, source = await self._read(
+            "/api/v1/trainers", ACTIVE_TRAINERS, [("employeeStatus", "active")]
+        )
+        return read_trainers(items, source)
+
+    async def list_rooms(self) -> list[Room]:
+        """Every room, with its location's name."""
+        items, source = await self._read("/api/v1/rooms", ROOMS)
+        return read_rooms(items, source)
+
+    async def list_sessions(
+        self, course_id: str, batch_id: str, module_id: str | None = None
+    ) -> list[ListedSession]:
+        """The sessions Zoho holds in a module, or (``module_id`` None) in every module of a
+        batch: one listing, the cheapest way to see what exists. For a module listing, items
+        that do not say their module get ``module_id``."""
+        path = _sessions_path(course_id, batch_id, module_id)
+        items, source = await self._read(path, SESSION_RECORDS)
+        sessions = read_sessions(items, source)
+        if module_id is None:
+            return sessions
+        return [s if s.module_id else replace(s, module_id=module_id) for s in sessions]
+
     # -- internals ------------------------------------------------------------------------
 
+    async def _read(
+        self, path: str, listing: Listing, query: Sequence[tuple[str, str]] = ()
+    ) -> tuple[list[dict[str, Any]], Source]:
+        """Every item of a listing, and where it came from (for the record readers' messages)."""
+        source = Source(f"{listing.what} (GET {path})", path)
+        out: list[dict[str, Any]] = []
+        async for page in self._pages(path, listing, query, what=source.what):
+            out.extend(page)
+        return out, source
+
     async def _pages(
-        self, course_id: str, batch_id: str, module_id: str
+        self,
+        path: str,
+        listing: Listing,
+        query: Sequence[tuple[str, str]] = (),
+        *,
+        what: str | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        path = f"/api/v1/courses/{course_id}/batches/{batch_id}/modules/{module_id}/sessions"
+        """The pages of a listing: ``startIndex`` moves by the items received; stops on
+        ``hasMoreRecords`` false, on a short page when that flag is absent, on a page repeated
+        (startIndex ignored), or after MAX_PAGES."""
+        what = what or listing.what
+
+        def classify(status: int, headers: Mapping[str, str], body: str) -> Page:
+            return classify_page(
+                status, headers, body, listing=listing, what=what, endpoint=path
+            )
+
         start = 0
-        previous: list[str | None] | None = None
+        previous: list[dict[str, Any]] | None = None
         for _ in range(MAX_PAGES):
-            items, has_more = await self._call(
+            params = urllib.parse.urlencode([("startIndex", str(start)), *query])
+            page = await self._call(
                 "GET",
-                f"{self._base}{path}?startIndex={start}",
+                f"{self._base}{path}?{params}",
                 None,
                 {},
-                what=_SESSIONS.what,
+                what=what,
                 creating=False,
-                classify=_classify_list,
+                classify=classify,
             )
-            ids = [_session_id(i) for i in items]
-            if items and ids == previous:
-                log.warning("the session listing repeated a page; startIndex seems ignored")
+            if page.items and page.items == previous:
+                log.warning("%s repeated a page; startIndex seems ignored", what)
                 return
-            previous = ids
-            yield items
-            if not items or has_more is False:
+            previous = page.items
+            yield page.items
+            if not page.items or page.has_more is False:
                 return
-            if has_more is None and len(items) < PAGE_SIZE:
+            if page.has_more is None and len(page.items) < PAGE_SIZE:
                 return
-            start += len(items)
-        log.warning("stopped listing sessions of module %s after %d pages", module_id, MAX_PAGES)
+            start += len(page.items)
+        log.warning("stopped reading %s after %d pages", what, MAX_PAGES)
 
     async def _call(
         self,
@@ -741,14 +368,21 @@ class LmsClient:
         *,
         what: str,
         creating: bool,
-        classify: Callable[..., Any],
-    ) -> Any:
+        classify: Classifier[T],
+    ) -> T:
         """Pace, send, classify; on an auth failure refresh the token once and try again."""
         stale: str | None = None
         for attempt in (1, 2):
             if self._pace is not None:
                 await self._pace()
             token = await self._token(stale)
+            if _HEADER_FORBIDDEN.search(token):
+                # aiohttp would refuse the header before sending; every request would fail
+                # alike, so this stops the run (Fatal) instead of retrying row after row.
+                raise Fatal(
+                    "the access token contains a control character (a line break?), which an "
+                    f"HTTP header cannot carry; {what} was not sent; check ZOHO_ACCESS_TOKEN"
+                )
             status, resp_headers, body = await self._send(
                 method,
                 url,
@@ -767,7 +401,7 @@ class LmsClient:
                         "(ZOHO_REFRESH_TOKEN / ZOHO_ACCESS_TOKEN) and the data centre",
                         status=exc.status,
                         code=exc.code,
-                    ) from None
+                    ) from exc
                 log.info("access token rejected (%s); refreshing once", exc.code or exc.status)
                 stale = token
         raise AssertionError("unreachable")  # pragma: no cover
@@ -779,10 +413,10 @@ class LmsClient:
             if stale is None:
                 return await self._tokens.token()
             return await self._tokens.refresh(stale)
-        except AuthError as exc:
+        except AuthError as exc:  # its message is safe to show (never holds a secret)
             if exc.transient:
-                raise NotSent(exc.message) from None
-            raise AuthExpired(exc.message) from None
+                raise NotSent(exc.message) from exc
+            raise AuthExpired(exc.message) from exc
 
     async def _send(
         self,
@@ -799,11 +433,15 @@ class LmsClient:
         Redirects are not followed: aiohttp would turn a redirected POST into a GET, and a
         redirect from the API means a wrong base URL anyway.
         """
-        host = URL(url, encoded=True).host
+        try:
+            target = URL(url, encoded=True)
+        except (ValueError, TypeError) as exc:
+            raise NotSent(f"cannot build the request URL for {what} ({exc}); not sent") from exc
+        host = target.host
         try:
             async with self._session.request(
                 method,
-                URL(url, encoded=True),
+                target,
                 data=data,
                 headers=headers,
                 timeout=self._timeout,
@@ -815,15 +453,15 @@ class LmsClient:
             raise Fatal(
                 f"the TLS certificate of {host} could not be verified ({_reason(exc)}); "
                 "check the base URL and the system's CA certificates"
-            ) from None
+            ) from exc
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             # Raised while obtaining a connection (DNS, TCP connect, TLS handshake, or waiting
             # for a pooled connection): no byte of the request was written.
             raise NotSent(
                 f"could not connect to {host} ({_reason(exc)}); {what} was not sent"
-            ) from None
+            ) from exc
         except aiohttp.InvalidURL as exc:
-            raise Fatal(f"invalid request URL for {what} ({_reason(exc)})") from None
+            raise Fatal(f"invalid request URL for {what} ({_reason(exc)})") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             # Read timeout, server disconnect, truncated body, reset: the request was (or may
             # have been) written, so the server may have acted on it.
@@ -831,15 +469,25 @@ class LmsClient:
                 raise OutcomeUnknown(
                     f"lost contact with {host} after sending {what} ({_reason(exc)}); it may "
                     "have been created, checking before any resend"
-                ) from None
+                ) from exc
             raise ServerError(
-                f"lost contact with {host} while reading {what} ({_reason(exc)})"
+                f"lost contact with {host} while waiting for the reply to {what} "
+                f"({_reason(exc)})"
+            ) from exc
+        except (ValueError, TypeError) as exc:
+            # aiohttp checks the method, URL and header values while building the request,
+            # before a byte is written (its reply-side failures are ClientErrors, above), so
+            # this was not sent. `from None`: such a message may quote a header value, and the
+            # Authorization header holds the token.
+            raise NotSent(
+                f"aiohttp refused to build the request for {what} ({type(exc).__name__}); "
+                "it was not sent"
             ) from None
         try:
             text = raw.decode(charset or "utf-8", errors="replace")
         except LookupError:
             text = raw.decode("utf-8", errors="replace")
-        log.debug("%s %s -> HTTP %d", method, URL(url, encoded=True).path, status)
+        log.debug("%s %s -> HTTP %d", method, target.path, status)
         return status, resp_headers, text
 
 
@@ -863,16 +511,26 @@ def _reason(exc: BaseException) -> str:
 
 __all__ = [
     "DATA_CENTRES",
+    "MAX_PAGES",
+    "PAGE_SIZE",
     "ApiError",
     "AuthExpired",
+    "Batch",
+    "Course",
     "Fatal",
+    "ListedSession",
     "LmsClient",
     "Locked",
+    "Module",
     "NotSent",
     "OutcomeUnknown",
     "Rejected",
+    "Room",
     "ServerError",
+    "Trainer",
+    "UnreadableReply",
     "check_base_url",
     "classify_create",
+    "classify_update",
     "session_matches",
 ]

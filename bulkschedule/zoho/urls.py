@@ -31,8 +31,8 @@ def check_base_url(url: str) -> str:
         )
     try:
         port = parts.port
-    except ValueError:
-        raise ValueError(f"the base URL has an invalid port: {url!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"the base URL has an invalid port: {url!r}") from exc
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc = f"{netloc}:{port}"
