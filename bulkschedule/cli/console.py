@@ -14,7 +14,7 @@ import logging
 import shutil
 import textwrap
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ import click
 
 from bulkschedule.app import inbox as ib
 from bulkschedule.app.inbox import SheetResult
-from bulkschedule.app.job import JobResult, eta_seconds, requests_for
+from bulkschedule.app.job import JobResult, requests_for
 from bulkschedule.app.logs import log_lock, log_outcome
+from bulkschedule.app.progress import Tally
 from bulkschedule.core.problems import Problem, Status
-from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent, WaitEvent
+from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
 from bulkschedule.sheet.schema import Validation
 
 
@@ -155,52 +156,54 @@ class Progress:
     ``total`` is the rows to send: invalid rows are logged and counted, but not progress.
     """
 
+    #: A terminal line redrawn more often than this is flicker, and at 100,000 rows it is most
+    #: of a dry run's time: at most five redraws a second.
+    REDRAW_EVERY = 0.2
+
     def __init__(self, total: int, *, tty: bool, logger: logging.Logger,
-                 sheet: str | None = None, limit_per_min: float | None = None) -> None:
+                 sheet: str | None = None, limit_per_min: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
-        #: the limiter's sustained rate: early calls fill the first window quickly, so the rate
-        #: seen so far would promise an ETA the limiter cannot keep
-        self.limit_per_min = limit_per_min
+        #: counts, rate and ETA (capped by ``limit_per_min``, the limiter's sustained rate: early
+        #: calls fill the first window quickly, so the rate seen so far would over-promise)
+        self.tally = Tally(total, limit_per_min=limit_per_min)
         self.tty = tty
         self.logger = logger
         self.sheet = sheet
-        self.counts: dict[str, int] = {}
-        self.done = 0
-        self.started = time.monotonic()
-        self.lock_until: float | None = None
+        self._clock = clock
+        self._drawn_at: float | None = None
 
     def __call__(self, event: Event) -> None:
+        self.tally(event)
         if isinstance(event, OutcomeEvent):
-            status = str(event.outcome.status)
-            self.counts[status] = self.counts.get(status, 0) + 1
-            self.done += event.outcome.status != Status.INVALID
             log_outcome(self.logger, event.outcome, sheet=self.sheet)
         elif isinstance(event, LockEvent):
-            self.lock_until = event.until
             log_lock(self.logger, event.until, event.reason)
-        elif isinstance(event, WaitEvent):
-            self.lock_until = time.time() + event.remaining
         if self.tty:
-            self.draw()
+            now = self._clock()
+            if (self._drawn_at is None or now - self._drawn_at >= self.REDRAW_EVERY
+                    or isinstance(event, LockEvent)):
+                self._drawn_at = now
+                self.draw()
+
+    @property
+    def done(self) -> int:
+        return self.tally.done
 
     def line(self) -> str:
-        done, width = self.done, 24
+        tally, width = self.tally, 24
+        done = tally.done
         filled = int(width * done / self.total) if self.total else width
         bar = "#" * filled + "-" * (width - filled)
-        elapsed = time.monotonic() - self.started
-        rate = done * 60 / elapsed if elapsed > 0 else 0.0
         parts = [f"[{bar}] {done}/{self.total}"]
-        parts += [f"{k} {v}" for k, v in sorted(self.counts.items())]
-        parts.append(f"{rate:.1f}/min")
-        lock_left = self.lock_until - time.time() if self.lock_until is not None else 0.0
-        eta = eta_seconds(self.total, done, elapsed, lock_left=lock_left,
-                          limit_per_min=self.limit_per_min)
+        parts += [f"{k} {v}" for k, v in tally.sorted_counts().items()]
+        parts.append(f"{tally.rate():.1f}/min")
+        eta = tally.eta()
         if eta is not None:
             parts.append(f"ETA {eta // 60}:{eta % 60:02d}")
-        if self.lock_until is not None:
-            left = int(self.lock_until - time.time())
-            if left > 0:
-                parts.append(f"LOCKED OUT: resuming in {left // 60}:{left % 60:02d}")
+        left = int(tally.lock_left())
+        if left > 0:
+            parts.append(f"LOCKED OUT: resuming in {left // 60}:{left % 60:02d}")
         return "  ".join(parts)
 
     def draw(self) -> None:

@@ -9,7 +9,13 @@ import click
 
 from bulkschedule.cli.common import fail
 from bulkschedule.cli.options import Number
-from bulkschedule.core.constants import DEFAULT_LOCK_SECONDS, DEFAULT_RATE, LOCK_STYLES
+from bulkschedule.core.constants import (
+    DEFAULT_LOCK_SECONDS,
+    DEFAULT_RATE,
+    FIELD_STYLES,
+    LATENCY_AT,
+    LOCK_STYLES,
+)
 from bulkschedule.sandbox.server import Sandbox, config_from_options
 from bulkschedule.sandbox.server import serve as serve_sandbox
 
@@ -32,6 +38,12 @@ SHARE = Number(0, 1)
               metavar="P", help="Share of creates stored, then the connection dropped unanswered.")
 @click.option("--latency", default="0-0", show_default=True, metavar="MIN-MAX",
               help="Seconds of delay before each reply, uniform between MIN and MAX.")
+@click.option("--latency-at", type=click.Choice(LATENCY_AT), default="arrival", show_default=True,
+              help="Where the --latency delay falls: before the call is counted (arrival: a "
+                   "slow network or busy server, what trips a lockout) or before its reply.")
+@click.option("--field-style", type=click.Choice(FIELD_STYLES), default="default",
+              show_default=True,
+              help="Field names of the org listings (Zoho publishes none; see docs/sandbox.md).")
 @click.option("--start-locked", type=Number(0, DAY), default=0.0, metavar="S",
               help="Start with a lock already running for S seconds.")
 @click.option("--lock-style", type=click.Choice(LOCK_STYLES), default="429",
@@ -49,9 +61,9 @@ SHARE = Number(0, 1)
 @click.option("--speed", type=Number(1, 1000), default=1.0, metavar="K",
               help="Run the window and the lock K times faster.")
 def sandbox(host: str, port: int, rate: str, lock_seconds: float, fail_rate: float,
-            lose_reply_rate: float, latency: str, start_locked: float, lock_style: str,
-            token: str, token_ttl: float, seed: int | None, data: str | None, db: str | None,
-            speed: float) -> None:
+            lose_reply_rate: float, latency: str, latency_at: str, field_style: str,
+            start_locked: float, lock_style: str, token: str, token_ttl: float,
+            seed: int | None, data: str | None, db: str | None, speed: float) -> None:
     """Serve a local stand-in for the Zoho People LMS API: the real limits, no account needed.
 
     Point a run at it with `bulkschedule run SHEET --api-base http://127.0.0.1:8765` and
@@ -62,7 +74,7 @@ def sandbox(host: str, port: int, rate: str, lock_seconds: float, fail_rate: flo
             rate=rate, latency=latency, data=data, lock_seconds=lock_seconds,
             fail_rate=fail_rate, lose_reply_rate=lose_reply_rate, start_locked=start_locked,
             lock_style=lock_style, token=token, token_ttl=token_ttl, seed=seed, db=db,
-            speed=speed)
+            speed=speed, latency_at=latency_at, field_style=field_style)
     except ValueError as err:
         fail(str(err))
 
