@@ -122,7 +122,7 @@ def test_missing_required_column_is_fatal_but_rows_are_still_checked() -> None:
     assert v.error_rows == {2, 3}
     assert at(v, None) == [Problem(None, "endTime", None, "error",
                                    "The required column 'endTime' is missing: add a column "
-                                   "headed 'endTime'")]
+                                   "headed 'endTime'", "column.missing")]
     assert [p.column for p in at(v, 3)] == ["trainerErecno"]
 
 
@@ -405,9 +405,10 @@ def test_pandera_schema_itself_enforces_the_row_rules() -> None:
     import pandas as pd
     import pandera.pandas as pa
 
+    from bulkschedule.sheet.columns import SPEC
     from bulkschedule.sheet.schema import _schemas
 
-    errors, _ = _schemas(TODAY)
+    errors, _ = _schemas(TODAY, SPEC)
     frame = pd.DataFrame(
         {"trainerErecno": pd.array(["1", "x1", None], dtype="str"),
          "type": pd.array(["0", "2", "1"], dtype="str"),
