@@ -56,7 +56,6 @@ def _memo(fn: Callable[..., _T]) -> Callable[..., _T]:
             raise ParseError(found.message, code=found.code)
         return found  # type: ignore[return-value]  # the cache holds fn's results and _Failed
 
-    wrapper.cache = cache  # type: ignore[attr-defined]
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__
     return wrapper

@@ -130,7 +130,6 @@ class Validation(ByValue):
         }
 
 
-
 #: Days from 0001-01-01 (ordinal 1) to 1970-01-01: turns date ordinals into datetime64 values.
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 #: Names of at most this many other rows are spelt out in an overlap message.
