@@ -11,6 +11,9 @@ Writes:
   `tests/test_samples.py` expects of it is listed in `EXPECTED_PROBLEMS`.
 * ``templates/sessions.xlsx`` and ``templates/sessions.csv`` - what ``bulkschedule template``
   writes.
+* the generated tables in ``docs/spreadsheet-format.md`` (the columns, from the column spec) and
+  ``docs/validation-rules.md`` (the problem codes, from ``problems.CODES``), between their
+  ``<!-- begin: ... -->`` and ``<!-- end: ... -->`` markers.
 
 The IDs are the ones the sandbox catalogue knows, so the samples can be sent to the sandbox as-is.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from bulkschedule.app.results import (  # noqa: E402
     write_template,
     write_template_csv,
 )
+from bulkschedule.core.problems import CODES  # noqa: E402
 from bulkschedule.sheet import columns  # noqa: E402
 
 COURSE = "478346000019479103"
@@ -220,6 +225,60 @@ def errors_csv() -> str:
     return buf.getvalue()
 
 
+# ------------------------------------------------------------------------------ generated docs
+
+DOCS = ROOT / "docs"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def columns_table(spec: columns.Spec = columns.SPEC) -> str:
+    """The column table of docs/spreadsheet-format.md."""
+    lines = ["| column | required | what it is | example | also accepted headers |",
+             "|---|---|---|---|---|"]
+    for c in spec.columns:
+        aliases = ", ".join(f"`{a}`" for a in c.aliases) or "—"
+        lines.append(f"| `{c.name}` | {'**yes**' if c.required else 'no'} | "
+                     f"{_cell(c.description)} | `{c.example}` | {aliases} |")
+    return "\n".join(lines)
+
+
+def codes_table() -> str:
+    """The problem-code table of docs/validation-rules.md."""
+    lines = ["| code | meaning |", "|---|---|"]
+    lines += [f"| `{code}` | {_cell(meaning)} |" for code, meaning in CODES.items()]
+    return "\n".join(lines)
+
+
+#: doc file -> (marker name, table) for every generated table
+GENERATED: dict[str, tuple[str, str]] = {
+    "spreadsheet-format.md": ("columns table", columns_table()),
+    "validation-rules.md": ("codes table", codes_table()),
+}
+
+
+def with_table(text: str, marker: str, table: str) -> str:
+    """``text`` with the lines between ``<!-- begin: marker ... -->`` and ``<!-- end: marker -->``
+    replaced by ``table``."""
+    pattern = re.compile(rf"(<!-- begin: {re.escape(marker)}\b[^\n]*-->\n)(?:.*?\n)??"
+                         rf"(<!-- end: {re.escape(marker)} -->)", re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"no '{marker}' markers to fill")
+    return pattern.sub(lambda m: f"{m[1]}{table}\n{m[2]}", text, count=1)
+
+
+def write_docs() -> list[str]:
+    written = []
+    for name, (marker, table) in GENERATED.items():
+        path = DOCS / name
+        text = path.read_text(encoding="utf-8")
+        path.write_text(with_table(text, marker, table), encoding="utf-8")
+        written.append(f"docs/{name}")
+    return written
+
+
 def main() -> None:
     write_sessions_xlsx(HERE / "sessions.xlsx")
     (HERE / "sessions_with_errors.csv").write_bytes(errors_csv().encode("utf-8"))
@@ -227,8 +286,9 @@ def main() -> None:
     templates.mkdir(exist_ok=True)
     write_template(templates / "sessions.xlsx")
     write_template_csv(templates / "sessions.csv")
+    docs = write_docs()
     for path in ("sample_data/sessions.xlsx", "sample_data/sessions_with_errors.csv",
-                 "templates/sessions.xlsx", "templates/sessions.csv"):
+                 "templates/sessions.xlsx", "templates/sessions.csv", *docs):
         print(f"wrote {path}")
 
 

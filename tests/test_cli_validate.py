@@ -94,8 +94,8 @@ def test_json_is_one_object_and_nothing_else():
     data = json.loads(result.stdout)  # fails if anything else is on stdout
     assert set(data) == {"file", "rows", "valid", "errors", "warnings", "problems"}
     assert (data["rows"], data["valid"], data["errors"], data["warnings"]) == (21, 6, 15, 3)
-    assert set(data["problems"][0]) == {"row", "column", "value", "severity", "message"}
-    assert {"row": 8, "column": "date"}.items() <= next(
+    assert set(data["problems"][0]) == {"row", "column", "value", "severity", "message", "code"}
+    assert {"row": 8, "column": "date", "code": "date.impossible"}.items() <= next(
         p for p in data["problems"] if p["row"] == 8).items()
 
 
@@ -206,9 +206,9 @@ def test_report_needs_xlsx_name(tmp_path):
 
 def test_problem_table_cuts_long_values_and_wraps_messages():
     problems = [
-        error(None, "descripton", None, "Unknown column"),
-        warning(12345, "name", "x" * 200, "word " * 60),
-        error(7, "aVeryLongUnknownColumnHeaderName", "a\nb", "short"),
+        error(None, "descripton", None, "Unknown column", code="header.unknown"),
+        warning(12345, "name", "x" * 200, "word " * 60, code="date.in_past"),
+        error(7, "aVeryLongUnknownColumnHeaderName", "a\nb", "short", code="header.unknown"),
     ]
     lines = format_problems(problems, width=80)
     assert all(len(line) <= 80 for line in lines), lines

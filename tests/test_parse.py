@@ -41,8 +41,9 @@ def test_id_accepted(cell: object, expected: str) -> None:
 
 def test_id_number_too_big_for_a_double_is_refused() -> None:
     with pytest.raises(ParseError, match="Excel has already changed its last digits: format the "
-                       "column as Text and re-type the ID"):
+                       "column as Text and re-type the ID") as err:
         parse_id(478346000019479103.0)
+    assert err.value.code == "id.rounded_by_excel"
     with pytest.raises(ParseError, match="already changed its last digits"):
         parse_id(float(2**53))
 
@@ -53,15 +54,20 @@ def test_id_in_scientific_notation_explains_lost_digits(cell: str) -> None:
         parse_id(cell)
     assert "scientific notation" in err.value.message
     assert "format the column as Text" in err.value.message
+    assert err.value.code == "id.scientific"
 
 
 @pytest.mark.parametrize(
-    "cell", ["12a", "4783 4600", "-5", "478346000019479103.0", "１２３", 1.5, -3, True,
-             float("nan"), D],
+    ("cell", "code"),
+    [("12a", "id.not_digits"), ("4783 4600", "id.not_digits"), ("-5", "id.not_digits"),
+     ("478346000019479103.0", "id.not_digits"), ("１２３", "id.not_digits"),
+     (1.5, "id.not_whole"), (-3, "id.not_whole"), (True, "id.not_digits"),
+     (float("nan"), "id.not_digits"), (D, "id.cell_type")],
 )
-def test_id_rejects_non_digits(cell: object) -> None:
-    with pytest.raises(ParseError, match="not an ID"):
+def test_id_rejects_non_digits(cell: object, code: str) -> None:
+    with pytest.raises(ParseError, match="not an ID") as err:
         parse_id(cell)
+    assert err.value.code == code
 
 
 # -------------------------------------------------------------------------------------------- dates
@@ -87,27 +93,30 @@ def test_date_day_first_unless_month_first() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cell", "words"),
+    ("cell", "words", "code"),
     [
-        ("31-02-2027", "does not exist: February 2027 has 28 days"),
-        ("29-02-2027", "February 2027 has 28 days"),
-        ("31-04-2027", "April 2027 has 30 days"),
-        ("04-13-2027", "13 is not a month"),
-        ("04-01-27", "write the year with 4 digits"),
-        ("4-Jan-27", "write the year with 4 digits"),
-        ("4-Foo-2027", "'foo' is not a month name"),
-        ("46391", "plain number, not a date: format the cell as a date or type it as dd-mm-yyyy"),
-        (46391.0, "plain number, not a date: format the cell as a date or type it as dd-mm-yyyy"),
-        (46391, "plain number, not a date"),
-        ("next monday", "is not a date"),
-        (dt.time(10), "is a time, not a date"),
-        (True, "is not a date"),
+        ("31-02-2027", "does not exist: February 2027 has 28 days", "date.impossible"),
+        ("29-02-2027", "February 2027 has 28 days", "date.impossible"),
+        ("31-04-2027", "April 2027 has 30 days", "date.impossible"),
+        ("04-13-2027", "13 is not a month", "date.bad_month"),
+        ("04-01-27", "write the year with 4 digits", "date.year_digits"),
+        ("4-Jan-27", "write the year with 4 digits", "date.year_digits"),
+        ("4-Foo-2027", "'foo' is not a month name", "date.bad_month_name"),
+        ("46391", "plain number, not a date: format the cell as a date or type it as dd-mm-yyyy",
+         "date.plain_number"),
+        (46391.0, "plain number, not a date: format the cell as a date or type it as dd-mm-yyyy",
+         "date.plain_number"),
+        (46391, "plain number, not a date", "date.plain_number"),
+        ("next monday", "is not a date", "date.unreadable"),
+        (dt.time(10), "is a time, not a date", "date.is_time"),
+        (True, "is not a date", "date.unreadable"),
     ],
 )
-def test_date_errors(cell: object, words: str) -> None:
+def test_date_errors(cell: object, words: str, code: str) -> None:
     with pytest.raises(ParseError) as err:
         parse_date(cell)
     assert words in err.value.message
+    assert err.value.code == code
 
 
 def test_leap_day_exists_in_leap_years() -> None:
@@ -149,30 +158,32 @@ def test_time_accepted(cell: object, expected: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("cell", "words"),
+    ("cell", "words", "code"),
     [
-        ("25:00", "there is no hour 25"),
-        ("24:00", "there is no hour 24"),
-        ("13:00 PM", "mixes the 24-hour and 12-hour clocks: write 1:00 PM or 13:00"),
-        ("10:61", "minutes go from 00 to 59"),
-        ("10:30:75", "seconds go from 00 to 59"),
-        ("0:30 AM", "the 12-hour clock has no hour 0: write 12:30 AM or 00:30"),
-        ("10", "has no minutes or AM/PM"),
-        ("ten o'clock", "is not a time"),
-        ("", "is not a time"),
-        (1.5, "is a number, not a time of day"),
-        (-0.1, "is a number, not a time of day"),
-        (0.99999, "rounds to midnight"),
-        (dt.time(23, 59, 45), "rounds to midnight"),
-        (dt.timedelta(hours=25), "is a duration, not a time of day"),
-        (D, "is a date, not a time"),
-        (False, "is not a time"),
+        ("25:00", "there is no hour 25", "time.bad_hour"),
+        ("24:00", "there is no hour 24", "time.bad_hour"),
+        ("13:00 PM", "mixes the 24-hour and 12-hour clocks: write 1:00 PM or 13:00",
+         "time.mixed_clock"),
+        ("10:61", "minutes go from 00 to 59", "time.bad_minutes"),
+        ("10:30:75", "seconds go from 00 to 59", "time.bad_seconds"),
+        ("0:30 AM", "the 12-hour clock has no hour 0: write 12:30 AM or 00:30", "time.hour_zero"),
+        ("10", "has no minutes or AM/PM", "time.bare_hour"),
+        ("ten o'clock", "is not a time", "time.unreadable"),
+        ("", "is not a time", "time.unreadable"),
+        (1.5, "is a number, not a time of day", "time.plain_number"),
+        (-0.1, "is a number, not a time of day", "time.plain_number"),
+        (0.99999, "rounds to midnight", "time.midnight_end"),
+        (dt.time(23, 59, 45), "rounds to midnight", "time.midnight_end"),
+        (dt.timedelta(hours=25), "is a duration, not a time of day", "time.duration"),
+        (D, "is a date, not a time", "time.is_date"),
+        (False, "is not a time", "time.unreadable"),
     ],
 )
-def test_time_errors(cell: object, words: str) -> None:
+def test_time_errors(cell: object, words: str, code: str) -> None:
     with pytest.raises(ParseError) as err:
         parse_time(cell)
     assert words in err.value.message
+    assert err.value.code == code
 
 
 # --------------------------------------------------------------------------------------------- type
@@ -193,6 +204,7 @@ def test_type_errors_list_the_accepted_values(cell: object) -> None:
     with pytest.raises(ParseError) as err:
         parse_type(cell)
     assert "Classroom or E-learning (or 0 for Classroom, 1 for E-learning)" in err.value.message
+    assert err.value.code == "type.unknown"
 
 
 # ---------------------------------------------------------------------------------- text, display

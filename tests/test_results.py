@@ -46,11 +46,13 @@ def _validation(*, rows=None, problems=(), error_rows=None, fatal=False, headers
 
 def _problems():
     return [
-        warning(None, "descripton", "descripton", "unknown column; did you mean description?"),
-        error(5, "date", "31-02-2027", "'31-02-2027' does not exist"),
-        error(5, "startTime", "25:00", "'25:00' is not a time"),
-        warning(3, "date", "05-01-2027", "the date is in the past"),
-        error(6, "courseId", "4.78346000019479e+17", "=stored as a number"),
+        warning(None, "descripton", "descripton", "unknown column; did you mean description?",
+                code="header.unknown"),
+        error(5, "date", "31-02-2027", "'31-02-2027' does not exist", code="date.impossible"),
+        error(5, "startTime", "25:00", "'25:00' is not a time", code="time.bad_hour"),
+        warning(3, "date", "05-01-2027", "the date is in the past", code="date.in_past"),
+        error(6, "courseId", "4.78346000019479e+17", "=stored as a number",
+              code="id.rounded_by_excel"),
     ]
 
 
@@ -153,7 +155,8 @@ def test_no_formulas_anywhere(tmp_path):
 
 def test_results_fatal_sheet_marks_rows_invalid(tmp_path):
     out = tmp_path / "results.xlsx"
-    problems = [error(None, "trainerErecno", None, "the required column trainerErecno is missing")]
+    problems = [error(None, "trainerErecno", None, "the required column trainerErecno is missing",
+                      code="column.missing")]
     results.write_results(out, _validation(problems=problems, fatal=True), {}, {})
     ws = openpyxl.load_workbook(out)["Results"]
     header = [c.value for c in ws[1]]
@@ -282,17 +285,21 @@ def test_report_marks_problem_cells(tmp_path):
 
 def test_report_lists_sheet_level_problems(tmp_path):
     out = tmp_path / "report.xlsx"
-    problems = [error(None, "trainerErecno", None, "the required column is missing")]
+    problems = [error(None, "trainerErecno", None, "the required column is missing",
+                      code="column.missing")]
     results.write_report(out, _validation(problems=problems, fatal=True))
     wb = openpyxl.load_workbook(out)
     assert not any(c.comment for row in wb["Sessions"].iter_rows() for c in row)
     rows = _sheet_rows(wb["Problems"])
-    assert rows[1] == [None, "trainerErecno", None, "error", "the required column is missing"]
+    assert rows[0] == ["row", "column", "value", "severity", "message", "code"]
+    assert rows[1] == [None, "trainerErecno", None, "error", "the required column is missing",
+                       "column.missing"]
 
 
 def test_report_error_wins_over_warning_in_one_cell(tmp_path):
     out = tmp_path / "report.xlsx"
-    problems = [warning(2, "name", "x", "looks odd"), error(2, "name", "x", "is wrong")]
+    problems = [warning(2, "name", "x", "looks odd", code="check.internal"),
+                error(2, "name", "x", "is wrong", code="check.internal")]
     results.write_report(out, _validation(problems=problems))
     cell = openpyxl.load_workbook(out)["Sessions"]["A2"]
     assert cell.fill.start_color.rgb.endswith(results.ERROR_FILL)

@@ -10,6 +10,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from bulkschedule.sheet import columns
 from bulkschedule.sheet.reader import read_table
 from bulkschedule.sheet.schema import validate
 
@@ -104,3 +105,22 @@ def test_term_sample_is_what_the_script_writes(tmp_path):
     assert content(fresh) == content(SAMPLES / "sessions.xlsx"), (
         "sample_data/sessions.xlsx is stale: run python sample_data/make_samples.py"
     )
+
+
+@pytest.mark.parametrize("name", sorted(ms.GENERATED))
+def test_generated_doc_tables_are_current(name):
+    """The columns table (from the spec) and the codes table (from CODES) in the docs."""
+    marker, table = ms.GENERATED[name]
+    text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+    assert table in text
+    assert ms.with_table(text, marker, table) == text, (
+        f"docs/{name} is stale: run python sample_data/make_samples.py"
+    )
+
+
+def test_columns_table_follows_the_spec():
+    spec = columns.derive((*columns.COLUMNS, columns.Column(
+        "venueNote", "text", False, "A note | with a bar.", "Side entrance", (), "venueNote")))
+    table = ms.columns_table(spec).splitlines()
+    assert len(table) == 2 + len(spec.columns)
+    assert table[-1] == "| `venueNote` | no | A note \\| with a bar. | `Side entrance` | — |"

@@ -49,6 +49,10 @@ def messages(v: Validation) -> list[tuple[int | None, str | None, str, str]]:
     return [(p.row, p.column, p.severity, p.message) for p in v.problems]
 
 
+def codes(v: Validation) -> list[str]:
+    return [p.code for p in v.problems]
+
+
 # ------------------------------------------------------------------------------------ valid rows
 
 
@@ -108,6 +112,7 @@ def test_unknown_and_duplicate_headers_are_warnings() -> None:
         (None, "trainerErecn", "warning",
          "Unknown column 'trainerErecn' is ignored. Did you mean 'trainerErecno'?"),
     ]
+    assert codes(v) == ["header.unknown", "header.duplicate", "header.unknown"]
     assert v.sessions[0].name == "A"
 
 
@@ -122,7 +127,7 @@ def test_missing_required_column_is_fatal_but_rows_are_still_checked() -> None:
     assert v.error_rows == {2, 3}
     assert at(v, None) == [Problem(None, "endTime", None, "error",
                                    "The required column 'endTime' is missing: add a column "
-                                   "headed 'endTime'")]
+                                   "headed 'endTime'", "column.missing")]
     assert [p.column for p in at(v, 3)] == ["trainerErecno"]
 
 
@@ -132,6 +137,7 @@ def test_missing_path_column_names_the_option() -> None:
     assert v.fatal
     assert at(v, None)[0].message == ("The required column 'batchId' is missing: add a column "
                                       "headed 'batchId' or give the ID once with --batch")
+    assert codes(v) == ["column.missing"]
 
 
 def test_path_arguments_fill_blanks_and_cells_win() -> None:
@@ -151,6 +157,7 @@ def test_bad_path_argument_without_a_column_is_reported_once() -> None:
     assert messages(v) == [(None, "moduleId", "error", "--module: 'abc' is not an ID: IDs are "
                             "digits only (no spaces, letters or punctuation), such as "
                             "478346000019479103")]
+    assert codes(v) == ["option.not_an_id"]
 
 
 def test_path_argument_without_a_column() -> None:
@@ -175,9 +182,11 @@ def test_bad_path_argument_is_a_fatal_file_level_error() -> None:
 def test_parse_failures_are_located_on_the_sheet() -> None:
     rows = [row(), row(trainer="4.78346E+17", date="31-02-2027", start="25:00", type="Webinar")]
     v = validate(table(rows, numbers=[2, 9]), today=TODAY)
-    assert {(p.row, p.column, p.value) for p in v.problems} == {
-        (9, "trainerErecno", "4.78346E+17"), (9, "type", "Webinar"),
-        (9, "date", "31-02-2027"), (9, "startTime", "25:00")}
+    assert {(p.row, p.column, p.value, p.code) for p in v.problems} == {
+        (9, "trainerErecno", "4.78346E+17", "id.scientific"),
+        (9, "type", "Webinar", "type.unknown"),
+        (9, "date", "31-02-2027", "date.impossible"),
+        (9, "startTime", "25:00", "time.bad_hour")}
     assert all(p.is_error for p in v.problems)
     assert v.error_rows == {9}
     assert [s.row for s in v.sessions] == [2]
@@ -197,6 +206,7 @@ def test_blank_required_cell_is_required_error_once() -> None:
         (2, "trainerErecno", "error",
          "trainerErecno is required: enter the trainer's erecno (18 digits)"),
     ]
+    assert codes(v) == ["cell.required"] * 3
 
 
 def test_a_cell_that_failed_parsing_is_not_also_reported_missing() -> None:
@@ -227,6 +237,7 @@ def test_end_must_be_after_start(start: str, end: str) -> None:
     assert messages(v) == [(2, "endTime", "error",
                             f"The end time {shown_end} is not after the start time {shown_start}:"
                             " a session must end after it starts")]
+    assert codes(v) == ["time.end_before_start"]
     assert v.sessions == []
 
 
@@ -241,6 +252,7 @@ def test_lock_after_session_date_is_a_warning() -> None:
     assert messages(v) == [(2, "lockUntil", "warning",
                             "lockUntil 05-01-2027 is after the session date 04-01-2027: it "
                             "should be on or before the session date")]
+    assert codes(v) == ["lock.after_date"]
     assert len(v.sessions) == 2
 
 
@@ -248,6 +260,7 @@ def test_past_date_is_a_warning_relative_to_today() -> None:
     v = check([row(date="31-05-2026"), row("B", date="01-06-2026")])
     assert messages(v) == [(2, "date", "warning", "The date 31-05-2026 is in the past (today is "
                                                   "01-06-2026): check it is the date you mean")]
+    assert codes(v) == ["date.in_past"]
     assert len(v.sessions) == 2 and v.warnings == 1 and v.errors == 0
 
 
@@ -266,6 +279,7 @@ def test_exact_duplicate_session_errors_on_the_later_row_only() -> None:
     v = check([row("A"), row("B", trainer=T2), row("A", end="12:00", trainer=T2)])
     assert messages(v) == [(4, "name", "error", "Same session as row 2 (same module, name, date "
                                                 "and start time): delete one of them")]
+    assert codes(v) == ["row.duplicate"]
     assert [s.row for s in v.sessions] == [2, 3]
 
 
@@ -279,6 +293,7 @@ def test_duplicate_key() -> None:
                                                                     start="1 PM", end="2 PM")])
     assert messages(v) == [(3, "key", "error",
                             "The key is also used in row 2: each row's key must be unique")]
+    assert codes(v) == ["key.duplicate"]
 
 
 def test_trainer_double_booked_errors_on_both_rows() -> None:
@@ -287,6 +302,7 @@ def test_trainer_double_booked_errors_on_both_rows() -> None:
         (2, "trainerErecno", "error", f"Trainer {T1} is also booked 10:30 AM–11:30 AM in row 3"),
         (3, "trainerErecno", "error", f"Trainer {T1} is also booked 10:00 AM–11:00 AM in row 2"),
     ]
+    assert codes(v) == ["trainer.double_booked"] * 2
     assert v.sessions == []
 
 
@@ -304,6 +320,7 @@ def test_room_double_booked() -> None:
         (2, "roomId", "error", f"Room {room} is also booked 09:00 AM–10:30 AM in row 3"),
         (3, "roomId", "error", f"Room {room} is also booked 10:00 AM–11:00 AM in row 2"),
     ]
+    assert codes(v) == ["room.double_booked"] * 2
 
 
 def test_many_overlaps_name_three_rows_then_count() -> None:
@@ -405,9 +422,10 @@ def test_pandera_schema_itself_enforces_the_row_rules() -> None:
     import pandas as pd
     import pandera.pandas as pa
 
+    from bulkschedule.sheet.columns import SPEC
     from bulkschedule.sheet.schema import _schemas
 
-    errors, _ = _schemas(TODAY)
+    errors, _ = _schemas(TODAY, SPEC)
     frame = pd.DataFrame(
         {"trainerErecno": pd.array(["1", "x1", None], dtype="str"),
          "type": pd.array(["0", "2", "1"], dtype="str"),

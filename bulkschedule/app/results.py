@@ -16,7 +16,12 @@ Excel and may pass them on:
 * **Writes are atomic.** We write a temporary file next to the target and ``os.replace`` it, so an
   interrupted run never leaves a half-written workbook where the previous good one was.
 
-openpyxl is imported inside the functions: the CLI must answer ``--help`` without loading it.
+Which columns there are, in what order, with what formats and notes, comes from the column spec
+(`bulkschedule.sheet.columns`): the validation's spec for the results workbook and the report, the
+``spec`` argument (today's by default) for the template.
+
+openpyxl is imported lazily, inside the functions that use it (each such import is marked "lazy:
+heavy"): the CLI must answer ``--help`` without loading it.
 """
 
 from __future__ import annotations
@@ -27,20 +32,20 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from bulkschedule.core.files import atomic_write
 from bulkschedule.core.problems import Outcome, Problem, Status
-from bulkschedule.sheet import columns as colspec
+from bulkschedule.sheet.columns import SPEC, Column, Spec
+from bulkschedule.sheet.schema import Validation
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl import Workbook
     from openpyxl.cell.cell import Cell as XlCell
+    from openpyxl.styles import PatternFill
     from openpyxl.worksheet.worksheet import Worksheet
-
-    from bulkschedule.sheet.schema import Validation
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -54,6 +59,9 @@ __all__ = [
 
 #: Columns the results sheet adds after the input columns. A contract: scripts read these names.
 RESULT_COLUMNS: tuple[str, ...] = ("status", "sessionId", "message", "attempts")
+
+#: Columns of the Problems sheet (both workbooks); the annotated report adds ``code``.
+PROBLEM_COLUMNS: tuple[str, ...] = ("row", "column", "value", "severity", "message")
 
 #: Fill colour (RGB hex) of the status cell, by status: green done, blue dry run, amber look at it,
 #: red act on it, grey not reached.
@@ -144,14 +152,19 @@ def _display_width(value: object) -> int:
     return max((len(line) for line in text.splitlines()), default=0)
 
 
-def _fill(rgb: str) -> Any:
-    from openpyxl.styles import PatternFill
+def _cell(ws: Worksheet, row: int, column: int) -> XlCell:
+    """``ws.cell``, typed as the plain cell it always is here: nothing we write is merged."""
+    return cast("XlCell", ws.cell(row=row, column=column))
+
+
+def _fill(rgb: str) -> PatternFill:
+    from openpyxl.styles import PatternFill  # lazy: heavy
 
     return PatternFill(fill_type="solid", start_color=rgb, end_color=rgb)
 
 
 def _style_header(ws: Worksheet, n_columns: int) -> None:
-    from openpyxl.styles import Font
+    from openpyxl.styles import Font  # lazy: heavy
 
     bold = Font(bold=True)
     for col in range(1, n_columns + 1):
@@ -163,7 +176,7 @@ def _style_header(ws: Worksheet, n_columns: int) -> None:
 
 def _autofit(ws: Worksheet, widths: Mapping[int, int], *, cap: int = 50) -> None:
     """Set each column wide enough for its longest value, between 6 and ``cap`` characters."""
-    from openpyxl.utils import get_column_letter
+    from openpyxl.utils import get_column_letter  # lazy: heavy
 
     for col, width in widths.items():
         ws.column_dimensions[get_column_letter(col)].width = max(6, min(cap, width + 2))
@@ -171,22 +184,22 @@ def _autofit(ws: Worksheet, widths: Mapping[int, int], *, cap: int = 50) -> None
 
 def _write_table(
     ws: Worksheet,
-    header: list[str],
-    rows: Iterable[list[object]],
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
     *,
     caps: Mapping[str, int] | None = None,
 ) -> None:
     """A plain table: header row (bold, frozen, filtered) then rows, with fitted widths."""
-    from openpyxl.utils import get_column_letter
+    from openpyxl.utils import get_column_letter  # lazy: heavy
 
     widths: dict[int, int] = {}
     for c, name in enumerate(header, start=1):
-        set_cell(ws.cell(row=1, column=c), name)
+        set_cell(_cell(ws, 1, c), name)
         widths[c] = len(name)
     n_rows = 0
     for n_rows, values in enumerate(rows, start=1):
         for c, value in enumerate(values, start=1):
-            set_cell(ws.cell(row=n_rows + 1, column=c), value)
+            set_cell(_cell(ws, n_rows + 1, c), value)
             widths[c] = max(widths.get(c, 0), _display_width(value))
     _style_header(ws, len(header))
     ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{n_rows + 1}"
@@ -202,13 +215,19 @@ def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
     atomic_write(path, wb.save)
 
 
-def _new_workbook() -> Workbook:
-    from openpyxl import Workbook
+def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
+    """A workbook whose one sheet is called ``title``, and that sheet."""
+    from openpyxl import Workbook  # lazy: heavy
+    from openpyxl.worksheet.worksheet import Worksheet  # lazy: heavy
 
     wb = Workbook()
     wb.properties.creator = "bulkschedule"
     wb.properties.created = _FIXED_CREATED
-    return wb
+    ws = wb.active
+    if not isinstance(ws, Worksheet):  # a new Workbook always starts with one worksheet
+        raise TypeError(f"unexpected first sheet {ws!r}")
+    ws.title = title
+    return wb, ws
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,10 +242,12 @@ def _input_columns(validation: Validation) -> list[tuple[int, str]]:
     one of our own result columns gets " (input)" appended so that scripts reading the
     ``status`` column always read ours.
     """
+    from openpyxl.utils import get_column_letter  # lazy: heavy
+
     table = validation.table
     hm = validation.headers
     out: list[tuple[int, str]] = [
-        (hm.index[name], name) for name in colspec.NAMES if name in hm.index
+        (hm.index[name], name) for name in validation.spec.names if name in hm.index
     ]
     out += [(i, header) for i, header, _ in hm.unknown]
     out += [(i, header) for i, header, _ in hm.duplicate]
@@ -235,8 +256,6 @@ def _input_columns(validation: Validation) -> list[tuple[int, str]]:
         if i in used or (header or "").strip():
             continue
         if any(i < len(row) and row[i] not in (None, "") for row in table.rows):
-            from openpyxl.utils import get_column_letter
-
             out.append((i, f"(column {get_column_letter(i + 1)})"))
     reserved = {"row", *RESULT_COLUMNS}
     seen: set[str] = set()
@@ -252,8 +271,8 @@ def _input_columns(validation: Validation) -> list[tuple[int, str]]:
     return named
 
 
-def _is_id_column(header: str) -> bool:
-    col = colspec.BY_NAME.get(header)
+def _is_id_column(header: str, spec: Spec) -> bool:
+    col = spec.by_name.get(header)
     return col is not None and col.kind == "id"
 
 
@@ -301,10 +320,9 @@ def write_results(
     ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
     ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
     """
-    wb = _new_workbook()
-    ws = wb.active
-    ws.title = "Results"
+    from openpyxl.utils import get_column_letter  # lazy: heavy
 
+    wb, ws = _new_workbook("Results")
     table = validation.table
     inputs = _input_columns(validation)
     header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
@@ -314,8 +332,10 @@ def write_results(
             errors.setdefault(p.row, []).append(_problem_text(p))
 
     for c, name in enumerate(header, start=1):
-        set_cell(ws.cell(row=1, column=c), name)
+        set_cell(_cell(ws, 1, c), name)
     status_col = 2 + len(inputs)
+    text_columns = {c for c, name in enumerate(header, start=1)
+                    if _is_id_column(name, validation.spec) or name == "sessionId"}
     widths: dict[int, int] = {c: len(h) for c, h in enumerate(header, start=1)}
     counts: Counter[str] = Counter()
     for r, (row_number, values) in enumerate(zip(table.row_numbers, table.rows, strict=True), 2):
@@ -327,15 +347,11 @@ def write_results(
         line += [values[i] if i < len(values) else None for i, _ in inputs]
         line += [status, session_id, message or None, attempts]
         for c, value in enumerate(line, start=1):
-            name = header[c - 1]
-            set_cell(ws.cell(row=r, column=c), value,
-                     text_format=_is_id_column(name) or name == "sessionId")
+            set_cell(_cell(ws, r, c), value, text_format=c in text_columns)
             widths[c] = max(widths[c], _display_width(value))
         colour = STATUS_COLOURS.get(status)
         if colour:
             ws.cell(row=r, column=status_col).fill = _fill(colour)
-
-    from openpyxl.utils import get_column_letter
 
     _style_header(ws, len(header))
     ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(table.rows) + 1)}"
@@ -372,10 +388,12 @@ def _write_summary(ws: Worksheet, summary: Mapping[str, object], counts: Counter
     ws.auto_filter.ref = None  # a key/value list; a filter only gets in the way
 
 
-def _write_problems(ws: Worksheet, problems: Iterable[Problem]) -> None:
-    rows = [[p.row, p.column, p.value, p.severity, p.message] for p in problems]
-    _write_table(ws, ["row", "column", "value", "severity", "message"], rows,
-                 caps={"value": 40, "message": 100})
+def _write_problems(ws: Worksheet, problems: Iterable[Problem], *, codes: bool = False) -> None:
+    """The Problems sheet: `PROBLEM_COLUMNS`, then each problem's ``code`` when ``codes``."""
+    header = [*PROBLEM_COLUMNS, "code"] if codes else list(PROBLEM_COLUMNS)
+    rows = [[p.row, p.column, p.value, p.severity, p.message, p.code][: len(header)]
+            for p in problems]
+    _write_table(ws, header, rows, caps={"value": 40, "message": 100})
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,22 +424,21 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
     its messages as a comment. Problems about the whole sheet, or about a column the sheet does
     not have, can only be listed: the ``Problems`` sheet lists every problem.
     """
-    from openpyxl.comments import Comment
+    from openpyxl.comments import Comment  # lazy: heavy
 
-    wb = _new_workbook()
-    ws = wb.active
-    ws.title = _safe_sheet_title(validation.table.sheet or "Sheet")
+    wb, ws = _new_workbook(_safe_sheet_title(validation.table.sheet or "Sheet"))
     table = validation.table
     hm = validation.headers
+    spec = validation.spec
 
     widths: dict[int, int] = {}
     for c, header in enumerate(table.headers, start=1):
-        set_cell(ws.cell(row=1, column=c), header)
+        set_cell(_cell(ws, 1, c), header)
         widths[c] = len(header or "")
-    id_columns = {hm.index[n] for n in colspec.NAMES if n in hm.index and _is_id_column(n)}
+    id_columns = {hm.index[n] for n in spec.names if n in hm.index and _is_id_column(n, spec)}
     for row_number, values in zip(table.row_numbers, table.rows, strict=True):
         for i, value in enumerate(values):
-            set_cell(ws.cell(row=row_number, column=i + 1), value,
+            set_cell(_cell(ws, row_number, i + 1), value,
                      text_format=i in id_columns and isinstance(value, str))
             widths[i + 1] = max(widths.get(i + 1, 0), _display_width(value))
 
@@ -449,7 +466,7 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
 
     _style_header(ws, max(1, len(table.headers)))
     _autofit(ws, widths)
-    _write_problems(wb.create_sheet("Problems"), validation.problems)
+    _write_problems(wb.create_sheet("Problems"), validation.problems, codes=True)
     _save_atomic(wb, path)
 
 
@@ -463,50 +480,69 @@ def _safe_sheet_title(name: str) -> str:
 # template
 
 
-def _instructions_rows() -> list[list[object]]:
-    rows: list[list[object]] = []
-    for c in colspec.COLUMNS:
-        rows.append([c.name, "required" if c.required else "optional", c.description, c.example])
-    return rows
+def _instructions_rows(spec: Spec) -> list[list[object]]:
+    """One line per column: name, required or optional, what it is, an example."""
+    return [[c.name, "required" if c.required else "optional", c.description, c.example]
+            for c in spec.columns]
 
 
-_RULES: tuple[str, ...] = (
-    "One session per row. Row 1 holds the column names; headers match ignoring case, spaces, "
-    "underscores and hyphens (\"Course ID\" is courseId).",
-    "IDs are 18 digits. Keep ID columns formatted as Text: Excel keeps only 15 digits of a "
-    "number, so an ID typed into a General cell is silently changed (4.78346E+17).",
-    "courseId, batchId and moduleId may be left out of the sheet and given once on the command "
-    "line (--course, --batch, --module).",
-    "Dates are day first (04-01-2027 is 4 January 2027); real date cells, 2027-01-04 and "
-    "4-Jan-2027 also work. Use --month-first for month-first text dates.",
-    "Times: time cells, or text such as 10:00 AM or 14:30. The end time must be after the start.",
-    "type is Classroom or E-learning (or 0 / 1).",
-    "lockUntil, when given, must be on or before the session date.",
-    "A date in the past is a warning. The same session twice, a trainer or room booked twice at "
-    "the same time, and a key used twice are reported.",
-    "Check the sheet first: bulkschedule validate sessions.xlsx (add --report checked.xlsx for "
-    "a copy with every problem marked).",
-)
+def _rules(spec: Spec) -> tuple[str, ...]:
+    """The numbered rules under the column list on the Instructions sheet."""
+    path = [spec.by_name[name] for name in spec.path_columns]
+    path_names = ", ".join(c.name for c in path[:-1]) + f" and {path[-1].name}"
+    options = ", ".join(c.option or "" for c in path)
+    return (
+        "One session per row. Row 1 holds the column names; headers match ignoring case, spaces, "
+        "underscores and hyphens (\"Course ID\" is courseId).",
+        "IDs are 18 digits. Keep ID columns formatted as Text: Excel keeps only 15 digits of a "
+        "number, so an ID typed into a General cell is silently changed (4.78346E+17).",
+        f"{path_names} may be left out of the sheet and given once on the command "
+        f"line ({options}).",
+        "Dates are day first (04-01-2027 is 4 January 2027); real date cells, 2027-01-04 and "
+        "4-Jan-2027 also work. Use --month-first for month-first text dates.",
+        "Times: time cells, or text such as 10:00 AM or 14:30. The end time must be after the "
+        "start.",
+        "type is Classroom or E-learning (or 0 / 1).",
+        "lockUntil, when given, must be on or before the session date.",
+        "A date in the past is a warning. The same session twice, a trainer or room booked twice "
+        "at the same time, and a key used twice are reported.",
+        "Check the sheet first: bulkschedule validate sessions.xlsx (add --report checked.xlsx "
+        "for a copy with every problem marked).",
+    )
 
 
-def template_workbook() -> Workbook:
+#: The number format of a template column, by kind (text and type columns stay General).
+_KIND_FORMATS: Mapping[str, str] = {"id": TEXT_FORMAT, "date": DATE_FORMAT, "time": TIME_FORMAT}
+#: The width of a template column, by kind.
+_KIND_WIDTHS: Mapping[str, int] = {"id": 21, "date": 12, "time": 11, "type": 12}
+
+
+def _template_format(col: Column) -> str | None:
+    if col.name == "key":
+        return TEXT_FORMAT  # keys like 0012 must not lose their zeros
+    return _KIND_FORMATS.get(col.kind)
+
+
+def _template_width(col: Column) -> int:
+    return 36 if col.name == "name" else _KIND_WIDTHS.get(col.kind, 24)
+
+
+def template_workbook(spec: Spec = SPEC) -> Workbook:
     """The template as an openpyxl Workbook (also the base of the shipped sample sheet).
 
-    Built only from `columns.COLUMNS`, with a fixed creation date, so the same code always
+    Built only from the column spec, with a fixed creation date, so the same code always
     produces the same workbook content.
     """
-    from openpyxl.comments import Comment
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
+    from openpyxl.comments import Comment  # lazy: heavy
+    from openpyxl.styles import Font  # lazy: heavy
+    from openpyxl.utils import get_column_letter  # lazy: heavy
+    from openpyxl.worksheet.datavalidation import DataValidation  # lazy: heavy
 
-    wb = _new_workbook()
-    ws = wb.active
-    ws.title = "Sessions"
+    wb, ws = _new_workbook("Sessions")
     bold = Font(bold=True)
     last = TEMPLATE_ROWS + 1
-    for c, col in enumerate(colspec.COLUMNS, start=1):
-        cell = ws.cell(row=1, column=c)
+    for c, col in enumerate(spec.columns, start=1):
+        cell = _cell(ws, 1, c)
         set_cell(cell, col.name)
         cell.font = bold
         cell.fill = _fill(REQUIRED_FILL if col.required else HEADER_FILL)
@@ -515,17 +551,12 @@ def template_workbook() -> Workbook:
         comment.width = 320
         comment.height = 140
         cell.comment = comment
-        fmt = {"id": TEXT_FORMAT, "date": DATE_FORMAT, "time": TIME_FORMAT}.get(col.kind)
-        if col.kind == "text" and col.name == "key":
-            fmt = TEXT_FORMAT  # keys like 0012 must not lose their zeros
+        fmt = _template_format(col)
         letter = get_column_letter(c)
         if fmt:
             for r in range(2, last + 1):
                 ws.cell(row=r, column=c).number_format = fmt
-        width = {"id": 21, "date": 12, "time": 11, "type": 12}.get(col.kind, 24)
-        if col.name == "name":
-            width = 36
-        ws.column_dimensions[letter].width = width
+        ws.column_dimensions[letter].width = _template_width(col)
         if col.kind == "type":
             dv = DataValidation(type="list", formula1='"' + ",".join(TYPE_CHOICES) + '"',
                                 allow_blank=True, showErrorMessage=True, showInputMessage=True)
@@ -538,32 +569,33 @@ def template_workbook() -> Workbook:
     ws.freeze_panes = "A2"
 
     info = wb.create_sheet("Instructions")
-    _write_table(info, ["column", "required", "description", "example"], _instructions_rows(),
-                 caps={"description": 90})
+    _write_table(info, ["column", "required", "description", "example"],
+                 _instructions_rows(spec), caps={"description": 90})
     info.auto_filter.ref = None
-    for r in range(2, len(colspec.COLUMNS) + 2):
+    for r in range(2, len(spec.columns) + 2):
         info.cell(row=r, column=4).number_format = TEXT_FORMAT
-    start = len(colspec.COLUMNS) + 3
-    set_cell(info.cell(row=start, column=1), "Rules")
+    start = len(spec.columns) + 3
+    set_cell(_cell(info, start, 1), "Rules")
     info.cell(row=start, column=1).font = bold
-    for i, rule in enumerate(_RULES, start=1):
-        set_cell(info.cell(row=start + i, column=1), i)
-        set_cell(info.cell(row=start + i, column=3), rule)
+    for i, rule in enumerate(_rules(spec), start=1):
+        set_cell(_cell(info, start + i, 1), i)
+        set_cell(_cell(info, start + i, 3), rule)
     return wb
 
 
-def write_template(path: str | os.PathLike[str]) -> None:
+def write_template(path: str | os.PathLike[str], spec: Spec = SPEC) -> None:
     """Write the sheet admins fill in (see `template_workbook`)."""
-    _save_atomic(template_workbook(), path)
+    _save_atomic(template_workbook(spec), path)
 
 
-def template_csv() -> str:
+def template_csv(spec: Spec = SPEC) -> str:
     """The CSV template: one header row of canonical names, CRLF-terminated (RFC 4180)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(colspec.NAMES)
+    csv.writer(buf, lineterminator="\r\n").writerow(spec.names)
     return buf.getvalue()
 
 
-def write_template_csv(path: str | os.PathLike[str]) -> None:
+def write_template_csv(path: str | os.PathLike[str], spec: Spec = SPEC) -> None:
     """Write the CSV template atomically, as UTF-8 without a byte-order mark."""
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(template_csv().encode("utf-8")))
+    data = template_csv(spec).encode("utf-8")
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))

@@ -3,6 +3,10 @@
 Validation finds `Problem`s, sending produces `Outcome`s; every report (console table, ``--json``,
 annotated sheet, results workbook, web page) is a rendering of these lists, so the stages never
 invent report formats of their own.
+
+Every problem carries a stable ``code`` from `CODES` (``date.impossible``): scripts, tests and the
+upload page match on it, never on the message, which is prose for people and may be reworded.
+docs/validation-rules.md lists every code; tests/test_problem_codes.py keeps the two in step.
 """
 
 from __future__ import annotations
@@ -16,13 +20,68 @@ ERROR: Severity = "error"
 WARNING: Severity = "warning"
 
 
+#: Every problem code, with what it means. A code is ``area.what``, lower case; once released it
+#: never changes meaning (add a new one instead).
+CODES: dict[str, str] = {
+    # the file's columns
+    "column.missing": "A required column is missing, so no row of the sheet can be sent.",
+    "header.unknown": "A header matches no column; the column is ignored.",
+    "header.duplicate": "A second header means the same column; only the first is read.",
+    "option.not_an_id": "The value of --course, --batch or --module is not an ID.",
+    # any cell
+    "cell.required": "A required cell is blank.",
+    # IDs
+    "id.not_digits": "An ID holds something other than digits.",
+    "id.not_whole": "An ID cell holds a negative or fractional number.",
+    "id.rounded_by_excel": "An ID was stored as a number too large to be exact: Excel has "
+                           "already changed its last digits.",
+    "id.scientific": "An ID was written in scientific notation (4.78346E+17): its last digits "
+                     "are lost.",
+    "id.cell_type": "An ID cell holds a date, a time or another value that is not text or a "
+                    "number.",
+    # session type
+    "type.unknown": "The session type is not Classroom or E-learning (0 or 1).",
+    # dates
+    "date.impossible": "The date does not exist (31-02-2027).",
+    "date.bad_month": "The month is not 1 to 12 in the order the date is read.",
+    "date.bad_month_name": "A word in the date is not a month name.",
+    "date.year_digits": "The year does not have 4 digits (04-01-27).",
+    "date.plain_number": "A plain number where a date belongs.",
+    "date.is_time": "A time or duration where a date belongs.",
+    "date.unreadable": "The cell cannot be read as a date.",
+    "date.in_past": "The session date is before today.",
+    "lock.after_date": "lockUntil is after the session date.",
+    # times
+    "time.mixed_clock": "A time mixes the 24-hour and 12-hour clocks (13:00 PM).",
+    "time.hour_zero": "Hour 0 with AM or PM (0:30 AM).",
+    "time.bad_hour": "The hour does not exist (25:00).",
+    "time.bad_minutes": "The minutes are not 00 to 59.",
+    "time.bad_seconds": "The seconds are not 00 to 59.",
+    "time.bare_hour": "An hour without minutes or AM/PM (10).",
+    "time.midnight_end": "The time rounds to midnight at the end of the day (24:00).",
+    "time.duration": "A duration of a day or more, or a negative one, where a time belongs.",
+    "time.plain_number": "A number of 1 or more where a time belongs.",
+    "time.is_date": "A date where a time belongs.",
+    "time.unreadable": "The cell cannot be read as a time.",
+    "time.end_before_start": "The end time is not after the start time.",
+    # across rows
+    "row.duplicate": "The same session (module, name, date and start time) as an earlier row.",
+    "key.duplicate": "The same key as an earlier row.",
+    "trainer.double_booked": "The trainer is booked for overlapping times on the same date.",
+    "room.double_booked": "The room is booked for overlapping times on the same date.",
+    # should not happen
+    "check.internal": "A check of the validator itself failed (please report it).",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong with the input, located where the admin will look for it.
 
     ``row`` is the spreadsheet row the admin sees (header is row 1, first data row is 2) or
     ``None`` for a file-level problem; ``column`` is the canonical column name (or the header as
-    typed when it is unknown); ``value`` is the offending cell as text.
+    typed when it is unknown); ``value`` is the offending cell as text; ``code`` says which kind
+    of problem it is (a key of `CODES`).
     """
 
     row: int | None
@@ -30,6 +89,7 @@ class Problem:
     value: str | None
     severity: Severity
     message: str
+    code: str
 
     @property
     def is_error(self) -> bool:
@@ -39,12 +99,14 @@ class Problem:
         return asdict(self)
 
 
-def error(row: int | None, column: str | None, value: object, message: str) -> Problem:
-    return Problem(row, column, _text(value), ERROR, message)
+def error(row: int | None, column: str | None, value: object, message: str, *,
+          code: str) -> Problem:
+    return Problem(row, column, _text(value), ERROR, message, code)
 
 
-def warning(row: int | None, column: str | None, value: object, message: str) -> Problem:
-    return Problem(row, column, _text(value), WARNING, message)
+def warning(row: int | None, column: str | None, value: object, message: str, *,
+            code: str) -> Problem:
+    return Problem(row, column, _text(value), WARNING, message, code)
 
 
 def _text(value: object) -> str | None:

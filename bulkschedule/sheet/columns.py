@@ -1,4 +1,9 @@
-"""The column spec: the single source the schema, template, docs and reports read.
+"""The column spec: the single source the schema, payload, template, docs and reports read.
+
+`COLUMNS` lists every column once. Everything else about columns is derived from it by `derive`:
+the `SessionRow` fields, which columns feed the API's ``sessionData`` and which its URL path, the
+header lookup, the required list. `SPEC` is today's; the functions that take a ``spec`` default to
+it, so a test can run the whole pipeline over a spec with one more column.
 
 Headers match ignoring case, spaces, underscores and hyphens, so "Course ID", "course_id" and
 "COURSEID" are all ``courseId``. A header that matches nothing is a warning with the closest name.
@@ -6,16 +11,21 @@ Headers match ignoring case, spaces, underscores and hyphens, so "Course ID", "c
 
 from __future__ import annotations
 
+import collections
 import difflib
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 Kind = Literal["id", "text", "type", "date", "time"]
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """One column of the sessions sheet."""
+
     name: str
     kind: Kind
     required: bool
@@ -24,33 +34,55 @@ class Column:
     aliases: tuple[str, ...] = ()
     #: The ``sessionData`` field this column feeds, or None for path IDs and ``key``.
     api_field: str | None = None
+    #: For a path ID (part of the API's URL): the option that may give it once for every row.
+    option: str | None = None
+    #: What to type into the cell when a required one is blank.
+    hint: str = "fill it in"
+    #: The `SessionRow` field: the name in snake_case unless given.
+    attr: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.attr:
+            object.__setattr__(self, "attr", _snake(self.name))
+
+
+def _snake(name: str) -> str:
+    """``trainerErecno`` -> ``trainer_erecno``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("courseId", "id", True,
            "The course's 18-digit ID (from the course's URL in Zoho People). "
            "May be left out of the sheet and given once with --course.",
-           "478346000019479103", ("course",)),
+           "478346000019479103", ("course",), option="--course",
+           hint="enter the course ID, or give it once with --course"),
     Column("batchId", "id", True,
            "The batch's 18-digit ID within the course. May be given once with --batch.",
-           "478346000019479115", ("batch",)),
+           "478346000019479115", ("batch",), option="--batch",
+           hint="enter the batch ID, or give it once with --batch"),
     Column("moduleId", "id", True,
            "The module's 18-digit ID within the batch. May be given once with --module.",
-           "478346000019479119", ("module",)),
+           "478346000019479119", ("module",), option="--module",
+           hint="enter the module ID, or give it once with --module"),
     Column("name", "text", True, "The session's name, as learners will see it.",
-           "Induction: health and safety", ("sessionname", "session", "title"), "name"),
+           "Induction: health and safety", ("sessionname", "session", "title"), "name",
+           hint="enter the session's name"),
     Column("trainerErecno", "id", True, "The trainer's employee record number (erecno), 18 digits.",
-           "478346000008251001", ("trainer", "trainerid"), "trainerErecno"),
+           "478346000008251001", ("trainer", "trainerid"), "trainerErecno",
+           hint="enter the trainer's erecno (18 digits)"),
     Column("type", "type", True, "Classroom or E-learning (or 0 / 1).", "Classroom",
-           ("sessiontype",), "type"),
+           ("sessiontype",), "type", hint="enter Classroom or E-learning"),
     Column("date", "date", True,
            "The session date. A real date cell, or text such as 04-01-2027 "
            "(day first), 2027-01-04 or 4-Jan-2027.",
-           "04-01-2027", ("sessiondate", "startdate"), "date"),
+           "04-01-2027", ("sessiondate", "startdate"), "date",
+           hint="enter the session date as dd-mm-yyyy"),
     Column("startTime", "time", True, "Start time: a time cell, or text such as 10:00 AM or 14:30.",
-           "10:00 AM", ("start", "from"), "startTime"),
+           "10:00 AM", ("start", "from"), "startTime",
+           hint="enter the start time, such as 10:00 AM", attr="start"),
     Column("endTime", "time", True, "End time, after the start time.", "11:00 AM", ("end", "to"),
-           "endTime"),
+           "endTime", hint="enter the end time, such as 11:00 AM", attr="end"),
     Column("description", "text", False, "Optional description shown with the session.",
            "Bring your badge", ("details", "notes"), "description"),
     Column("roomId", "id", False, "Optional room ID (18 digits) for classroom sessions.",
@@ -64,12 +96,6 @@ COLUMNS: tuple[Column, ...] = (
            "T1-W1-IND", ("rowkey", "uniqueid", "ref"), None),
 )
 
-BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
-NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
-#: Path IDs that --course/--batch/--module may supply instead of a column.
-PATH_COLUMNS: tuple[str, ...] = ("courseId", "batchId", "moduleId")
-REQUIRED: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.required)
-
 _STRIP = re.compile(r"[\s_\-]+")
 
 
@@ -78,25 +104,89 @@ def normalise(header: str) -> str:
     return _STRIP.sub("", str(header)).lower()
 
 
-_LOOKUP: dict[str, str] = {}
-for _c in COLUMNS:
-    _LOOKUP[normalise(_c.name)] = _c.name
-    for _a in _c.aliases:
-        _LOOKUP.setdefault(normalise(_a), _c.name)
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """A column spec and every table derived from it (`derive` builds one; `SPEC` is today's).
+
+    ``row_type`` is the `SessionRow` named tuple: ``row`` (the spreadsheet row), then one field per
+    column, in spec order, named by `Column.attr`; the fields after the last required column
+    default to None. ``path_columns`` are the IDs in the API's URL, in URL order (course, batch,
+    module); ``api_columns`` feed ``sessionData``, in the order it is sent.
+    """
+
+    columns: tuple[Column, ...]
+    by_name: Mapping[str, Column]
+    names: tuple[str, ...]
+    required: tuple[str, ...]
+    path_columns: tuple[str, ...]
+    api_columns: tuple[Column, ...]
+    row_type: type[tuple[Any, ...]]
+    #: normalised header or alias -> canonical name
+    lookup: Mapping[str, str] = field(repr=False)
+
+    def position(self, name: str) -> int:
+        """Where a column's value sits in a `row_type` tuple (``row`` is at 0)."""
+        return 1 + self.names.index(name)
 
 
-def canonical(header: str) -> str | None:
+#: collections.namedtuple as a plain function: mypy special-cases direct calls, which must name
+#: their fields literally, and these come from the spec.
+_namedtuple: Callable[..., type[tuple[Any, ...]]] = collections.namedtuple
+
+
+def derive(columns: Sequence[Column]) -> Spec:
+    """Every table the other modules read, built from a column spec."""
+    cols = tuple(columns)
+    names = tuple(c.name for c in cols)
+    if len(set(names)) != len(names) or len({c.attr for c in cols}) != len(cols):
+        raise ValueError("column names and attrs must be unique")
+    lookup: dict[str, str] = {}
+    for c in cols:
+        lookup[normalise(c.name)] = c.name
+    for c in cols:
+        for a in c.aliases:
+            lookup.setdefault(normalise(a), c.name)
+    last_required = max((i for i, c in enumerate(cols) if c.required), default=-1)
+    row_type = _namedtuple(
+        "SessionRow", ["row", *(c.attr for c in cols)],
+        defaults=[None] * (len(cols) - 1 - last_required),
+        module="bulkschedule.sheet.schema",
+    )
+    row_type.__doc__ = ("A valid row, parsed: exact-string IDs, real dates and times, type as "
+                        '"0"/"1"; blank optional cells are None.')
+    return Spec(
+        columns=cols,
+        by_name=MappingProxyType({c.name: c for c in cols}),
+        names=names,
+        required=tuple(c.name for c in cols if c.required),
+        path_columns=tuple(c.name for c in cols if c.option),
+        api_columns=tuple(c for c in cols if c.api_field),
+        row_type=row_type,
+        lookup=MappingProxyType(lookup),
+    )
+
+
+SPEC: Spec = derive(COLUMNS)
+# Today's tables under their own names, for callers that never swap the spec.
+BY_NAME: Mapping[str, Column] = SPEC.by_name
+NAMES: tuple[str, ...] = SPEC.names
+#: Path IDs that --course/--batch/--module may supply instead of a column.
+PATH_COLUMNS: tuple[str, ...] = SPEC.path_columns
+REQUIRED: tuple[str, ...] = SPEC.required
+
+
+def canonical(header: str, spec: Spec = SPEC) -> str | None:
     """The canonical column name a header means, or None."""
-    return _LOOKUP.get(normalise(header))
+    return spec.lookup.get(normalise(header))
 
 
-def suggest(header: str) -> str | None:
+def suggest(header: str, spec: Spec = SPEC) -> str | None:
     """The closest canonical name to an unknown header ("trainerErecn" -> "trainerErecno")."""
     target = normalise(header)
     if not target:
         return None
-    found = difflib.get_close_matches(target, list(_LOOKUP), n=1, cutoff=0.6)
-    return _LOOKUP[found[0]] if found else None
+    found = difflib.get_close_matches(target, list(spec.lookup), n=1, cutoff=0.6)
+    return spec.lookup[found[0]] if found else None
 
 
 @dataclass(slots=True)
@@ -111,15 +201,16 @@ class HeaderMap:
     duplicate: list[tuple[int, str, str]] = field(default_factory=list)
 
 
-def map_headers(headers: list[str]) -> HeaderMap:
+def map_headers(headers: Sequence[str | None], spec: Spec = SPEC) -> HeaderMap:
+    """Match each header of a sheet to a column of ``spec``."""
     hm = HeaderMap()
     for i, h in enumerate(headers):
         text = "" if h is None else str(h).strip()
         if not text:
             continue
-        name = canonical(text)
+        name = canonical(text, spec)
         if name is None:
-            hm.unknown.append((i, text, suggest(text)))
+            hm.unknown.append((i, text, suggest(text, spec)))
         elif name in hm.index:
             hm.duplicate.append((i, text, name))
         else:

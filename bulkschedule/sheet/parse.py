@@ -20,18 +20,20 @@ _T = TypeVar("_T")
 
 
 class ParseError(ValueError):
-    """A cell cannot be used; ``message`` is shown to the admin as it is."""
+    """A cell cannot be used; ``message`` is shown to the admin as it is, ``code`` is the problem
+    code (a key of `bulkschedule.core.problems.CODES`) the schema reports it under."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.message = message
+        self.code = code
 
 
 _CACHE_LIMIT = 50_000
 
 
 def _memo(fn: Callable[..., _T]) -> Callable[..., _T]:
-    """Memoise a text parser, including its failures (stored as messages, raised afresh).
+    """Memoise a text parser, including its failures (stored as message and code, raised afresh).
 
     Storing the message rather than the exception avoids re-raising one instance, whose traceback
     would grow with every raise. The cache is cleared when full, so memory stays bounded.
@@ -46,25 +48,25 @@ def _memo(fn: Callable[..., _T]) -> Callable[..., _T]:
             try:
                 found = fn(*args)
             except ParseError as exc:
-                found = _Failed(exc.message)
+                found = _Failed(exc.message, exc.code)
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[key] = found
-        if found.__class__ is _Failed:
-            raise ParseError(found.message)  # type: ignore[attr-defined]
-        return found  # type: ignore[return-value]
+        if isinstance(found, _Failed):
+            raise ParseError(found.message, code=found.code)
+        return found  # type: ignore[return-value]  # the cache holds fn's results and _Failed
 
-    wrapper.cache = cache  # type: ignore[attr-defined]
     wrapper.__doc__ = fn.__doc__
     wrapper.__name__ = fn.__name__
     return wrapper
 
 
 class _Failed:
-    __slots__ = ("message",)
+    __slots__ = ("code", "message")
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str) -> None:
         self.message = message
+        self.code = code
 
 
 def is_blank(cell: object) -> bool:
@@ -89,22 +91,28 @@ def parse_id(cell: object) -> str:
         return _parse_id_text(cell)
     if isinstance(cell, bool):
         raise ParseError(
-            f"{display(cell)} is not an ID: IDs are digits only, such as 478346000019479103"
+            f"{display(cell)} is not an ID: IDs are digits only, such as 478346000019479103",
+            code="id.not_digits",
         )
     if isinstance(cell, int | float):
         if isinstance(cell, float) and not math.isfinite(cell):
-            raise ParseError("This is not an ID: IDs are digits only, such as 478346000019479103")
+            raise ParseError(
+                "This is not an ID: IDs are digits only, such as 478346000019479103",
+                code="id.not_digits",
+            )
         if cell < 0 or cell != int(cell):
             raise ParseError(
                 f"{display(cell)} is not an ID: IDs are whole numbers of digits only, such as "
-                "478346000019479103"
+                "478346000019479103",
+                code="id.not_whole",
             )
         if cell >= MAX_EXACT:
-            raise ParseError(_ID_AS_NUMBER)
+            raise ParseError(_ID_AS_NUMBER, code="id.rounded_by_excel")
         return str(int(cell))
     raise ParseError(
         f"{display(cell)} is not an ID: IDs are digits only; format the column as Text and type "
-        "the ID"
+        "the ID",
+        code="id.cell_type",
     )
 
 
@@ -116,11 +124,13 @@ def _parse_id_text(text: str) -> str:
     if _SCIENTIFIC.fullmatch(s):
         raise ParseError(
             f"{s} is an ID written in scientific notation, so its last digits are lost: format the "
-            "column as Text in the workbook, re-type the ID and export the CSV again"
+            "column as Text in the workbook, re-type the ID and export the CSV again",
+            code="id.scientific",
         )
     raise ParseError(
         f"'{s}' is not an ID: IDs are digits only (no spaces, letters or punctuation), such as "
-        "478346000019479103"
+        "478346000019479103",
+        code="id.not_digits",
     )
 
 
@@ -157,15 +167,18 @@ def parse_date(cell: object, *, month_first: bool = False) -> dt.date:
     if isinstance(cell, dt.date):
         return cell
     if isinstance(cell, bool):
-        raise ParseError(f"{display(cell)} is not a date: {_DATE_HINT}")
+        raise ParseError(f"{display(cell)} is not a date: {_DATE_HINT}", code="date.unreadable")
     if isinstance(cell, int | float):
         raise ParseError(
             f"{display(cell)} is a plain number, not a date: format the cell as a date or type it "
-            "as dd-mm-yyyy"
+            "as dd-mm-yyyy",
+            code="date.plain_number",
         )
     if isinstance(cell, dt.time | dt.timedelta):
-        raise ParseError(f"{display(cell)} is a time, not a date: {_DATE_HINT}")
-    raise ParseError(f"This is not a date: {_DATE_HINT}")
+        raise ParseError(
+            f"{display(cell)} is a time, not a date: {_DATE_HINT}", code="date.is_time"
+        )
+    raise ParseError(f"This is not a date: {_DATE_HINT}", code="date.unreadable")
 
 
 @_memo
@@ -185,33 +198,41 @@ def _parse_date_text(text: str, month_first: bool) -> dt.date:
         return _named_month(s, m[1], int(m[2]), m[3])
     if _NUMBER.fullmatch(s):
         raise ParseError(
-            f"{s} is a plain number, not a date: format the cell as a date or type it as dd-mm-yyyy"
+            f"{s} is a plain number, not a date: format the cell as a date or type it as "
+            "dd-mm-yyyy",
+            code="date.plain_number",
         )
-    raise ParseError(f"'{s}' is not a date: {_DATE_HINT}")
+    raise ParseError(f"'{s}' is not a date: {_DATE_HINT}", code="date.unreadable")
 
 
 def _named_month(s: str, word: str, day: int, year: str) -> dt.date:
     month = _MONTHS.get(word)
     if month is None:
-        raise ParseError(f"'{s}': '{word}' is not a month name; {_DATE_HINT}")
+        raise ParseError(
+            f"'{s}': '{word}' is not a month name; {_DATE_HINT}", code="date.bad_month_name"
+        )
     return _make_date(s, year, month, day, "day month year")
 
 
 def _make_date(s: str, year_text: str, month: int, day: int, order: str) -> dt.date:
     if len(year_text) != 4:
         raise ParseError(
-            f"'{s}': write the year with 4 digits (for example 04-01-2027, not 04-01-27)"
+            f"'{s}': write the year with 4 digits (for example 04-01-2027, not 04-01-27)",
+            code="date.year_digits",
         )
     year = int(year_text)
     if not 1 <= month <= 12:
-        raise ParseError(f"'{s}': {month} is not a month (read as {order}); {_DATE_HINT}")
+        raise ParseError(
+            f"'{s}': {month} is not a month (read as {order}); {_DATE_HINT}", code="date.bad_month"
+        )
     try:
         return dt.date(year, month, day)
     except ValueError:
         last = _days_in_month(year, month)
         raise ParseError(
             f"'{s}' does not exist: {_MONTH_NAMES[month]} {year} has {last} days "
-            f"(read as {order})"
+            f"(read as {order})",
+            code="date.impossible",
         ) from None
 
 
@@ -249,17 +270,25 @@ def parse_time(cell: object) -> dt.time:
     if isinstance(cell, dt.timedelta):
         secs = cell.total_seconds()
         if not 0 <= secs < 86400:
-            raise ParseError(f"{display(cell)} is a duration, not a time of day: {_TIME_HINT}")
+            raise ParseError(
+                f"{display(cell)} is a duration, not a time of day: {_TIME_HINT}",
+                code="time.duration",
+            )
         return _from_seconds(secs, cell)
     if isinstance(cell, bool):
-        raise ParseError(f"{display(cell)} is not a time: {_TIME_HINT}")
+        raise ParseError(f"{display(cell)} is not a time: {_TIME_HINT}", code="time.unreadable")
     if isinstance(cell, int | float):
         if math.isfinite(cell) and 0 <= cell < 1:  # a fraction of a day in a General cell
             return _from_seconds(cell * 86400, cell)
-        raise ParseError(f"{display(cell)} is a number, not a time of day: {_TIME_HINT}")
+        raise ParseError(
+            f"{display(cell)} is a number, not a time of day: {_TIME_HINT}",
+            code="time.plain_number",
+        )
     if isinstance(cell, dt.date):
-        raise ParseError(f"{display(cell)} is a date, not a time: {_TIME_HINT}")
-    raise ParseError(f"This is not a time: {_TIME_HINT}")
+        raise ParseError(
+            f"{display(cell)} is a date, not a time: {_TIME_HINT}", code="time.is_date"
+        )
+    raise ParseError(f"This is not a time: {_TIME_HINT}", code="time.unreadable")
 
 
 def _seconds(t: dt.time) -> float:
@@ -269,7 +298,7 @@ def _seconds(t: dt.time) -> float:
 def _from_seconds(secs: float, cell: object) -> dt.time:
     minutes = math.floor(secs / 60 + 0.5)  # nearest minute, half up
     if minutes >= 1440:
-        raise ParseError(f"{display(cell)} {_MIDNIGHT_END}")
+        raise ParseError(f"{display(cell)} {_MIDNIGHT_END}", code="time.midnight_end")
     return dt.time(minutes // 60, minutes % 60)
 
 
@@ -283,16 +312,18 @@ def _parse_time_text(text: str) -> dt.time:
         hour, minute, second = int(m[1]), int(m[2] or 0), int(m[3] or 0)
         half = m[4].upper() + "M"
         if hour > 23:
-            raise ParseError(f"'{s}': there is no hour {hour}; {_TIME_HINT}")
+            raise ParseError(f"'{s}': there is no hour {hour}; {_TIME_HINT}", code="time.bad_hour")
         if hour > 12:
             raise ParseError(
                 f"'{s}' mixes the 24-hour and 12-hour clocks: write {hour - 12}:{minute:02d} PM "
-                f"or {hour}:{minute:02d}"
+                f"or {hour}:{minute:02d}",
+                code="time.mixed_clock",
             )
         if hour == 0:
             raise ParseError(
                 f"'{s}': the 12-hour clock has no hour 0: write 12:{minute:02d} {half} "
-                f"or 00:{minute:02d}"
+                f"or 00:{minute:02d}",
+                code="time.hour_zero",
             )
         _check_minutes(s, minute, second)
         hour = hour % 12 + (12 if half == "PM" else 0)
@@ -301,7 +332,8 @@ def _parse_time_text(text: str) -> dt.time:
         hour, minute, second = int(m[1]), int(m[2]), int(m[3] or 0)
         if hour > 23:
             raise ParseError(
-                f"'{s}': there is no hour {hour}; hours go from 0 to 23 (or 1 to 12 with AM/PM)"
+                f"'{s}': there is no hour {hour}; hours go from 0 to 23 (or 1 to 12 with AM/PM)",
+                code="time.bad_hour",
             )
         _check_minutes(s, minute, second)
         return _from_seconds(hour * 3600 + minute * 60 + second, s)
@@ -309,16 +341,17 @@ def _parse_time_text(text: str) -> dt.time:
         return _from_seconds(float(low) * 86400, s)
     if _DIGITS.fullmatch(low):
         raise ParseError(
-            f"'{s}' has no minutes or AM/PM: write it as {low}:00 AM, {low}:00 PM or {low}:00"
+            f"'{s}' has no minutes or AM/PM: write it as {low}:00 AM, {low}:00 PM or {low}:00",
+            code="time.bare_hour",
         )
-    raise ParseError(f"'{s}' is not a time: {_TIME_HINT}")
+    raise ParseError(f"'{s}' is not a time: {_TIME_HINT}", code="time.unreadable")
 
 
 def _check_minutes(s: str, minute: int, second: int) -> None:
     if minute > 59:
-        raise ParseError(f"'{s}': minutes go from 00 to 59; {_TIME_HINT}")
+        raise ParseError(f"'{s}': minutes go from 00 to 59; {_TIME_HINT}", code="time.bad_minutes")
     if second > 59:
-        raise ParseError(f"'{s}': seconds go from 00 to 59; {_TIME_HINT}")
+        raise ParseError(f"'{s}': seconds go from 00 to 59; {_TIME_HINT}", code="time.bad_seconds")
 
 
 # --------------------------------------------------------------------------------------------- type
@@ -334,14 +367,16 @@ def parse_type(cell: object) -> str:
         return _parse_type_text(cell)
     if isinstance(cell, int | float) and not isinstance(cell, bool) and cell in (0, 1):
         return str(int(cell))
-    raise ParseError(f"{display(cell)} is not a session type: {_TYPE_HINT}")
+    raise ParseError(f"{display(cell)} is not a session type: {_TYPE_HINT}", code="type.unknown")
 
 
 @_memo
 def _parse_type_text(text: str) -> str:
     found = _TYPES.get(_TYPE_STRIP.sub("", text).lower())
     if found is None:
-        raise ParseError(f"'{text.strip()}' is not a session type: {_TYPE_HINT}")
+        raise ParseError(
+            f"'{text.strip()}' is not a session type: {_TYPE_HINT}", code="type.unknown"
+        )
     return found
 
 

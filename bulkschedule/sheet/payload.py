@@ -1,42 +1,57 @@
-"""Turn a `SessionRow` into the exact request the Create Session API expects. Pure."""
+"""Turn a `SessionRow` into the exact request the Create Session API expects. Pure.
+
+Driven by the column spec: every column with an ``api_field`` goes into ``sessionData``, in spec
+order, written by its kind's formatter; the path columns make the URL.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from bulkschedule.core.request import Request, identity_fields
+from bulkschedule.sheet.columns import SPEC, Kind, Spec
 from bulkschedule.sheet.parse import format_date, format_time
 from bulkschedule.sheet.schema import SessionRow
 
+#: How ``sessionData`` writes a value, by column kind; the other kinds are already the exact
+#: strings the API takes (IDs, text, type as "0"/"1").
+FORMATTERS: Mapping[Kind, Callable[[Any], str]] = {"date": format_date, "time": format_time}
 
-def build_request(row: SessionRow) -> Request:
+#: (sessionData field, position in the row, formatter or None to send the value as it is)
+_Field = tuple[str, int, Callable[[Any], str] | None]
+
+
+@functools.cache
+def _plan(spec: Spec) -> tuple[tuple[_Field, ...], Callable[[tuple[Any, ...]], Any]]:
+    """A spec's sessionData fields, and a getter of its path IDs from a row; once per spec."""
+    fields = tuple((c.api_field, spec.position(c.name), FORMATTERS.get(c.kind))
+                   for c in spec.api_columns if c.api_field)
+    return fields, operator.itemgetter(*(spec.position(name) for name in spec.path_columns))
+
+
+def build_request(row: SessionRow, spec: Spec = SPEC) -> Request:
     """The request for one valid row; blank optional fields are left out, as the API expects."""
-    data: dict[str, str] = {
-        "name": row.name,
-        "trainerErecno": row.trainer_erecno,
-        "type": row.type,
-        "date": format_date(row.date),
-        "startTime": format_time(row.start),
-        "endTime": format_time(row.end),
-    }
-    optional = (
-        ("description", row.description),
-        ("roomId", row.room_id),
-        ("lockUntil", format_date(row.lock_until) if row.lock_until else None),
-        ("gradeCategoryId", row.grade_category_id),
-    )
-    for field, value in optional:
-        if value:
-            data[field] = value
+    fields, path_ids = _plan(spec)
+    cells: tuple[Any, ...] = row  # by position, as the spec lays the row out
+    data: dict[str, str] = {}
+    for field, at, fmt in fields:
+        value = cells[at]
+        if value:  # not None nor "": a date or time is never false
+            data[field] = value if fmt is None else fmt(value)
+    course_id, batch_id, module_id = path_ids(cells)
     return Request(
         row=row.row,
-        course_id=row.course_id,
-        batch_id=row.batch_id,
-        module_id=row.module_id,
+        course_id=course_id,
+        batch_id=batch_id,
+        module_id=module_id,
         session_data=data,
         identity=identity(row),
-        fingerprint=fingerprint(row.course_id, row.batch_id, row.module_id, data),
+        fingerprint=fingerprint(course_id, batch_id, module_id, data, spec),
     )
 
 
@@ -51,21 +66,19 @@ def identity(row: SessionRow) -> str:
     return f"session:{row.module_id}|{row.name}|{format_date(row.date)}|{format_time(row.start)}"
 
 
-def fingerprint(course_id: str, batch_id: str, module_id: str, session_data: dict[str, str]) -> str:
+def fingerprint(
+    course_id: str,
+    batch_id: str,
+    module_id: str,
+    session_data: dict[str, str],
+    spec: Spec = SPEC,
+) -> str:
     """sha256 of everything sent, in a canonical form: a re-run row with the same identity but a
     different fingerprint was changed in the sheet after its session was created."""
-    canonical = json.dumps(
-        {
-            "courseId": course_id,
-            "batchId": batch_id,
-            "moduleId": module_id,
-            "sessionData": session_data,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    course, batch, module = spec.path_columns
+    document = {course: course_id, batch: batch_id, module: module_id, "sessionData": session_data}
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-__all__ = ["Request", "build_request", "fingerprint", "identity", "identity_fields"]
+__all__ = ["FORMATTERS", "Request", "build_request", "fingerprint", "identity", "identity_fields"]

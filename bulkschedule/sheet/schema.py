@@ -2,8 +2,11 @@
 
 Order of work: headers, then every cell through `parse` (a failure is an error on that cell), then a
 pandera schema over the normalised columns (per-row rules), then cross-row checks (duplicates and
-double bookings). pandas and pandera are imported inside `validate` so that importing this module,
-and so ``bulkschedule --help``, stays instant.
+double bookings). Every problem carries its code (`bulkschedule.core.problems.CODES`).
+
+numpy, pandas and pandera are imported lazily, inside the functions that use them: importing this
+module, and so ``bulkschedule --help``, stays instant, and `preload` can import them in the
+background while the sheet is read. Each such import is marked "lazy: heavy".
 """
 
 from __future__ import annotations
@@ -14,40 +17,43 @@ import functools
 import gc
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from bulkschedule.core.problems import Problem, error, sort_key, warning
 from bulkschedule.sheet import parse
-from bulkschedule.sheet.columns import BY_NAME, COLUMNS, REQUIRED, HeaderMap, map_headers
+from bulkschedule.sheet.columns import SPEC, HeaderMap, Kind, Spec, map_headers
 from bulkschedule.sheet.reader import ByValue, Cells, RawTable, gc_paused
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    class SessionRow(NamedTuple):
+        """The type checker's view of `SPEC.row_type <columns.Spec>`, the runtime class.
 
-class SessionRow(NamedTuple):
-    """A valid row, parsed: exact-string IDs, real dates and times, type as "0"/"1".
+        A named tuple built from the column spec (`columns.derive`): cheap to build (validation
+        makes one per valid row) and as immutable as a frozen dataclass. This view may lag the
+        spec (a new column needs no entry here to reach the payload, which reads the spec), but
+        never contradict it: tests/test_columns.py checks every field below against the spec.
+        """
 
-    A NamedTuple rather than a frozen dataclass: just as immutable, but five times cheaper to
-    build, which is a quarter of a second on a 100,000-row sheet.
-    """
-
-    row: int
-    course_id: str
-    batch_id: str
-    module_id: str
-    name: str
-    trainer_erecno: str
-    type: str
-    date: dt.date
-    start: dt.time
-    end: dt.time
-    description: str | None = None
-    room_id: str | None = None
-    lock_until: dt.date | None = None
-    grade_category_id: str | None = None
-    key: str | None = None
+        row: int
+        course_id: str
+        batch_id: str
+        module_id: str
+        name: str
+        trainer_erecno: str
+        type: str
+        date: dt.date
+        start: dt.time
+        end: dt.time
+        description: str | None = None
+        room_id: str | None = None
+        lock_until: dt.date | None = None
+        grade_category_id: str | None = None
+        key: str | None = None
+else:
+    SessionRow = SPEC.row_type
 
 
 class Validation(ByValue):
@@ -56,11 +62,11 @@ class Validation(ByValue):
     ``sessions``: the rows with no error, in input order, parsed (built on first use: ``valid``
     counts them without building them); ``problems``: sorted with problems.sort_key; ``fatal``: a
     required column is missing, nothing can be sent; ``error_rows``: spreadsheet rows with at
-    least one error.
+    least one error; ``spec``: the column spec the sheet was checked against.
     """
 
     __slots__ = ("_build", "_sessions", "_valid", "error_rows", "fatal", "headers", "problems",
-                 "table")
+                 "spec", "table")
     __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows")
 
     def __init__(
@@ -71,6 +77,7 @@ class Validation(ByValue):
         problems: list[Problem],
         fatal: bool = False,
         error_rows: set[int] | None = None,
+        spec: Spec = SPEC,
     ) -> None:
         self.table = table
         self.headers = headers
@@ -80,6 +87,7 @@ class Validation(ByValue):
         self.problems = problems
         self.fatal = fatal
         self.error_rows: set[int] = set() if error_rows is None else error_rows
+        self.spec = spec
 
     @property
     def sessions(self) -> list[SessionRow]:
@@ -122,23 +130,6 @@ class Validation(ByValue):
         }
 
 
-
-#: Which option supplies each path ID, for messages.
-_OPTION = {"courseId": "--course", "batchId": "--batch", "moduleId": "--module"}
-
-#: What to type into a blank required cell.
-_REQUIRED_HINT = {
-    "courseId": "enter the course ID, or give it once with --course",
-    "batchId": "enter the batch ID, or give it once with --batch",
-    "moduleId": "enter the module ID, or give it once with --module",
-    "name": "enter the session's name",
-    "trainerErecno": "enter the trainer's erecno (18 digits)",
-    "type": "enter Classroom or E-learning",
-    "date": "enter the session date as dd-mm-yyyy",
-    "startTime": "enter the start time, such as 10:00 AM",
-    "endTime": "enter the end time, such as 11:00 AM",
-}
-
 #: Days from 0001-01-01 (ordinal 1) to 1970-01-01: turns date ordinals into datetime64 values.
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 #: Names of at most this many other rows are spelt out in an overlap message.
@@ -165,11 +156,16 @@ def validate(
     module: str | None = None,
     month_first: bool = False,
     today: dt.date | None = None,
+    spec: Spec = SPEC,
 ) -> Validation:
-    """Check every row of a sheet and parse the valid ones; never raises for bad cell values."""
+    """Check every row of a sheet and parse the valid ones; never raises for bad cell values.
+
+    ``course``, ``batch`` and ``module`` fill the path columns (``spec.path_columns``, in that
+    order) where the sheet leaves them blank or out.
+    """
     _import_pandera()  # before the pause (see reader.gc_paused)
     with gc_paused():
-        return _validate(table, course, batch, module, month_first, today)
+        return _validate(table, (course, batch, module), month_first, today, spec)
 
 
 _frozen: list[bool] = []
@@ -185,7 +181,7 @@ def _import_pandera() -> None:
     after the imports is the use the gc module documents; any garbage cycle that exists at that
     moment is kept, once.
     """
-    import pandera.pandas  # noqa: F401
+    import pandera.pandas  # noqa: F401  # lazy: heavy
 
     if not _frozen:
         _frozen.append(True)
@@ -194,26 +190,26 @@ def _import_pandera() -> None:
 
 def _validate(
     table: RawTable,
-    course: str | None,
-    batch: str | None,
-    module: str | None,
+    path_ids: tuple[str | None, ...],
     month_first: bool,
     today: dt.date | None,
+    spec: Spec,
 ) -> Validation:
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     today = today or dt.date.today()
     problems: list[Problem] = []
-    headers = map_headers(table.headers)
+    headers = map_headers(table.headers, spec)
     _header_problems(headers, problems)
-    given = {"courseId": course, "batchId": batch, "moduleId": module}
-    args = _path_arguments(given, problems)
+    given = dict(zip(spec.path_columns, path_ids, strict=True))
+    args = _path_arguments(given, problems, spec)
     fatal = any(p.is_error for p in problems)  # a bad --course/--batch/--module
-    for name in REQUIRED:
+    for name in spec.required:
         if name not in headers.index and given.get(name) is None:
-            hint = f" or give the ID once with {_OPTION[name]}" if name in _OPTION else ""
+            option = spec.by_name[name].option
+            hint = f" or give the ID once with {option}" if option else ""
             message = f"The required column '{name}' is missing: add a column headed '{name}'"
-            problems.append(error(None, name, None, message + hint))
+            problems.append(error(None, name, None, message + hint, code="column.missing"))
             fatal = True
 
     columns = table.columns()  # column by column: no rows are built
@@ -222,10 +218,10 @@ def _validate(
     cols: dict[str, _Parsed] = {}
     for name, index in headers.index.items():
         cells = columns[index]
-        parsed = _parse_column(cells, BY_NAME[name].kind, month_first)
-        for pos, message in parsed.errors:
+        parsed = _parse_column(cells, spec.by_name[name].kind, month_first)
+        for pos, message, code in parsed.errors:
             problems.append(error(int(row_numbers[pos]), name, parse.display(cells[pos]),
-                                  message))
+                                  message, code=code))
         cols[name] = parsed
     for name, value in args.items():
         if name in cols:
@@ -244,11 +240,11 @@ def _validate(
             return parse.display(found)
         return args.get(name, "")
 
-    frame = _frame(cols, row_numbers)
+    frame = _frame(cols, row_numbers, spec)
     bad_cells = {
-        (int(row_numbers[pos]), name) for name, c in cols.items() for pos, _ in c.errors
+        (int(row_numbers[pos]), name) for name, c in cols.items() for pos, _, _ in c.errors
     }
-    problems.extend(_schema_problems(frame, today, bad_cells, cell))
+    problems.extend(_schema_problems(frame, today, bad_cells, cell, spec))
     problems.extend(_cross_row_problems(frame, cols))
 
     problems.sort(key=sort_key)
@@ -256,27 +252,30 @@ def _validate(
         error_rows = {int(r) for r in row_numbers}
     else:
         error_rows = {p.row for p in problems if p.is_error and p.row is not None}
-    validation = Validation(table, headers, [], problems, fatal, error_rows)
+    validation = Validation(table, headers, [], problems, fatal, error_rows, spec)
     if not fatal:  # the valid rows become SessionRows only when someone asks for them
         ok, validation._valid = _valid_rows(row_numbers, error_rows)
         validation._sessions = None
-        validation._build = functools.partial(_sessions, cols, row_numbers, ok)
+        validation._build = functools.partial(_sessions, cols, row_numbers, ok, spec)
     return validation
 
 
 def _header_problems(headers: HeaderMap, problems: list[Problem]) -> None:
     for _, typed, suggestion in headers.unknown:
         hint = f" Did you mean '{suggestion}'?" if suggestion else ""
-        problems.append(warning(None, typed, None, f"Unknown column '{typed}' is ignored.{hint}"))
+        problems.append(warning(None, typed, None, f"Unknown column '{typed}' is ignored.{hint}",
+                                code="header.unknown"))
     for _, typed, name in headers.duplicate:
         problems.append(
             warning(None, typed, None,
                     f"Column '{typed}' is a second '{name}' column and is ignored: only the first "
-                    "is read. Delete or rename one of them.")
+                    "is read. Delete or rename one of them.", code="header.duplicate")
         )
 
 
-def _path_arguments(given: dict[str, str | None], problems: list[Problem]) -> dict[str, str]:
+def _path_arguments(
+    given: dict[str, str | None], problems: list[Problem], spec: Spec
+) -> dict[str, str]:
     """The --course/--batch/--module values that parse; a bad one is a file-level error."""
     args: dict[str, str] = {}
     for name, value in given.items():
@@ -285,7 +284,8 @@ def _path_arguments(given: dict[str, str | None], problems: list[Problem]) -> di
         try:
             args[name] = parse.parse_id(value)
         except parse.ParseError as exc:
-            problems.append(error(None, name, value, f"{_OPTION[name]}: {exc.message}"))
+            problems.append(error(None, name, value, f"{spec.by_name[name].option}: {exc.message}",
+                                  code="option.not_an_id"))
     return args
 
 
@@ -299,38 +299,40 @@ class _Parsed:
 
     def __init__(
         self,
-        kind: str,
+        kind: Kind,
         codes: np.ndarray,
         results: np.ndarray,
         blank: np.ndarray,
-        errors: list[tuple[int, str]],
+        errors: list[tuple[int, str, str]],
         *,
         distinct: bool = True,
     ) -> None:
         self.kind = kind
         self.codes = codes  # per row: index into results (-1, the last slot, for an empty cell)
         self.results = results  # per distinct cell: the parsed value, or None
-        self.values = results[codes]  # per row: the parsed value, or None (object array)
+        self.values: np.ndarray = results[codes]  # per row: the parsed value or None (objects)
         self.blank = blank  # per row: the cell was empty
-        self.errors = errors  # (position, message) for cells that failed to parse
+        self.errors = errors  # (position, message, problem code) for cells that failed to parse
         self.distinct = distinct  # False: one result per row (free text, never factorized)
 
     def per_row(self, convert: Callable[[Any], float]) -> np.ndarray:
         """A float per row, converting each distinct value once."""
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
-        return np.array([convert(v) for v in self.results], dtype=np.float64)[self.codes]
+        per_distinct = np.array([convert(v) for v in self.results], dtype=np.float64)
+        out: np.ndarray = per_distinct[self.codes]
+        return out
 
     @classmethod
     def constant(cls, value: str, n: int) -> _Parsed:
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         results = np.array([value, value], dtype=object)
         return cls("id", np.zeros(n, dtype=np.int64), results, np.zeros(n, dtype=bool), [])
 
     def fill_blanks(self, value: str) -> None:
         """A path-ID argument fills the blank cells; a non-blank cell wins."""
-        import numpy as np
+        import numpy as np  # lazy: heavy
 
         self.values[self.blank] = value
         self.results = np.concatenate([self.results[:-1], [value, None]])
@@ -338,18 +340,20 @@ class _Parsed:
 
     def keys(self, pos: np.ndarray) -> np.ndarray:
         """Per row at ``pos``: a code shared by the rows with an equal parsed value; -1 for none."""
-        import numpy as np
-        import pandas as pd
+        import numpy as np  # lazy: heavy
+        import pandas as pd  # lazy: heavy
 
         if not self.distinct:
-            return pd.factorize(self.values[pos])[0]  # type: ignore[no-any-return]
+            found: np.ndarray = pd.factorize(self.values[pos])[0]
+            return found
         seen: dict[Any, int] = {}
         canon = np.fromiter((-1 if v is None else seen.setdefault(v, len(seen))
                              for v in self.results), dtype=np.intp, count=len(self.results))
-        return canon[self.codes[pos]]  # type: ignore[no-any-return]
+        shared: np.ndarray = canon[self.codes[pos]]
+        return shared
 
 
-_PARSERS: dict[str, Callable[..., Any]] = {
+_PARSERS: dict[Kind, Callable[[Any], Any]] = {
     "id": parse.parse_id,
     "type": parse.parse_type,
     "text": parse.parse_text,
@@ -357,13 +361,13 @@ _PARSERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _parse_column(cells: Cells, kind: str, month_first: bool) -> _Parsed:
+def _parse_column(cells: Cells, kind: Kind, month_first: bool) -> _Parsed:
     """Parse each distinct cell once, then spread the results over the rows.
 
     A term repeats the same dates, times and IDs thousands of times, so this does a few hundred
     parses instead of 100,000. The reader hands most CSV columns over already factorized.
     """
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     parser: Callable[[Any], Any]
     if kind == "date":
@@ -384,7 +388,7 @@ def _parse_column(cells: Cells, kind: str, month_first: bool) -> _Parsed:
     results = np.empty(len(uniques) + 1, dtype=object)  # the extra last slot is code -1: blank
     blank_u = np.zeros(len(uniques) + 1, dtype=bool)
     blank_u[-1] = True
-    failed: dict[int, str] = {}
+    failed: dict[int, tuple[str, str]] = {}
     for k, u in enumerate(uniques):
         if parse.is_blank(u):
             blank_u[k] = True
@@ -392,18 +396,18 @@ def _parse_column(cells: Cells, kind: str, month_first: bool) -> _Parsed:
         try:
             results[k] = parser(u)
         except parse.ParseError as exc:
-            failed[k] = exc.message
+            failed[k] = (exc.message, exc.code)
     if kind == "text":  # parse_text makes a blank-after-stripping cell None
-        blank_u |= np.equal(results, None)
-    errors: list[tuple[int, str]] = []
+        blank_u |= np.equal(results, np.array(None, dtype=object))
+    errors: list[tuple[int, str, str]] = []
     if failed:
         where = np.flatnonzero(np.isin(codes, np.fromiter(failed, dtype=np.int64)))
-        errors = [(int(p), failed[int(codes[p])]) for p in where]
+        errors = [(int(p), *failed[int(codes[p])]) for p in where]
     return _Parsed(kind, codes, results, blank_u[codes], errors)
 
 
 def _text_column(values: Sequence[Any]) -> _Parsed:
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     n = len(values)
     try:  # in C; a cell that is not text (None, a number) raises TypeError
@@ -413,15 +417,16 @@ def _text_column(values: Sequence[Any]) -> _Parsed:
     except TypeError:
         stripped = np.fromiter(((c.strip() or None) if c.__class__ is str else parse.parse_text(c)
                                 for c in values), dtype=object, count=n)
-        blank = np.equal(stripped, None)
-    results = np.append(stripped, None)  # the last slot is code -1 of the other kinds
+        blank = np.equal(stripped, np.array(None, dtype=object))
+    # the last slot is code -1 of the other kinds
+    results = np.append(stripped, np.array(None, dtype=object))
     return _Parsed("text", np.arange(n), results, blank, [], distinct=False)
 
 
 def _factorize(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Codes and distinct values in one pass of a dict, in C (no Python per-cell work): each
     cell's code is first the position of its first occurrence, then renumbered densely."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     n = len(cells)
     first: dict[Any, int] = {}
@@ -436,7 +441,7 @@ def _hash_collides(u: object) -> bool:
 
 
 def _factorize_by_type(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     seen: dict[tuple[type, Any], int] = {}
     uniques: list[Any] = []
@@ -457,14 +462,14 @@ def _factorize_by_type(cells: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
 # ------------------------------------------------------------------------------ the pandera schema
 
 
-def _frame(cols: dict[str, _Parsed], row_numbers: np.ndarray) -> pd.DataFrame:
+def _frame(cols: dict[str, _Parsed], row_numbers: np.ndarray, spec: Spec) -> pd.DataFrame:
     """The normalised columns, indexed by spreadsheet row: IDs/type/text as str, dates as
     datetime64, times as minutes after midnight (float, NaN when missing)."""
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # lazy: heavy
+    import pandas as pd  # lazy: heavy
 
     data: dict[str, Any] = {}
-    for name in (c.name for c in COLUMNS if c.name in cols):
+    for name in (n for n in spec.names if n in cols):
         col = cols[name]
         if col.kind == "date":
             days = col.per_row(_ordinal) - _EPOCH_ORDINAL
@@ -494,7 +499,7 @@ def _is_digits(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
-def _per_distinct(test: Callable[[str], bool]) -> Callable[[pd.Series], pd.Series]:
+def _per_distinct(test: Callable[[str], bool]) -> Callable[[pd.Series], pd.Series | bool]:
     """A vectorised check that runs ``test`` once per distinct value: IDs repeat so much that
     this is many times faster than a regex over every row (pandas.Series.str.match)."""
 
@@ -505,14 +510,14 @@ def _per_distinct(test: Callable[[str], bool]) -> Callable[[pd.Series], pd.Serie
     return check
 
 
-def _schemas(today: dt.date) -> tuple[Any, Any]:
+def _schemas(today: dt.date, spec: Spec) -> tuple[Any, Any]:
     """(errors schema, warnings schema). Every column is optional here: a missing required column
     is reported once, from the headers, not once per row."""
-    import pandas as pd
-    import pandera.pandas as pa
+    import pandas as pd  # lazy: heavy
+    import pandera.pandas as pa  # lazy: heavy
 
     columns: dict[str, Any] = {}
-    for c in COLUMNS:
+    for c in spec.columns:
         checks: list[Any] = []
         if c.kind == "id":
             checks.append(pa.Check(_per_distinct(_is_digits), name="digits_only"))
@@ -552,23 +557,32 @@ def _schema_problems(
     today: dt.date,
     bad_cells: set[tuple[int, str]],
     cell: Callable[[int, str], str],
+    spec: Spec,
 ) -> list[Problem]:
     """Run both schemas lazily and turn their failure cases into Problems."""
-    import pandera.pandas as pa
+    import pandera.pandas as pa  # lazy: heavy
 
     found: list[Problem] = []
-    for schema, make in zip(_schemas(today), (error, warning), strict=True):
+    makers: tuple[_Make, _Make] = (error, warning)
+    for schema, make in zip(_schemas(today, spec), makers, strict=True):
         try:
             schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
             found.extend(_failure_problems(exc.failure_cases, make, bad_cells, cell,
-                                           _Normalised(frame), today))
+                                           _Normalised(frame, spec), today))
     return found
+
+
+class _Make(Protocol):
+    """`problems.error` or `problems.warning`."""
+
+    def __call__(self, row: int | None, column: str | None, value: object, message: str, *,
+                 code: str) -> Problem: ...
 
 
 def _failure_problems(
     cases: pd.DataFrame,
-    make: Callable[[int | None, str | None, object, str], Problem],
+    make: _Make,
     bad_cells: set[tuple[int, str]],
     cell: Callable[[int, str], str],
     shown: _Normalised,
@@ -583,7 +597,8 @@ def _failure_problems(
     ):
         if index is None or index != index:  # not about one row (dtype, column presence)
             found.append(make(None, str(column), None,
-                              f"Internal check '{check}' failed for column '{column}'"))
+                              f"Internal check '{check}' failed for column '{column}'",
+                              code="check.internal"))
             continue
         row = int(index)
         if context == "DataFrameSchema":
@@ -591,44 +606,55 @@ def _failure_problems(
                 str(check), column)
         if (row, column) in bad_cells:
             continue  # already reported by its parser
-        message = _message(str(check), column, functools.partial(shown, row), today)
-        found.append(make(row, column, cell(row, column), message))
+        message, code = _message(str(check), column, functools.partial(shown, row),
+                                 shown.hint(column), today)
+        found.append(make(row, column, cell(row, column), message, code=code))
     return found
 
 
 class _Normalised:
     """A normalised value of the frame as messages show it (dd-mm-yyyy, hh:mm AM)."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, spec: Spec) -> None:
         self.frame = frame
+        self.spec = spec
 
     def __call__(self, row: int, column: str) -> str:
-        value = self.frame.at[row, column]
-        kind = BY_NAME[column].kind
+        value: Any = self.frame.at[row, column]  # a Timestamp, minutes as a float, or a str
+        kind = self.spec.by_name[column].kind
         if kind == "date":
             return parse.format_date(value.date())
         if kind == "time":
             return parse.format_time(dt.time(int(value) // 60, int(value) % 60))
         return str(value)
 
+    def hint(self, column: str) -> str:
+        """What to type into a blank required cell of ``column``."""
+        found = self.spec.by_name.get(column)
+        return found.hint if found else "fill it in"
 
-def _message(check: str, column: str, shown: Callable[[str], str], today: dt.date) -> str:
+
+def _message(
+    check: str, column: str, shown: Callable[[str], str], hint: str, today: dt.date
+) -> tuple[str, str]:
+    """(message, problem code) for a failed pandera check on one row."""
     if check == "not_nullable":
-        return f"{column} is required: {_REQUIRED_HINT.get(column, 'fill it in')}"
+        return f"{column} is required: {hint}", "cell.required"
     if check == "end_after_start":
         return (f"The end time {shown('endTime')} is not after the start time "
-                f"{shown('startTime')}: a session must end after it starts")
+                f"{shown('startTime')}: a session must end after it starts",
+                "time.end_before_start")
     if check == "lock_on_or_before_date":
         return (f"lockUntil {shown('lockUntil')} is after the session date "
-                f"{shown('date')}: it should be on or before the session date")
+                f"{shown('date')}: it should be on or before the session date", "lock.after_date")
     if check == "not_in_past":
         return (f"The date {shown('date')} is in the past (today is "
-                f"{parse.format_date(today)}): check it is the date you mean")
+                f"{parse.format_date(today)}): check it is the date you mean", "date.in_past")
     if check.startswith("digits_only"):
-        return "IDs are digits only, such as 478346000019479103"
+        return "IDs are digits only, such as 478346000019479103", "id.not_digits"
     if check.startswith("type_code"):
-        return "Type must be Classroom or E-learning (0 or 1)"
-    return f"Failed the check '{check}'"
+        return "Type must be Classroom or E-learning (0 or 1)", "type.unknown"
+    return f"Failed the check '{check}'", "check.internal"
 
 
 # ------------------------------------------------------------------------------- cross-row checks
@@ -641,15 +667,18 @@ def _cross_row_problems(frame: pd.DataFrame, cols: dict[str, _Parsed]) -> list[P
         keys, ["moduleId", "date", "startTime", "name"], "name",
         lambda first: (f"Same session as row {first} (same module, name, date and start time): "
                        "delete one of them"),
+        "row.duplicate",
     )
     # a repeated session is not also a double booking: the first copy stays valid
-    repeated = [p.row for p in found]
+    repeated = [p.row for p in found if p.row is not None]
     found.extend(_duplicates(
         keys, ["key"], "key",
         lambda first: f"The key is also used in row {first}: each row's key must be unique",
+        "key.duplicate",
     ))
-    found.extend(_double_bookings(keys, repeated, "trainerErecno", "Trainer"))
-    found.extend(_double_bookings(keys, repeated, "roomId", "Room"))
+    found.extend(_double_bookings(keys, repeated, "trainerErecno", "Trainer",
+                                  "trainer.double_booked"))
+    found.extend(_double_bookings(keys, repeated, "roomId", "Room", "room.double_booked"))
     return found
 
 
@@ -666,10 +695,11 @@ class _Keys:
 
     def codes(self, name: str, pos: np.ndarray) -> np.ndarray:
         """Per row at ``pos``: equal values share a code; -1 for a missing value."""
-        import pandas as pd
+        import pandas as pd  # lazy: heavy
 
         if self.cols[name].kind in ("date", "time"):  # numbers already (datetime64, minutes)
-            return pd.factorize(self.frame[name].to_numpy()[pos])[0]  # type: ignore[no-any-return]
+            found: np.ndarray = pd.factorize(self.frame[name].to_numpy()[pos])[0]
+            return found
         return self.cols[name].keys(pos)
 
     def values(self, name: str) -> np.ndarray:
@@ -677,7 +707,7 @@ class _Keys:
 
 
 def _duplicates(
-    keys: _Keys, names: list[str], column: str, message: Callable[[int], str]
+    keys: _Keys, names: list[str], column: str, message: Callable[[int], str], code: str
 ) -> list[Problem]:
     """An error on every later row equal to an earlier one on ``names`` (rows with a key missing
     are left out), naming the first such row.
@@ -685,8 +715,8 @@ def _duplicates(
     Column by column, only the rows still equal to another row on the columns so far are kept, so
     free text (the last key) is hashed only for the few rows that may repeat.
     """
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # lazy: heavy
+    import pandas as pd  # lazy: heavy
 
     if any(k not in keys for k in names):
         return []
@@ -706,18 +736,20 @@ def _duplicates(
     firsts = first[key]
     later = firsts != pos
     rows, shown = keys.rows, keys.values(column)
-    return [error(int(rows[i]), column, shown[i], message(int(rows[f])))
+    return [error(int(rows[i]), column, shown[i], message(int(rows[f])), code=code)
             for i, f in zip(pos[later].tolist(), firsts[later].tolist(), strict=True)]
 
 
-def _double_bookings(keys: _Keys, repeated: list[int], column: str, what: str) -> list[Problem]:
+def _double_bookings(
+    keys: _Keys, repeated: list[int], column: str, what: str, code: str
+) -> list[Problem]:
     """Rows booking the same trainer (or room) on the same date at overlapping times.
 
     Sorted sweeps keep this O(n log n): counting overlaps is two binary searches per row over the
     (group, time) keys; only groups that have an overlap are walked to name the other rows.
     """
-    import numpy as np
-    import pandas as pd
+    import numpy as np  # lazy: heavy
+    import pandas as pd  # lazy: heavy
 
     if any(k not in keys for k in (column, "date", "startTime", "endTime")):
         return []
@@ -759,7 +791,7 @@ def _double_bookings(keys: _Keys, repeated: list[int], column: str, what: str) -
         if more > 0:
             text += f", and {more} more row{'s' if more > 1 else ''}"
         found.append(error(int(rows[i]), column, ids[i],
-                           f"{what} {ids[i]} is also booked {text}"))
+                           f"{what} {ids[i]} is also booked {text}", code=code))
     return found
 
 
@@ -772,7 +804,7 @@ def _overlap_partners(
     sorted by end: all of them overlap the current row, as do the following rows that start
     before it ends.
     """
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     conflicted = np.isin(group, np.unique(group[overlaps > 0]))
     idx = np.flatnonzero(conflicted)
@@ -819,7 +851,7 @@ def _join(parts: list[str]) -> str:
 
 def _valid_rows(row_numbers: np.ndarray, error_rows: set[int]) -> tuple[Any, int]:
     """The positions of the rows without an error (a slice when there are none), and how many."""
-    import numpy as np
+    import numpy as np  # lazy: heavy
 
     if not error_rows:
         return slice(None), len(row_numbers)
@@ -827,17 +859,20 @@ def _valid_rows(row_numbers: np.ndarray, error_rows: set[int]) -> tuple[Any, int
     return ok, int(ok.sum())
 
 
-def _sessions(cols: dict[str, _Parsed], row_numbers: np.ndarray, ok: Any) -> list[SessionRow]:
+def _sessions(
+    cols: dict[str, _Parsed], row_numbers: np.ndarray, ok: Any, spec: Spec
+) -> list[SessionRow]:
+    """The valid rows as ``spec.row_type`` tuples: the row number, then every column in spec
+    order (None where the sheet has no such column)."""
     n = len(row_numbers[ok])
 
     def values(name: str) -> list[Any]:
         if name not in cols:
             return [None] * n
-        return cols[name].values[ok].tolist()
+        found: list[Any] = cols[name].values[ok].tolist()
+        return found
 
-    fields = ("courseId", "batchId", "moduleId", "name", "trainerErecno", "type", "date",
-              "startTime", "endTime", "description", "roomId", "lockUntil", "gradeCategoryId",
-              "key")
-    columns = (row_numbers[ok].tolist(), *(values(f) for f in fields))
-    make = functools.partial(tuple.__new__, SessionRow)  # SessionRow._make, without Python calls
-    return list(map(make, zip(*columns, strict=True)))
+    columns = (row_numbers[ok].tolist(), *(values(name) for name in spec.names))
+    # row_type._make without a Python call per row
+    make = functools.partial(tuple.__new__, spec.row_type)
+    return cast("list[SessionRow]", list(map(make, zip(*columns, strict=True))))
