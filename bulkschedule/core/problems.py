@@ -69,6 +69,34 @@ CODES: dict[str, str] = {
     "key.duplicate": "The same key as an earlier row.",
     "trainer.double_booked": "The trainer is booked for overlapping times on the same date.",
     "room.double_booked": "The room is booked for overlapping times on the same date.",
+    # names instead of IDs (bulkschedule.org)
+    "name.ambiguous": "A name in an ID column names more than one course, batch, module, "
+                      "trainer or room; the message lists them with their IDs.",
+    "name.unknown": "A name in an ID column names nothing in the org; up to three close names "
+                    "are offered.",
+    "name.needs_online": "A name in an ID column cannot be resolved offline: nothing of that "
+                         "kind is cached (run with --online or `org refresh`).",
+    # against the org (validate --online, run)
+    "org.course_unknown": "The course does not exist in the org.",
+    "org.batch_not_in_course": "The batch is not a batch of that course.",
+    "org.module_not_in_batch": "The module is not a module of that batch.",
+    "org.date_outside_batch": "The date lies outside the batch's start and end dates (Zoho "
+                              "would refuse it: BATCH_DATE_AND_SESSION_DATE_MISMATCH).",
+    "org.trainer_unknown": "The trainer is not an active LMS trainer.",
+    "org.room_unknown": "The room does not exist in the org.",
+    "org.trainer_busy": "The trainer already teaches a session Zoho holds at an overlapping "
+                        "time.",
+    "org.room_busy": "The room is already booked by a session Zoho holds at an overlapping time.",
+    "org.course_unpublished": "The course is not published (a warning, once per course).",
+    # recurring rows (repeat, until, count, skip)
+    "repeat.unreadable": "The repeat rule cannot be read; the message lists the forms.",
+    "repeat.no_end": "A repeating row needs exactly one of until and count.",
+    "repeat.first_date_off_rule": "The row's date (the first session) is not on a day the "
+                                  "rule names.",
+    "repeat.too_many": "The row would make more than 370 sessions.",
+    "until.before_date": "until is before the row's date.",
+    "count.out_of_range": "count is not a whole number from 1 to 370.",
+    "skip.unreadable": "A skip date or range (or a Holidays line) cannot be read.",
     # should not happen
     "check.internal": "A check of the validator itself failed (please report it).",
 }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_FILE = "org.sqlite3"
+CACHE_FILE = "org-cache.sqlite3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
