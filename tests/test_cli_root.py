@@ -17,15 +17,26 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bulkschedule.app.config import SETTINGS, Choice, Number, PathValue, Rate, Setting, Switch, Url
+from bulkschedule.app.config import (
+    SETTINGS,
+    Choice,
+    Duration,
+    Number,
+    PathValue,
+    Rate,
+    Setting,
+    Switch,
+    Url,
+)
 from bulkschedule.cli import main
 from bulkschedule.cli.root import COMMANDS, LazyGroup
 from bulkschedule.core.errors import ConfigError, InboxBusy, JobError
 
 HEAVY = ("pandas", "pandera", "openpyxl", "aiohttp", "numpy", "python_calamine")
 #: The commands that talk to the API take every "send" setting; these also take the inbox ones.
-SENDING = {"run": ("send",), "inbox": ("send", "inbox"), "auth": ("send",),
-           "forget": ("send",), "serve": ("send",), "config show": ("send", "inbox")}
+SENDING = {"run": ("send",), "validate": ("send",), "inbox": ("send", "inbox"), "auth": ("send",),
+           "forget": ("send",), "serve": ("send",), "config show": ("send", "inbox"),
+           "org refresh": ("send",), "org find": ("send",), "org show": ("send",)}
 
 
 @pytest.fixture
@@ -121,6 +132,8 @@ def _sample(s: Setting, tmp_path: Path) -> list[str]:
         return ["7/9"]
     if isinstance(kind, Url):
         return ["http://127.0.0.1:9"]
+    if isinstance(kind, Duration):
+        return ["90m"]
     assert isinstance(kind, PathValue)
     return [str(tmp_path / s.name)]
 

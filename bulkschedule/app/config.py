@@ -33,6 +33,7 @@ from bulkschedule.core.constants import (
     DATA_CENTRE_NAMES,
     DATA_CENTRES,
     DEFAULT_LOCK_SECONDS,
+    DEFAULT_MAX_AGE,
     DEFAULT_RATE,
     LOG_FORMATS,
     PAYLOAD_STYLES,
@@ -41,7 +42,13 @@ from bulkschedule.core.constants import (
 )
 from bulkschedule.core.errors import ConfigError
 from bulkschedule.core.files import atomic_write_text
-from bulkschedule.core.numbers import MAX_RATE_CALLS, MAX_RATE_SECONDS, parse_number, parse_rate
+from bulkschedule.core.numbers import (
+    MAX_RATE_CALLS,
+    MAX_RATE_SECONDS,
+    parse_duration,
+    parse_number,
+    parse_rate,
+)
 from bulkschedule.core.text import mask
 
 __all__ = [
@@ -229,6 +236,20 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration: ``30m``, ``12h``, ``2d``, or seconds (`core.numbers.parse_duration`)."""
+
+    def parse(self, value: object, origin: Origin) -> float:
+        return parse_duration(value)
+
+    def allowed(self) -> str:
+        return "a duration such as `30m`, `12h` or `2d` (seconds without a unit)"
+
+    def bounds(self) -> str | None:
+        return "0 to a year"
+
+
+@dataclass(frozen=True, slots=True)
 class Url:
     """An http(s) URL; a trailing slash is dropped."""
 
@@ -381,6 +402,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             help_default="~/.local/state/bulkschedule or $BULKSCHEDULE_STATE", flag="--state",
             env="BULKSCHEDULE_STATE", metavar="DIR", folder=True,
             doc_default="`$XDG_STATE_HOME/bulkschedule`, else `~/.local/state/bulkschedule`"),
+    Setting("max_age", "org cache max age", Duration(), default=DEFAULT_MAX_AGE,
+            help="How long cached courses, batches, modules, trainers and rooms are trusted",
+            help_default="12h", flag="--max-age", env="BULKSCHEDULE_MAX_AGE", metavar="DURATION",
+            doc_default="`12h`"),
     Setting("log_file", "log file", PathValue(), default=None,
             help="Also log to this (rotating) file", flag="--log-file",
             env="BULKSCHEDULE_LOG_FILE", metavar="PATH"),
@@ -450,6 +475,7 @@ class Settings:
     workers: int = 4
     payload_style: PayloadStyle = "query"
     state_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "state" / APP)
+    max_age: float = DEFAULT_MAX_AGE
     log_file: Path | None = None
     log_format: LogFormat = "text"
     secrets_file: Path | None = None

@@ -23,9 +23,11 @@ from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT
 from bulkschedule.core.errors import AuthError, JobError, ReadError
 from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
 from bulkschedule.core.request import Request
+from bulkschedule.org.cache import OrgCache
+from bulkschedule.org.preflight import resolve_offline, with_problems
 from bulkschedule.send.api import SendSettings, open_api
 from bulkschedule.send.events import guarded
-from bulkschedule.send.journal import Journal
+from bulkschedule.send.journal import ClaimKind, Journal
 from bulkschedule.send.limiter import Clock, SystemClock
 from bulkschedule.send.runner import (
     Event,
@@ -41,6 +43,7 @@ from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.reader import read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.zoho.records import ListedSession
 from bulkschedule.zoho.urls import check_base_url
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: The message of a row whose session was found in Zoho before sending (issue 11's contract).
+ALREADY_IN_ZOHO = "already in Zoho"
 
 
 @dataclass
@@ -77,8 +83,13 @@ def load(
     module: str | None = None,
     month_first: bool = False,
     today: dt.date | None = None,
+    names_from: OrgCache | None = None,
 ) -> Validation:
-    """Read and validate; an unreadable file is a `JobError` (one line, exit 2)."""
+    """Read and validate; an unreadable file is a `JobError` (one line, exit 2).
+
+    Names typed in the ID columns resolve from ``names_from`` (the org cache, whatever its age);
+    without it, or where it holds nothing of that kind, the problem says to use ``--online``.
+    """
 
     if Path(sheet).suffix.lower() not in (".csv", ".txt"):
         # calamine releases the GIL while parsing a workbook; the csv module does not, and
@@ -90,8 +101,13 @@ def load(
         raise JobError(str(err)) from err
     except OSError as err:
         raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from err
-    return validate(table, course=course, batch=batch, module=module,
-                    month_first=month_first, today=today)
+    names = resolve_offline(table, names_from,
+                            given={"courseId": course, "batchId": batch, "moduleId": module})
+    checked = validate(names.table, course=course, batch=batch, module=module,
+                       month_first=month_first, today=today)
+    if not (names.resolved or names.problems):
+        return checked
+    return with_problems(checked, names.problems, table=table, names=names)
 
 
 def check_results_path(path: Path) -> None:
@@ -207,6 +223,7 @@ async def send(
     on_register: Callable[[int], None] | None = None,
     clock: Clock | None = None,
     summary_extra: Mapping[str, object] | None = None,
+    held: Mapping[int, ListedSession] | None = None,
 ) -> JobResult:
     """Send the valid rows of ``validation`` (or preview them) and write the results workbook.
 
@@ -221,13 +238,16 @@ async def send(
     have left become ``unknown`` (the next run settles them by listing before it sends anything);
     rows still waiting for the lock or a rate-limit slot are ``pending``.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
+    ``held``: rows whose session Zoho already holds (the online stage found them listed and the
+    journal did not know them): recorded in the journal and reported ``exists``, never sent.
     """
     try:
         base = check_base_url(settings.api_base)
     except ValueError as err:
         raise JobError(str(err)) from err
     run = _SheetRun(validation, settings, base, dry_run=dry_run, clock=clock or SystemClock(),
-                    hooks=Hooks(on_event, on_start, on_register), stops=Stops(stop, hard_stop))
+                    hooks=Hooks(on_event, on_start, on_register), stops=Stops(stop, hard_stop),
+                    held=held or {})
     sent: dict[int, Outcome] = {}
     status = "finished"
     try:
@@ -248,7 +268,8 @@ class _SheetRun:
     """
 
     def __init__(self, validation: Validation, settings: SendSettings, base: str, *,
-                 dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops) -> None:
+                 dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops,
+                 held: Mapping[int, ListedSession]) -> None:
         self.validation = validation
         self.settings = settings
         self.base = base
@@ -257,6 +278,7 @@ class _SheetRun:
         self.hooks = hooks
         self.stops = stops
         self.requests = requests_for(validation)
+        self.held = held
         self.started = time.time()
         self.journal = Journal(settings.state_dir)
         self.run_id = self.journal.start_run(str(validation.table.file), base,
@@ -295,10 +317,12 @@ class _SheetRun:
             self.hooks.on_register(self.run_id)
         self.tell_unreported({r: o for r, o in complete(self.validation, {}).items()
                               if o.status == Status.INVALID})
+        adopted = self._adopt_held()
+        requests = [r for r in self.requests if r.row not in adopted]
         if self.dry_run:
-            return preview(self.requests, journal=self.journal, api_base=self.base)
-        if not self.requests:
-            return {}
+            return {**preview(requests, journal=self.journal, api_base=self.base), **adopted}
+        if not requests:
+            return adopted
         async with open_api(self.base, self.settings, shared=self.journal.path, tokens=tokens,
                             clock=self.clock, wrap_pace=track_pace) as api:
             try:
@@ -307,7 +331,7 @@ class _SheetRun:
                 raise JobError(f"cannot get an access token: {err}") from err
             if self.hooks.on_start is not None:
                 self.hooks.on_start(len(self.requests), 0)
-            sending = send_all(self.requests, client=api.client, journal=self.journal,
+            sending = send_all(requests, client=api.client, journal=self.journal,
                                gate=api.gate, api_base=self.base, run_id=self.run_id,
                                config=self._run_config(), clock=self.clock,
                                stop=self.stops.stop, on_event=self.watch)
@@ -315,7 +339,26 @@ class _SheetRun:
         # Cut short, the runner still settled every row (OutcomeEvents) on its way out: rows
         # whose request may have left are unknown; rows still waiting for the lock or a
         # rate-limit slot, and rows never reached, are pending.
-        return self.seen if done is None else done
+        return {**(self.seen if done is None else done), **adopted}
+
+    def _adopt_held(self) -> dict[int, Outcome]:
+        """Rows whose session Zoho already holds: recorded in the journal as created (never in a
+        dry run), reported ``exists`` with that sessionId, and never sent."""
+        out: dict[int, Outcome] = {}
+        for req in self.requests:
+            listed = self.held.get(req.row)
+            if listed is None:
+                continue
+            if not self.dry_run:
+                claim = self.journal.claim(self.base, req, self.run_id)
+                if claim.kind == ClaimKind.BUSY:
+                    continue  # in flight in a live run: the runner settles it
+                if claim.kind != ClaimKind.CREATED:
+                    self.journal.record_created(self.base, req, self.run_id, listed.id,
+                                                message=ALREADY_IN_ZOHO)
+            out[req.row] = Outcome(req.row, Status.EXISTS, listed.id, ALREADY_IN_ZOHO)
+            self.tell(OutcomeEvent(out[req.row]))
+        return out
 
     def _run_config(self) -> RunConfig:
         return RunConfig(workers=self.settings.workers, lock_seconds=self.settings.lock,

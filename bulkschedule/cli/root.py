@@ -60,6 +60,8 @@ COMMANDS: Mapping[str, Entry] = {
     "forget": Entry("bulkschedule.cli.forget:forget",
                     "Let rows be sent again after their sessions were deleted in Zoho."),
     "config": Entry("bulkschedule.cli.config:config_group", "Show the effective configuration."),
+    "org": Entry("bulkschedule.cli.org:org_group",
+                 "Find IDs in the org, and refresh or show what is cached of it."),
     "serve": Entry("bulkschedule.cli.serve:serve",
                    "Serve the upload page (a web front for `run`)."),
 }

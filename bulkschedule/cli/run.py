@@ -13,7 +13,9 @@ import click
 from bulkschedule.app import job
 from bulkschedule.app.config import Settings
 from bulkschedule.app.logs import log_summary
-from bulkschedule.app.target import open_target
+from bulkschedule.app.online import Online, check_online
+from bulkschedule.app.online import Reading as OnlineReading
+from bulkschedule.app.target import Target, open_target
 from bulkschedule.cli.common import (
     Reading,
     fail,
@@ -33,8 +35,9 @@ from bulkschedule.cli.console import (
 )
 from bulkschedule.cli.options import Number, setting_options
 from bulkschedule.cli.signals import Signals
-from bulkschedule.cli.validate import read_and_validate
+from bulkschedule.cli.validate import org_cache, read_and_validate
 from bulkschedule.core.constants import Exit
+from bulkschedule.core.errors import JobError
 from bulkschedule.sheet.schema import Validation
 
 SPEED = Number(1, 1000)
@@ -52,9 +55,12 @@ SPEED = Number(1, 1000)
               help="Run against a built-in local sandbox (no Zoho account needed).")
 @click.option("--speed", type=SPEED, default=1.0, metavar="K",
               help="With --sandbox: run the window and the lock K times faster.")
+@click.option("--offline", is_flag=True,
+              help="Skip the checks against the org and the look for sessions Zoho already "
+                   "holds (the journal alone then guards against duplicates).")
 @today_option
 def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, reading: Reading,
-        yes: bool, sandbox: bool, speed: float, today: dt.date | None) -> None:
+        yes: bool, sandbox: bool, speed: float, offline: bool, today: dt.date | None) -> None:
     """Create a Zoho LMS session for every valid row of SHEET, at the API's pace.
 
     Valid rows are sent; invalid rows are reported, never sent. A session is never created twice:
@@ -66,20 +72,50 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, read
     """
     sandbox_conflicts(settings, sandbox=sandbox, speed=speed)
     logger = start_logging(settings)
-    validation = read_and_validate(sheet, reading, today=today)
+    validation = read_and_validate(sheet, reading, today=today, names_from=org_cache(settings))
     results_path = Path(results) if results else job.default_results_path(sheet)
     job.check_results_path(results_path)
+    online = not offline and not validation.fatal and (
+        validation.valid > 0 or any(p.code.startswith("name.") for p in validation.problems))
+    if not online:
+        _show(validation)
+    leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
+                            sandbox=sandbox, speed=speed, yes=yes,
+                            online=reading if online else None)))
+
+
+def _show(validation: Validation) -> None:
     for note in validation.table.notes:
         click.echo(f"note: {note}")
     echo_problems(validation.problems)
     click.echo(summary_line(validation))
-    leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
-                            sandbox=sandbox, speed=speed, yes=yes)))
+
+
+async def _check_org(validation: Validation, target: Target, reading: Reading,
+                     settings: Settings, *, dry_run: bool) -> Online:
+    """The online stage before anything is sent. A dry run without credentials goes on offline
+    with a warning; a real run cannot start without them anyway (exit 2)."""
+    try:
+        found = await check_online(
+            validation.table, validation, target.send, tokens=target.tokens,
+            reading=OnlineReading(reading.course, reading.batch, reading.module,
+                                  reading.month_first),
+            max_age=settings.max_age)
+    except JobError as err:
+        if not dry_run:
+            raise
+        click.echo(f"warning: the org was not read ({err}); only the offline checks ran",
+                   err=True)
+        return Online(validation)
+    if found.warning:
+        click.echo(f"warning: {found.warning}", err=True)
+    click.echo(found.line())
+    return found
 
 
 async def _send(settings: Settings, validation: Validation, results_path: Path,
                 logger: logging.Logger, *, dry_run: bool, sandbox: bool, speed: float,
-                yes: bool) -> int:
+                yes: bool, online: Reading | None) -> int:
     """Open the target, ask (at a terminal), send with live progress, and report: the exit
     code."""
     signals = Signals("\nstopping: finishing the calls in flight, then writing the results "
@@ -97,6 +133,12 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
                        f"{send.rate_calls} calls / {send.rate_period:g} s and a "
                        f"{send.lock_seconds:g} s lockout"
                        + (f", all {send.speed:g}x faster" if send.speed != 1 else ""))
+        held = {}
+        if online is not None:
+            found = await _check_org(validation, target, online, settings, dry_run=dry_run)
+            validation, held = found.validation, found.held
+            _show(validation)
+            n = validation.valid - len(held)
         elif not dry_run and not yes and n and sys.stdin.isatty():
             minutes = n / send.rate_calls * send.rate_period / 60
             if not click.confirm(f"Create up to {n} sessions at {send.api_base} (at "
@@ -112,7 +154,7 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
             result = await job.send(validation, send, tokens=target.tokens,
                                     results_path=results_path, dry_run=dry_run,
                                     stop=signals.stop, hard_stop=signals.hard_stop,
-                                    on_event=progress)
+                                    on_event=progress, held=held)
         except OSError as err:
             fail(f"cannot write the results workbook {results_path}: {err.strerror or err}")
         finally:

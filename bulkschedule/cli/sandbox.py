@@ -55,7 +55,8 @@ SHARE = Number(0, 1)
 @click.option("--seed", type=int, default=None, metavar="N",
               help="Make the injected faults reproducible.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
-              help="Catalogue JSON: courses, batches (with dates), modules, trainers, rooms.")
+              help="Catalogue JSON: courses, batches (with dates), modules, trainers, rooms "
+                   "(default: the built-in org that sample_data/ uses).")
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
               help="Keep sessions in this SQLite file instead of memory.")
 @click.option("--speed", type=Number(1, 1000), default=1.0, metavar="K",

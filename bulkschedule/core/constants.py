@@ -45,6 +45,8 @@ LOG_FORMATS: Final[tuple[LogFormat, ...]] = get_args(LogFormat)
 #: Zoho's documented threshold for the LMS APIs, and its lockout.
 DEFAULT_RATE: Final = "30/60"
 DEFAULT_LOCK_SECONDS: Final = 300.0
+#: How long cached org lists (courses, batches, modules, trainers, rooms) are trusted: 12 hours.
+DEFAULT_MAX_AGE: Final = 12 * 3600.0
 
 
 class Exit(IntEnum):

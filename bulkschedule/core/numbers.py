@@ -66,3 +66,24 @@ def _fmt(bound: float | None) -> str:
     if bound is None:
         return "…"
     return f"{bound:,.0f}" if float(bound).is_integer() else f"{bound:g}"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hour|hours|d|day|days)?\s*$", re.I)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "hours": 3600,
+                 "d": 86400, "day": 86400, "days": 86400}
+#: The longest duration a setting may name: a year.
+MAX_DURATION = 366 * 86400.0
+
+
+def parse_duration(text: object) -> float:
+    """``"12h"`` -> 43200.0: a number with an optional unit (s, m, h, d; seconds without one),
+    from 0 up to a year."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(parse_number(text, low=0, high=MAX_DURATION))
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 30m, 12h or 2d")
+    seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than a year")
+    return seconds

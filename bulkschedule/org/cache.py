@@ -58,6 +58,12 @@ class OrgCache:
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._db.executescript(_SCHEMA)
 
+    @classmethod
+    def existing(cls, state_dir: Path, api_base: str) -> OrgCache | None:
+        """The cache if one was ever written there, else None: a plain ``validate`` must not
+        create a state folder as a side effect."""
+        return cls(state_dir, api_base) if (state_dir / CACHE_FILE).is_file() else None
+
     def __enter__(self) -> OrgCache:
         return self
 

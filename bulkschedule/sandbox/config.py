@@ -15,7 +15,7 @@ from typing import Any
 
 from bulkschedule.core.constants import FIELD_STYLES, LATENCY_AT, LOCK_STYLES
 from bulkschedule.core.numbers import parse_rate
-from bulkschedule.sandbox.catalogue import Catalogue, load_catalogue
+from bulkschedule.sandbox.catalogue import Catalogue, default_catalogue, load_catalogue
 
 __all__ = ["SandboxConfig", "config_from_options", "parse_latency", "parse_rate"]
 
@@ -118,12 +118,14 @@ def config_from_options(*, rate: str, latency: str, data: str | None,
                         latency_at: str = "arrival", field_style: str = "default",
                         **options: Any) -> SandboxConfig:
     """The ``bulkschedule sandbox`` options as a config: ``rate`` N/SECONDS, ``latency`` MIN-MAX,
-    ``latency_at`` arrival|reply, ``data`` a catalogue file, ``field_style`` one of
-    `FIELD_STYLES`; the rest are `SandboxConfig` fields. ValueError says what is wrong."""
+    ``latency_at`` arrival|reply, ``data`` a catalogue file (default: the built-in org that
+    sample_data/ uses), ``field_style`` one of `FIELD_STYLES`; the rest are `SandboxConfig`
+    fields. ValueError says what is wrong."""
     try:
         calls, seconds = parse_rate(rate)
     except ValueError as err:
         raise ValueError(f"--rate {err}") from err
     return SandboxConfig(rate_calls=calls, rate_seconds=seconds, latency=parse_latency(latency),
                          latency_at=latency_at, field_style=field_style,
-                         catalogue=load_catalogue(data) if data else None, **options)
+                         catalogue=load_catalogue(data) if data else default_catalogue(),
+                         **options)

@@ -62,11 +62,12 @@ class Validation(ByValue):
     ``sessions``: the rows with no error, in input order, parsed (built on first use: ``valid``
     counts them without building them); ``problems``: sorted with problems.sort_key; ``fatal``: a
     required column is missing, nothing can be sent; ``error_rows``: spreadsheet rows with at
-    least one error; ``spec``: the column spec the sheet was checked against.
+    least one error; ``spec``: the column spec the sheet was checked against; ``resolved``: the
+    cells where a name was typed in an ID column, (row, column) -> (name as typed, its ID).
     """
 
     __slots__ = ("_build", "_sessions", "_valid", "error_rows", "fatal", "headers", "problems",
-                 "spec", "table")
+                 "resolved", "spec", "table")
     __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows")
 
     def __init__(
@@ -88,6 +89,7 @@ class Validation(ByValue):
         self.fatal = fatal
         self.error_rows: set[int] = set() if error_rows is None else error_rows
         self.spec = spec
+        self.resolved: dict[tuple[int, str], tuple[str, str]] = {}
 
     @property
     def sessions(self) -> list[SessionRow]:
