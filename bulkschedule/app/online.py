@@ -92,9 +92,8 @@ def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str) -> list[
 
 
 def _why(err: ApiError) -> str:
-    endpoint = getattr(err, "endpoint", None)
-    where = f" ({endpoint})" if endpoint else ""
-    return f"{err.message}{where}"
+    """The failure, naming the read when it is known (`OrgUnavailable` carries it)."""
+    return err.message
 
 
 async def check_online(

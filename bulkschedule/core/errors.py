@@ -16,7 +16,8 @@ raise or catch any of them without importing the layer that usually raises it::
         ├── Rejected              this row is wrong (4xx, error inside a 200)
         ├── ServerError           5xx: nothing created; back off and retry
         ├── NotSent               the request never left: safe to retry
-        └── OutcomeUnknown        the request may have arrived: reconcile before any resend
+        ├── OutcomeUnknown        the request may have arrived: reconcile before any resend
+        └── OrgUnavailable        a read of the org failed; .endpoint names it (org.catalogue)
 
 No message carries a secret: callers show ``str(err)`` as it is.
 """
@@ -115,3 +116,15 @@ class NotSent(ApiError):
 
 class OutcomeUnknown(ApiError):
     """Timeout or connection lost after the request was written: reconcile before any resend."""
+
+
+class OrgUnavailable(ApiError):
+    """A read of the org (courses, batches, modules, trainers, rooms, a session listing) failed:
+    a missing scope, 404, a shape the client cannot read. ``endpoint`` names the read; ``cause``
+    is the classified failure. A run goes on with the offline checks; ``validate --online`` and
+    the ``org`` commands stop (exit 2)."""
+
+    def __init__(self, endpoint: str, cause: ApiError) -> None:
+        super().__init__(f"{endpoint}: {cause.message}", status=cause.status, code=cause.code)
+        self.endpoint = endpoint
+        self.cause = cause

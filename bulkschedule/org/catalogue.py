@@ -14,10 +14,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from bulkschedule.core.constants import DEFAULT_MAX_AGE
+from bulkschedule.core.errors import ApiError, OrgUnavailable
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.zoho.records import Batch, Course, ListedSession, Module, Room, Trainer
 
 KINDS = ("course", "batch", "module", "trainer", "room")
+
+def endpoint(kind: str, parent: str) -> str:
+    """The read behind a list, for messages: ``modules`` of ``c/b`` ->
+    ``GET /api/v1/courses/c/batches/b/modules``."""
+    ids = parent.split("/") if parent else []
+    path = "/api/v1"
+    for segment, ident in zip(("courses", "batches", "modules"), ids, strict=False):
+        path += f"/{segment}/{ident}"
+    return f"GET {path}/{kind}" if kind != "courses" or ids else "GET /api/v1/courses"
 
 
 class OrgSource(Protocol):
@@ -107,7 +117,11 @@ class Catalogue:
         if key not in self._memo:
             if self.source is None:
                 raise RuntimeError("reading sessions needs a connection (the caller checks)")
-            self._memo[key] = await self.source.list_sessions(course_id, batch_id, module_id)
+            try:
+                self._memo[key] = await self.source.list_sessions(course_id, batch_id,
+                                                                  module_id)
+            except ApiError as err:
+                raise OrgUnavailable(endpoint(*key), err) from err
             self.spent.reads += 1
         return list(self._memo[key])
 
@@ -131,7 +145,10 @@ class Catalogue:
         elif self.source is None:
             return None
         else:
-            items = list(await read(self.source))
+            try:
+                items = list(await read(self.source))
+            except ApiError as err:
+                raise OrgUnavailable(endpoint(kind, parent), err) from err
             if self.cache is not None:
                 self.cache.put(kind, parent, [_to_json(i) for i in items])
             self.spent.reads += 1

@@ -51,6 +51,9 @@ class SandboxConfig:
     catalogue: Catalogue | None = None
     field_style: str = "default"
     partial_updates: bool = False
+    #: False: the org's lists (courses, batches, modules, trainers, rooms) are refused 403, as
+    #: for a token without the read scopes; session listings still answer
+    org_reads: bool = True
     db: str | Path | None = None
     speed: float = 1.0
     extend_lock_on_call: bool = False

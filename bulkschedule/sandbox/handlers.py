@@ -361,13 +361,18 @@ def read_room(state: SandboxState, request: web.Request) -> dict[str, Any]:
     return _one(state, "room", state.shape.room(room))
 
 
-def _reader(render: Render) -> Handler:
-    """A read as a handler: through the gate, counted under ``reads``, `Invalid` as a 4xx."""
+def _reader(render: Render, *, catalogue: bool = True) -> Handler:
+    """A read as a handler: through the gate, counted under ``reads``, `Invalid` as a 4xx.
+    With ``org_reads=False`` in the config, reads of the ``catalogue`` (all but the session
+    listings) are refused 403 as for a token without the read scope."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         gated = await _gate(request, "reads")
         if isinstance(gated, web.Response):
             return gated
+        if catalogue and not gated.config.org_reads:
+            gated.counters["rejected"] += 1
+            return _error(403, "7218", "Invalid OAuth scope: the token may not read this")
         try:
             body = render(gated, request)
         except Invalid as bad:
@@ -449,8 +454,8 @@ def add_routes(app: web.Application) -> None:
     module = batch + "/modules/{module}"
     r.add_post(module + "/sessions", create_session)
     r.add_patch(module + "/sessions/{session}", update_session)
-    r.add_get(module + "/sessions", _reader(read_sessions))
-    r.add_get(batch + "/sessions", _reader(read_sessions))
+    r.add_get(module + "/sessions", _reader(read_sessions, catalogue=False))
+    r.add_get(batch + "/sessions", _reader(read_sessions, catalogue=False))
     r.add_get("/api/v1/courses", _reader(read_courses))
     r.add_get(course, _reader(read_course))
     r.add_get(course + "/batches", _reader(read_batches))
