@@ -86,7 +86,8 @@ async def main() -> int:
                           if k not in ("courseId", "batchId", "moduleId") and v}
                 fields["type"] = "0"
                 hour = int(fields["startTime"][:2])  # 8 or 10: the morning
-                fields["startTime"], fields["endTime"] = f"{hour:02d}:00 AM", f"{hour + 1:02d}:00 AM"
+                fields["startTime"] = f"{hour:02d}:00 AM"
+                fields["endTime"] = f"{hour + 1:02d}:00 AM"
                 sb.add_session(r["courseId"], r["batchId"], r["moduleId"], **fields)
             settings = SendSettings(api_base=sb.url, state_dir=Path(tmp) / "state",
                                     rate_calls=100_000, rate_period=1, workers=16)
