@@ -20,13 +20,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkschedule.app import job
-from bulkschedule.app.logs import redact
+from bulkschedule.app.logs import log_lock, log_outcome, log_summary, redact
+from bulkschedule.core.problems import Status
+from bulkschedule.send.journal import Journal, RunInfo
+from bulkschedule.send.runner import (
+    Event,
+    LockEvent,
+    OutcomeEvent,
+    RetryEvent,
+    StopEvent,
+    WaitEvent,
+)
 from bulkschedule.web.access import Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.app.target import Target
-    from bulkschedule.send.journal import RunInfo
-    from bulkschedule.send.runner import Event
     from bulkschedule.sheet.schema import Validation
 
 log = logging.getLogger("bulkschedule")
@@ -84,16 +92,6 @@ class LiveRun:
         old.set()
 
     def on_event(self, event: Event) -> None:
-        from bulkschedule.app.logs import log_lock, log_outcome
-        from bulkschedule.core.problems import Status
-        from bulkschedule.send.runner import (
-            LockEvent,
-            OutcomeEvent,
-            RetryEvent,
-            StopEvent,
-            WaitEvent,
-        )
-
         if isinstance(event, OutcomeEvent):
             outcome = event.outcome
             status = str(outcome.status)
@@ -175,14 +173,10 @@ class Runs:
         return None
 
     def journal_runs(self, limit: int = 50) -> list[RunInfo]:
-        from bulkschedule.send.journal import Journal
-
         with Journal(self.state_dir) as journal:
             return journal.runs(limit)
 
     def journal_run(self, run_id: int) -> RunInfo | None:
-        from bulkschedule.send.journal import Journal
-
         with Journal(self.state_dir) as journal:
             return journal.run(run_id)
 
@@ -221,8 +215,6 @@ class Runs:
 
     async def _execute(self, run: LiveRun, validation: Validation, target: Target,
                        on_register: Callable[[int], None]) -> None:
-        from bulkschedule.app.logs import log_summary
-
         def started(to_send: int, known: int) -> None:
             if run.state == "starting":
                 run.state = "running"

@@ -31,12 +31,15 @@ import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from bulkschedule.app import job
+from bulkschedule.app.config import Settings
 from bulkschedule.app.logs import redact
+from bulkschedule.app.target import Target, api, sandbox_config, to_sandbox
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 from bulkschedule.web import pages
 from bulkschedule.web.access import (
     ACCESS,
@@ -66,11 +69,6 @@ from bulkschedule.web.uploads import (
 )
 from bulkschedule.web.uploads import safe_name as safe_name
 from bulkschedule.web.uploads import sniff_problem as sniff_problem
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.app.config import Settings
-    from bulkschedule.app.target import Target
-    from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 
 __all__ = [
     "COOKIE",
@@ -128,8 +126,6 @@ class _State:
         """Where a run goes (`bulkschedule.app.target`, as for the CLI): the sandbox, or the API
         with credentials read now, so a fixed secrets file needs no restart. `Refused` (503)
         with the reason when they are unusable, or missing and sending is asked for."""
-        from bulkschedule.app.target import api, to_sandbox
-
         if self.sandbox is not None:
             return to_sandbox(self.sandbox, self.settings, state_dir=self.state_dir)
         try:
@@ -461,8 +457,6 @@ def make_app(
         if st.sandbox_config is None:
             yield
             return
-        from bulkschedule.sandbox.server import Sandbox
-
         async with Sandbox(st.sandbox_config) as sb:
             st.sandbox = sb
             yield
@@ -507,9 +501,7 @@ async def serve(
     results. With ``sandbox`` and no ``state_dir``, a temporary state folder is used (as
     ``run --sandbox`` does), so rehearsals never mix with the real journal."""
     check_access(host, password)
-    from bulkschedule.app.target import sandbox_config as config_for
-
-    sandbox_config = config_for(settings, speed) if sandbox else None
+    config = sandbox_config(settings, speed) if sandbox else None
     with contextlib.ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(
@@ -520,7 +512,7 @@ async def serve(
         except OSError as err:
             raise WebError(f"cannot use the state folder {state_dir}: "
                            f"{err.strerror or err}") from None
-        app = make_app(settings, state_dir=state_dir, sandbox=sandbox_config, password=password,
+        app = make_app(settings, state_dir=state_dir, sandbox=config, password=password,
                        max_upload=max_upload)
         runner = web.AppRunner(app, access_log=logging.getLogger("bulkschedule.web.access"),
                                shutdown_timeout=STOP_GRACE + 10)

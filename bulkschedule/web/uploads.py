@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 
 from bulkschedule.app import job
+from bulkschedule.app.results import write_report
 from bulkschedule.web.access import CSRF_FIELD, CSRF_HEADER, Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -294,8 +295,6 @@ class Uploads:
 
     def _store(self, folder: Path, meta: dict[str, Any]) -> Validation:
         """Blocking part of an upload: content check, validation, annotated sheet, summary."""
-        from bulkschedule.app.results import write_report
-
         problem = sniff_problem(folder / PARTIAL, extension(meta["file"]))
         if problem:
             raise Refused(415, f"{meta['name']}: {problem}.")
