@@ -152,10 +152,6 @@ def _view(request: web.Request) -> pages.View:
                       sandbox=st.sandbox is not None)
 
 
-def _page(request: web.Request, title: str, body: str, *, status: int = 200) -> web.Response:
-    return pages.page(_view(request), title, body, status=status)
-
-
 @web.middleware
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]
                   ) -> web.StreamResponse:
@@ -183,7 +179,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 async def index(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
-    return _page(request, "Upload", pages.upload_form(_view(request), st.max_upload))
+    return pages.upload_form(_view(request), st.max_upload)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -235,15 +231,13 @@ async def upload(request: web.Request) -> web.StreamResponse:
     view = _view(request)
     if request.content_length is not None and \
             request.content_length > st.max_upload + MULTIPART_OVERHEAD:
-        return _page(request, "Upload", pages.upload_form(view, st.max_upload, too_large),
-                     status=413)
+        return pages.upload_form(view, st.max_upload, too_large, status=413)
     try:
         upload_id = await st.uploads.receive(
             request, max_upload=st.max_upload, too_large=too_large,
             token_ok=lambda given: st.access.token_ok(request, given))
     except Refused as refused:
-        return _page(request, "Upload", pages.upload_form(view, st.max_upload, refused.message),
-                     status=refused.status)
+        return pages.upload_form(view, st.max_upload, refused.message, status=refused.status)
     raise web.HTTPSeeOther(f"/uploads/{upload_id}")
 
 
@@ -261,9 +255,8 @@ async def upload_page(request: web.Request) -> web.StreamResponse:
     meta, checked = await asyncio.to_thread(
         lambda: (st.uploads.meta(folder), read_json(folder / CHECKED)))
     where = "the built-in sandbox" if st.sandbox is not None else "Zoho"
-    body = pages.upload_html(_view(request), upload_id, meta, checked, where=where,
+    return pages.upload_page(_view(request), upload_id, meta, checked, where=where,
                              api_base=st.api_base, rate=st.rate_text())
-    return _page(request, meta["name"], body)
 
 
 async def report(request: web.Request) -> web.StreamResponse:
@@ -326,12 +319,12 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
     live = st.book.get(run_id)
     if live is not None:
-        return _page(request, f"Run {run_id}", pages.progress_html(_view(request), live))
+        return pages.progress_page(_view(request), live)
     info = await asyncio.to_thread(st.book.journal_run, run_id)
     if info is None:
         raise Refused(404, "There is no such run.")
-    body = pages.journal_run_html(info, downloadable=st.downloadable(info.results_path))
-    return _page(request, f"Run {run_id}", body)
+    return pages.journal_run_page(_view(request), info,
+                                  downloadable=st.downloadable(info.results_path))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -416,7 +409,7 @@ async def results(request: web.Request) -> web.StreamResponse:
 async def history(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     runs = await asyncio.to_thread(st.book.journal_runs, 50)
-    return _page(request, "History", pages.history_html(runs, st.downloadable))
+    return pages.history_page(_view(request), runs, st.downloadable)
 
 
 # ------------------------------------------------------------------------------------------ app
