@@ -39,7 +39,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 log = logging.getLogger("bulkschedule")
 
-STOP_GRACE = 30.0  # on shutdown: how long a run may take to finish its calls in flight
+# On shutdown (SIGTERM), within the 10 s a service manager usually allows: the calls in flight
+# get STOP_GRACE seconds to finish, then are abandoned (their rows become "unknown", which the
+# next run settles by listing) and the run gets HARD_GRACE more to journal that and write its
+# results. Every row sent is journalled before it is sent, so each step is a safe point.
+STOP_GRACE = 4.0
+HARD_GRACE = 2.0
 MAX_KEPT = 20  # finished runs kept in memory (older ones come back from the journal)
 
 STATE_TEXT = {
@@ -157,8 +162,10 @@ class Busy(Exception):
 class Runs:
     """The runs of this server, newest last, and the journal's history of every run."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path,
+                 on_finished: Callable[[LiveRun], None] | None = None) -> None:
         self.state_dir = state_dir
+        self.on_finished = on_finished  # e.g. count its results workbook in the quota
         self.live: OrderedDict[int, LiveRun] = OrderedDict()
         self.starting = asyncio.Lock()  # a check-then-start must not interleave
         self.closing = False
@@ -171,6 +178,17 @@ class Runs:
             if not run.finished:
                 return run
         return None
+
+    def busy_uploads(self) -> set[str]:
+        """The uploads a run is using now: never pruned under it."""
+        return {run.upload_id for run in self.live.values() if not run.finished}
+
+    def hard_stop_all(self) -> None:
+        """Abandon the calls in flight of every run (a second SIGTERM or Ctrl-C)."""
+        for run in self.live.values():
+            run.stop.set()
+            run.hard_stop.set()
+            run.touch()
 
     def journal_runs(self, limit: int = 50) -> list[RunInfo]:
         with Journal(self.state_dir) as journal:
@@ -247,9 +265,13 @@ class Runs:
             log_summary(log, result.counts, sheet=run.name)
         finally:
             run.touch()
+            if self.on_finished is not None:
+                self.on_finished(run)
 
     async def shutdown(self) -> None:
-        """Stop runs gracefully (calls in flight finish, results are written), then the streams."""
+        """Bring every run to a safe point within STOP_GRACE + HARD_GRACE (+1) seconds: stop
+        taking rows, let the calls in flight finish, abandon those still out, write the results;
+        then wake the streams so they end."""
         self.closing = True
         tasks = [r.task for r in self.live.values() if r.task is not None and not r.task.done()]
         for run in self.live.values():
@@ -260,8 +282,10 @@ class Runs:
             if pending:
                 for run in self.live.values():
                     run.hard_stop.set()
-                _, pending = await asyncio.wait(pending, timeout=5.0)
+                _, pending = await asyncio.wait(pending, timeout=HARD_GRACE)
                 for task in pending:
                     task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=1.0)
         for run in self.live.values():
             run.touch()

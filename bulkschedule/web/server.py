@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,15 @@ from bulkschedule.web.access import (
     is_loopback,
     local_path,
 )
-from bulkschedule.web.runs import STOP_GRACE, Busy, LiveRun, Runs
+from bulkschedule.web.checking import Gate
+from bulkschedule.web.runs import Busy, LiveRun, Runs
 from bulkschedule.web.uploads import (
     CHECKED,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_QUOTA,
+    DEFAULT_RETENTION,
     MULTIPART_OVERHEAD,
+    PRUNE_EVERY,
     REPORT,
     Uploads,
     megabytes,
@@ -72,7 +78,11 @@ from bulkschedule.web.uploads import sniff_problem as sniff_problem
 
 __all__ = [
     "COOKIE",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_UPLOAD",
+    "DEFAULT_QUEUE",
+    "DEFAULT_QUOTA",
+    "DEFAULT_RETENTION",
     "LOGIN_ATTEMPTS",
     "PASSWORD_ENV",
     "STATE",
@@ -88,6 +98,8 @@ __all__ = [
 log = logging.getLogger("bulkschedule")
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+DEFAULT_QUEUE = 4  # uploads admitted beyond the checks running (receiving or waiting)
+SHUTDOWN_TIMEOUT = 1.0  # after the runs: how long other requests may take before cancelling
 FORM_LIMIT = 64 * 1024  # url-encoded forms (login, run buttons) are tiny
 KEEPALIVE = 5.0  # seconds between progress snapshots when nothing happens
 STATIC_DIR = Path(__file__).with_name("static")
@@ -160,7 +172,9 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         response: web.StreamResponse = await handler(request)
         return response
     except Refused as refused:
-        return pages.message_page(_view(request), refused.status, refused.message)
+        page = pages.message_page(_view(request), refused.status, refused.message)
+        page.headers.update(refused.headers)
+        return page
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -235,10 +249,27 @@ async def upload(request: web.Request) -> web.StreamResponse:
     try:
         upload_id = await st.uploads.receive(
             request, max_upload=st.max_upload, too_large=too_large,
-            token_ok=lambda given: st.access.token_ok(request, given))
+            token_ok=lambda given: st.access.token_ok(request, given),
+            busy_uploads=st.book.busy_uploads)
     except Refused as refused:
-        return pages.upload_form(view, st.max_upload, refused.message, status=refused.status)
+        # The form again, with why; a 503 says when to retry, and after a 408 the rest of a
+        # body that trickles in is not waited for.
+        page = pages.upload_form(view, st.max_upload, refused.message, status=refused.status)
+        page.headers.update(refused.headers)
+        if refused.status == 408:
+            await _send_and_hang_up(request, page)
+        return page
     raise web.HTTPSeeOther(f"/uploads/{upload_id}")
+
+
+async def _send_and_hang_up(request: web.Request, response: web.Response) -> None:
+    """Answer, then close the connection at once: aiohttp would otherwise keep reading (and
+    discarding) an unfinished body for up to 10 more seconds before closing."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # after what is buffered has been sent
 
 
 def _upload_id(request: web.Request) -> tuple[str, Path]:
@@ -302,6 +333,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
                                       target=target)
         except Busy as busy:
             return pages.busy_page(_view(request), busy.run)
+    await asyncio.to_thread(st.uploads.touch, folder)  # used: kept for another retention period
     log.info("web: run %s started (%s, %s)", run.id, meta["name"],
              "dry run" if dry_run else "create")
     raise web.HTTPSeeOther(f"/runs/{run.id}")
@@ -424,6 +456,12 @@ def make_app(
     max_upload: int = DEFAULT_MAX_UPLOAD,
     env: Mapping[str, str] | None = None,
     today: dt.date | None = None,
+    max_checks: int | None = None,
+    check_queue: int = DEFAULT_QUEUE,
+    uploads_quota: int = DEFAULT_QUOTA,
+    retention: float | None = DEFAULT_RETENTION,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The upload page as an aiohttp Application.
 
@@ -431,32 +469,54 @@ def make_app(
     static token (and its ``speed``); otherwise runs go to ``settings.people_base`` with the
     credentials found in ``env`` (default: the process environment) or the secrets file.
     ``password``: required to use the page (a login form); None means loopback-only access.
-    ``today`` pins validation's idea of today (tests).
+    Under load: ``max_checks`` sheets are checked at once (default: the number of cores) and
+    ``check_queue`` more uploads admitted, the rest get 503; an upload must arrive within
+    ``body_timeout`` seconds; ``<state>/uploads`` holds at most ``uploads_quota`` bytes, and an
+    upload unused for ``retention`` seconds (None: kept for good) is removed.
+    ``today`` pins validation's idea of today and ``clock`` the wall clock (tests).
     """
     if max_upload < 1:
         raise WebError("the upload limit must be at least 1 byte")
     state_dir = Path(state_dir)
+    try:
+        gate = Gate(max_checks or os.cpu_count() or 1, check_queue)
+        uploads = Uploads(state_dir / "uploads", gate=gate, today=today, quota=uploads_quota,
+                          retention=retention, body_timeout=body_timeout, clock=clock)
+    except ValueError as err:
+        raise WebError(str(err)) from None
     st = _State(settings=settings, state_dir=state_dir, access=Access(password or None),
                 max_upload=max_upload, env=os.environ if env is None else env,
-                sandbox_config=sandbox, uploads=Uploads(state_dir / "uploads", today=today),
-                book=Runs(state_dir))
+                sandbox_config=sandbox, uploads=uploads,
+                book=Runs(state_dir, on_finished=lambda run: uploads.account(run.results_path)))
     app = web.Application(middlewares=[_errors, guard], client_max_size=FORM_LIMIT)
     app[STATE] = st
     app[ACCESS] = st.access
     app.on_response_prepare.append(add_headers)
 
+    async def prune_every_hour() -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            if st.uploads.prune_due():
+                await st.uploads.prune(st.book.busy_uploads())
+
     async def lifecycle(app: web.Application) -> Any:
-        st.uploads.root.mkdir(parents=True, exist_ok=True)
-        if st.sandbox_config is None:
-            yield
-            return
-        async with Sandbox(st.sandbox_config) as sb:
-            st.sandbox = sb
-            yield
-            st.sandbox = None
+        await st.uploads.start()
+        if st.uploads.retention is not None:
+            await st.uploads.prune()
+        pruner = asyncio.create_task(prune_every_hour())
+        try:
+            if st.sandbox_config is None:
+                yield
+                return
+            async with Sandbox(st.sandbox_config) as sb:
+                st.sandbox = sb
+                yield
+                st.sandbox = None
+        finally:
+            pruner.cancel()
 
     async def on_shutdown(app: web.Application) -> None:
-        await st.book.shutdown()
+        await asyncio.gather(st.book.shutdown(), st.uploads.shutdown())
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
@@ -478,6 +538,19 @@ def make_app(
     return app
 
 
+def state_folder(settings: Settings, state_dir: Path | None, sandbox: bool
+                 ) -> tuple[Path | None, bool]:
+    """Where ``serve`` keeps its state: ``state_dir`` (``--state``), else the setting when
+    anything sets it (``$BULKSCHEDULE_STATE``, the config file), else the default, except that
+    a sandbox rehearsal with nothing set gets a temporary folder (None, True): it must never mix
+    with the real journal."""
+    if state_dir is not None:
+        return state_dir, False
+    if sandbox and settings.sources.get("state_dir", "default") == "default":
+        return None, True
+    return settings.state_dir, False
+
+
 async def serve(
     settings: Settings,
     *,
@@ -488,45 +561,62 @@ async def serve(
     password: str | None = None,
     state_dir: Path | None = None,
     max_upload: int = DEFAULT_MAX_UPLOAD,
+    max_checks: int | None = None,
+    uploads_quota: int = DEFAULT_QUOTA,
+    retention: float | None = DEFAULT_RETENTION,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; a run in progress then finishes its calls and writes its
-    results. With ``sandbox`` and no ``state_dir``, a temporary state folder is used (as
-    ``run --sandbox`` does), so rehearsals never mix with the real journal."""
+    """Serve until SIGINT/SIGTERM, then stop within 10 seconds: stop accepting, bring a run in
+    progress to a safe point (its calls in flight finish or are abandoned, every row sent is
+    in the journal, the results are written), kill the checks running. A second signal
+    abandons the calls in flight at once. Where the state goes: `state_folder`."""
     check_access(host, password)
     config = sandbox_config(settings, speed) if sandbox else None
     with contextlib.ExitStack() as stack:
-        if state_dir is None:
+        state_dir, temporary = state_folder(settings, state_dir, sandbox)
+        if temporary or state_dir is None:
             state_dir = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="bulkschedule-web-"))) if sandbox \
-                else settings.state_dir
+                tempfile.TemporaryDirectory(prefix="bulkschedule-web-")))
         try:
             (state_dir / "uploads").mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise WebError(f"cannot use the state folder {state_dir}: "
                            f"{err.strerror or err}") from None
         app = make_app(settings, state_dir=state_dir, sandbox=config, password=password,
-                       max_upload=max_upload)
+                       max_upload=max_upload, max_checks=max_checks,
+                       uploads_quota=uploads_quota, retention=retention)
         runner = web.AppRunner(app, access_log=logging.getLogger("bulkschedule.web.access"),
-                               shutdown_timeout=STOP_GRACE + 10)
+                               handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         loop = asyncio.get_running_loop()
-        handled: list[int] = []
+        handled: list[signal.Signals] = []
+        stop = asyncio.Event()
+
+        def on_signal() -> None:
+            if stop.is_set():  # the second one: abandon the calls in flight now
+                app[STATE].book.hard_stop_all()
+            stop.set()
+
         try:
             site = web.TCPSite(runner, host, port)
             await site.start()
-            stop = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, stop.set)
+                    loop.add_signal_handler(signum, on_signal)
                     handled.append(signum)
+            # The fork server's imports take seconds: pay them now, not on the first upload.
+            warm = asyncio.create_task(app[STATE].uploads.children.warm())
             if on_ready is not None:
                 on_ready(_url(runner, host))
             await stop.wait()
+            log.info("web: stopping")
+            warm.cancel()
         finally:
-            for signum in handled:
-                loop.remove_signal_handler(signum)
-            await runner.cleanup()
+            try:
+                await runner.cleanup()  # a second signal during it still stops harder
+            finally:
+                for signum in handled:
+                    loop.remove_signal_handler(signum)
 
 
 def _url(runner: web.AppRunner, host: str) -> str:
