@@ -7,15 +7,17 @@ a web run goes through `job.send` to a `target` resolved as for the CLI, so it u
 journal (no duplicates), the same limiter (one budget shared with any CLI run on the same state
 folder) and writes the same results workbook.
 
-This module is the routes and the app; the rest is one concern per module:
+This module is the routes, the app and `serve`; the rest is one concern per module:
 
-* `web_access`: who may use the page (loopback or password, sessions, CSRF, Origin);
-* `web_uploads`: storing, checking and validating uploaded sheets;
-* `web_runs`: runs on the server (one at a time, progress for any tab, graceful shutdown);
-* `web_pages`: the HTML.
+* `access`: who may use the page (loopback or password, sessions, CSRF, Origin);
+* `uploads`: storing, checking and validating uploaded sheets, the quota and pruning;
+* `checking`: checks in child processes that can be killed, a few at a time (`Gate`);
+* `runs`: runs on the server (one at a time, progress for any tab, shutdown at a safe point);
+* `pages` and ``templates/``: the HTML (Jinja2, autoescaped).
 
 Downloads are looked up by id and served only if this app wrote them; every value shown is
-HTML-escaped, and messages pass through the log redactor.
+HTML-escaped by the templates, and messages pass through the log redactor. Limits and what the
+operator must add: ``docs/security.md``.
 """
 
 from __future__ import annotations

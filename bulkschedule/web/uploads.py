@@ -6,6 +6,11 @@ extension are kept (`sniff_problem`). Each upload folder holds the sheet, its an
 its validation summary and, last, ``.meta.json``: an upload without it does not exist. Results
 workbooks of runs are written beside the sheet, and a download is served only if it is one of
 those (`Uploads.owned_results`).
+
+Under load (`Uploads.receive`): a gate admits a few uploads at once and refuses the rest (503),
+the body must arrive within a deadline (408), the folder stays under a quota (507), checks run
+in killable child processes (`checking`), and uploads unused for the retention period are
+pruned (`Uploads.prune`: at start, hourly, and when an upload arrives after an hour or more).
 """
 
 from __future__ import annotations
@@ -406,8 +411,8 @@ class Uploads:
                 if self.closing:
                     raise Refused(503, STOPPING, headers={"Retry-After": str(RETRY_AFTER)}
                                   ) from None
-                log.warning("web: the check of upload %s (%s) failed: %s", upload_id, name,
-                            failed.detail)
+                log.warning("web: the check of upload %s (%s) failed (exit code %s): %s",
+                            upload_id, name, failed.exitcode, failed.detail)
                 raise Refused(422, f"{name}: this sheet could not be checked: {failed.reason}."
                               ) from None
         except BaseException:
