@@ -593,6 +593,7 @@ async def serve(
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []
         stop = asyncio.Event()
+        warm: asyncio.Task[None] | None = None
 
         def on_signal() -> None:
             if stop.is_set():  # the second one: abandon the calls in flight now
@@ -612,8 +613,9 @@ async def serve(
                 on_ready(_url(runner, host))
             await stop.wait()
             log.info("web: stopping")
-            warm.cancel()
         finally:
+            if warm is not None:
+                warm.cancel()
             try:
                 await runner.cleanup()  # a second signal during it still stops harder
             finally:

@@ -267,9 +267,12 @@ class Uploads:
 
     def touch(self, folder: Path) -> None:
         """A run uses the upload: its retention period starts again (blocking)."""
-        meta = self.meta(folder)
-        meta["used"] = self.clock()
-        _write_json(folder / META, meta)
+        try:
+            meta = self.meta(folder)
+            meta["used"] = self.clock()
+            _write_json(folder / META, meta)
+        except (OSError, ValueError) as err:  # the run goes on; only the retention is older
+            log.warning("web: cannot note the use of %s: %s", folder.name, err)
 
     def account(self, path: Path) -> None:
         """A file written into an upload folder (a run's results) counts against the quota."""
