@@ -60,6 +60,15 @@ def abort_now() -> None:
     os.abort()
 
 
+def spin() -> None:
+    while True:
+        pass
+
+
+def hog() -> int:
+    return len(bytearray(6 * 1024**3))  # over the 4 GiB cap: refused at once, never touched
+
+
 def wait_forever(started: Any) -> None:
     started.set()
     while True:
@@ -306,6 +315,15 @@ async def test_a_sparse_workbook_bomb_never_takes_the_server_down(make_page: Mak
     assert "Traceback" not in await resp.text()
     assert (await page.client.get("/")).status == 200
     assert uploaded_files(page.state) == []
+
+
+async def test_a_check_over_its_caps_is_stopped_with_the_reason() -> None:
+    with pytest.raises(ChildFailed) as cpu:
+        await Children(cpu=1).run(spin)
+    assert cpu.value.exitcode == -signal.SIGXCPU and "CPU-time limit" in cpu.value.reason
+    with pytest.raises(ChildFailed) as memory:
+        await Children().run(hog)
+    assert "more memory than a check may use" in memory.value.reason
 
 
 def test_a_child_failure_names_the_signal_but_no_internals() -> None:
