@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -50,10 +50,12 @@ class WebError(Exception):
 class Refused(Exception):
     """A request that gets a page with a message and a status instead of the normal answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = dict(headers or {})  # e.g. Retry-After on a 503
 
 
 def is_loopback(host: str) -> bool:
@@ -217,7 +219,8 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
         elif path != "/uploads":
             raise Refused(400, "this address does not take file uploads")
         # /uploads checks its token itself: it must come before the file in the stream.
-    return await handler(request)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -20,18 +20,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkschedule.app import job
-from bulkschedule.app.logs import redact
+from bulkschedule.app.logs import log_lock, log_outcome, log_summary, redact
+from bulkschedule.core.problems import Status
+from bulkschedule.send.journal import Journal, RunInfo
+from bulkschedule.send.runner import (
+    Event,
+    LockEvent,
+    OutcomeEvent,
+    RetryEvent,
+    StopEvent,
+    WaitEvent,
+)
 from bulkschedule.web.access import Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.app.target import Target
-    from bulkschedule.send.journal import RunInfo
-    from bulkschedule.send.runner import Event
     from bulkschedule.sheet.schema import Validation
 
 log = logging.getLogger("bulkschedule")
 
-STOP_GRACE = 30.0  # on shutdown: how long a run may take to finish its calls in flight
+# On shutdown (SIGTERM), within the 10 s a service manager usually allows: the calls in flight
+# get STOP_GRACE seconds to finish, then are abandoned (their rows become "unknown", which the
+# next run settles by listing) and the run gets HARD_GRACE more to journal that and write its
+# results. Every row sent is journalled before it is sent, so each step is a safe point.
+STOP_GRACE = 4.0
+HARD_GRACE = 2.0
 MAX_KEPT = 20  # finished runs kept in memory (older ones come back from the journal)
 
 STATE_TEXT = {
@@ -84,16 +97,6 @@ class LiveRun:
         old.set()
 
     def on_event(self, event: Event) -> None:
-        from bulkschedule.app.logs import log_lock, log_outcome
-        from bulkschedule.core.problems import Status
-        from bulkschedule.send.runner import (
-            LockEvent,
-            OutcomeEvent,
-            RetryEvent,
-            StopEvent,
-            WaitEvent,
-        )
-
         if isinstance(event, OutcomeEvent):
             outcome = event.outcome
             status = str(outcome.status)
@@ -159,8 +162,10 @@ class Busy(Exception):
 class Runs:
     """The runs of this server, newest last, and the journal's history of every run."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path,
+                 on_finished: Callable[[LiveRun], None] | None = None) -> None:
         self.state_dir = state_dir
+        self.on_finished = on_finished  # e.g. count its results workbook in the quota
         self.live: OrderedDict[int, LiveRun] = OrderedDict()
         self.starting = asyncio.Lock()  # a check-then-start must not interleave
         self.closing = False
@@ -174,15 +179,22 @@ class Runs:
                 return run
         return None
 
-    def journal_runs(self, limit: int = 50) -> list[RunInfo]:
-        from bulkschedule.send.journal import Journal
+    def busy_uploads(self) -> set[str]:
+        """The uploads a run is using now: never pruned under it."""
+        return {run.upload_id for run in self.live.values() if not run.finished}
 
+    def hard_stop_all(self) -> None:
+        """Abandon the calls in flight of every run (a second SIGTERM or Ctrl-C)."""
+        for run in self.live.values():
+            run.stop.set()
+            run.hard_stop.set()
+            run.touch()
+
+    def journal_runs(self, limit: int = 50) -> list[RunInfo]:
         with Journal(self.state_dir) as journal:
             return journal.runs(limit)
 
     def journal_run(self, run_id: int) -> RunInfo | None:
-        from bulkschedule.send.journal import Journal
-
         with Journal(self.state_dir) as journal:
             return journal.run(run_id)
 
@@ -221,8 +233,6 @@ class Runs:
 
     async def _execute(self, run: LiveRun, validation: Validation, target: Target,
                        on_register: Callable[[int], None]) -> None:
-        from bulkschedule.app.logs import log_summary
-
         def started(to_send: int, known: int) -> None:
             if run.state == "starting":
                 run.state = "running"
@@ -255,9 +265,13 @@ class Runs:
             log_summary(log, result.counts, sheet=run.name)
         finally:
             run.touch()
+            if self.on_finished is not None:
+                self.on_finished(run)
 
     async def shutdown(self) -> None:
-        """Stop runs gracefully (calls in flight finish, results are written), then the streams."""
+        """Bring every run to a safe point within STOP_GRACE + HARD_GRACE (+1) seconds: stop
+        taking rows, let the calls in flight finish, abandon those still out, write the results;
+        then wake the streams so they end."""
         self.closing = True
         tasks = [r.task for r in self.live.values() if r.task is not None and not r.task.done()]
         for run in self.live.values():
@@ -268,8 +282,10 @@ class Runs:
             if pending:
                 for run in self.live.values():
                     run.hard_stop.set()
-                _, pending = await asyncio.wait(pending, timeout=5.0)
+                _, pending = await asyncio.wait(pending, timeout=HARD_GRACE)
                 for task in pending:
                     task.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=1.0)
         for run in self.live.values():
             run.touch()

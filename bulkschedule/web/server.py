@@ -7,15 +7,17 @@ a web run goes through `job.send` to a `target` resolved as for the CLI, so it u
 journal (no duplicates), the same limiter (one budget shared with any CLI run on the same state
 folder) and writes the same results workbook.
 
-This module is the routes and the app; the rest is one concern per module:
+This module is the routes, the app and `serve`; the rest is one concern per module:
 
-* `web_access`: who may use the page (loopback or password, sessions, CSRF, Origin);
-* `web_uploads`: storing, checking and validating uploaded sheets;
-* `web_runs`: runs on the server (one at a time, progress for any tab, graceful shutdown);
-* `web_pages`: the HTML.
+* `access`: who may use the page (loopback or password, sessions, CSRF, Origin);
+* `uploads`: storing, checking and validating uploaded sheets, the quota and pruning;
+* `checking`: checks in child processes that can be killed, a few at a time (`Gate`);
+* `runs`: runs on the server (one at a time, progress for any tab, shutdown at a safe point);
+* `pages` and ``templates/``: the HTML (Jinja2, autoescaped).
 
 Downloads are looked up by id and served only if this app wrote them; every value shown is
-HTML-escaped, and messages pass through the log redactor.
+HTML-escaped by the templates, and messages pass through the log redactor. Limits and what the
+operator must add: ``docs/security.md``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from bulkschedule.app import job
+from bulkschedule.app.config import Settings
 from bulkschedule.app.logs import redact
+from bulkschedule.app.target import Target, api, sandbox_config, to_sandbox
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig
 from bulkschedule.web import pages
 from bulkschedule.web.access import (
     ACCESS,
@@ -55,10 +61,15 @@ from bulkschedule.web.access import (
     is_loopback,
     local_path,
 )
-from bulkschedule.web.runs import STOP_GRACE, Busy, LiveRun, Runs
+from bulkschedule.web.checking import Gate
+from bulkschedule.web.runs import Busy, LiveRun, Runs
 from bulkschedule.web.uploads import (
     CHECKED,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_QUOTA,
+    DEFAULT_RETENTION,
     MULTIPART_OVERHEAD,
+    PRUNE_EVERY,
     REPORT,
     Uploads,
     megabytes,
@@ -67,14 +78,13 @@ from bulkschedule.web.uploads import (
 from bulkschedule.web.uploads import safe_name as safe_name
 from bulkschedule.web.uploads import sniff_problem as sniff_problem
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from bulkschedule.app.config import Settings
-    from bulkschedule.app.target import Target
-    from bulkschedule.sandbox.server import Sandbox, SandboxConfig
-
 __all__ = [
     "COOKIE",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_UPLOAD",
+    "DEFAULT_QUEUE",
+    "DEFAULT_QUOTA",
+    "DEFAULT_RETENTION",
     "LOGIN_ATTEMPTS",
     "PASSWORD_ENV",
     "STATE",
@@ -90,6 +100,8 @@ __all__ = [
 log = logging.getLogger("bulkschedule")
 
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+DEFAULT_QUEUE = 4  # uploads admitted beyond the checks running (receiving or waiting)
+SHUTDOWN_TIMEOUT = 1.0  # after the runs: how long other requests may take before cancelling
 FORM_LIMIT = 64 * 1024  # url-encoded forms (login, run buttons) are tiny
 KEEPALIVE = 5.0  # seconds between progress snapshots when nothing happens
 STATIC_DIR = Path(__file__).with_name("static")
@@ -128,8 +140,6 @@ class _State:
         """Where a run goes (`bulkschedule.app.target`, as for the CLI): the sandbox, or the API
         with credentials read now, so a fixed secrets file needs no restart. `Refused` (503)
         with the reason when they are unusable, or missing and sending is asked for."""
-        from bulkschedule.app.target import api, to_sandbox
-
         if self.sandbox is not None:
             return to_sandbox(self.sandbox, self.settings, state_dir=self.state_dir)
         try:
@@ -156,10 +166,6 @@ def _view(request: web.Request) -> pages.View:
                       sandbox=st.sandbox is not None)
 
 
-def _page(request: web.Request, title: str, body: str, *, status: int = 200) -> web.Response:
-    return pages.page(_view(request), title, body, status=status)
-
-
 @web.middleware
 async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]
                   ) -> web.StreamResponse:
@@ -168,7 +174,9 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         response: web.StreamResponse = await handler(request)
         return response
     except Refused as refused:
-        return pages.message_page(_view(request), refused.status, refused.message)
+        page = pages.message_page(_view(request), refused.status, refused.message)
+        page.headers.update(refused.headers)
+        return page
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -187,7 +195,7 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
 
 async def index(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
-    return _page(request, "Upload", pages.upload_form(_view(request), st.max_upload))
+    return pages.upload_form(_view(request), st.max_upload)
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
@@ -239,16 +247,31 @@ async def upload(request: web.Request) -> web.StreamResponse:
     view = _view(request)
     if request.content_length is not None and \
             request.content_length > st.max_upload + MULTIPART_OVERHEAD:
-        return _page(request, "Upload", pages.upload_form(view, st.max_upload, too_large),
-                     status=413)
+        return pages.upload_form(view, st.max_upload, too_large, status=413)
     try:
         upload_id = await st.uploads.receive(
             request, max_upload=st.max_upload, too_large=too_large,
-            token_ok=lambda given: st.access.token_ok(request, given))
+            token_ok=lambda given: st.access.token_ok(request, given),
+            busy_uploads=st.book.busy_uploads)
     except Refused as refused:
-        return _page(request, "Upload", pages.upload_form(view, st.max_upload, refused.message),
-                     status=refused.status)
+        # The form again, with why; a 503 says when to retry, and after a 408 the rest of a
+        # body that trickles in is not waited for.
+        page = pages.upload_form(view, st.max_upload, refused.message, status=refused.status)
+        page.headers.update(refused.headers)
+        if refused.status == 408:
+            await _send_and_hang_up(request, page)
+        return page
     raise web.HTTPSeeOther(f"/uploads/{upload_id}")
+
+
+async def _send_and_hang_up(request: web.Request, response: web.Response) -> None:
+    """Answer, then close the connection at once: aiohttp would otherwise keep reading (and
+    discarding) an unfinished body for up to 10 more seconds before closing."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # after what is buffered has been sent
 
 
 def _upload_id(request: web.Request) -> tuple[str, Path]:
@@ -265,9 +288,8 @@ async def upload_page(request: web.Request) -> web.StreamResponse:
     meta, checked = await asyncio.to_thread(
         lambda: (st.uploads.meta(folder), read_json(folder / CHECKED)))
     where = "the built-in sandbox" if st.sandbox is not None else "Zoho"
-    body = pages.upload_html(_view(request), upload_id, meta, checked, where=where,
+    return pages.upload_page(_view(request), upload_id, meta, checked, where=where,
                              api_base=st.api_base, rate=st.rate_text())
-    return _page(request, meta["name"], body)
 
 
 async def report(request: web.Request) -> web.StreamResponse:
@@ -313,6 +335,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
                                       target=target)
         except Busy as busy:
             return pages.busy_page(_view(request), busy.run)
+    await asyncio.to_thread(st.uploads.touch, folder)  # used: kept for another retention period
     log.info("web: run %s started (%s, %s)", run.id, meta["name"],
              "dry run" if dry_run else "create")
     raise web.HTTPSeeOther(f"/runs/{run.id}")
@@ -330,12 +353,12 @@ async def run_page(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
     live = st.book.get(run_id)
     if live is not None:
-        return _page(request, f"Run {run_id}", pages.progress_html(_view(request), live))
+        return pages.progress_page(_view(request), live)
     info = await asyncio.to_thread(st.book.journal_run, run_id)
     if info is None:
         raise Refused(404, "There is no such run.")
-    body = pages.journal_run_html(info, downloadable=st.downloadable(info.results_path))
-    return _page(request, f"Run {run_id}", body)
+    return pages.journal_run_page(_view(request), info,
+                                  downloadable=st.downloadable(info.results_path))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -420,7 +443,7 @@ async def results(request: web.Request) -> web.StreamResponse:
 async def history(request: web.Request) -> web.StreamResponse:
     st = request.app[STATE]
     runs = await asyncio.to_thread(st.book.journal_runs, 50)
-    return _page(request, "History", pages.history_html(runs, st.downloadable))
+    return pages.history_page(_view(request), runs, st.downloadable)
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -435,6 +458,12 @@ def make_app(
     max_upload: int = DEFAULT_MAX_UPLOAD,
     env: Mapping[str, str] | None = None,
     today: dt.date | None = None,
+    max_checks: int | None = None,
+    check_queue: int = DEFAULT_QUEUE,
+    uploads_quota: int = DEFAULT_QUOTA,
+    retention: float | None = DEFAULT_RETENTION,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The upload page as an aiohttp Application.
 
@@ -442,34 +471,54 @@ def make_app(
     static token (and its ``speed``); otherwise runs go to ``settings.people_base`` with the
     credentials found in ``env`` (default: the process environment) or the secrets file.
     ``password``: required to use the page (a login form); None means loopback-only access.
-    ``today`` pins validation's idea of today (tests).
+    Under load: ``max_checks`` sheets are checked at once (default: the number of cores) and
+    ``check_queue`` more uploads admitted, the rest get 503; an upload must arrive within
+    ``body_timeout`` seconds; ``<state>/uploads`` holds at most ``uploads_quota`` bytes, and an
+    upload unused for ``retention`` seconds (None: kept for good) is removed.
+    ``today`` pins validation's idea of today and ``clock`` the wall clock (tests).
     """
     if max_upload < 1:
         raise WebError("the upload limit must be at least 1 byte")
     state_dir = Path(state_dir)
+    try:
+        gate = Gate(max_checks or os.cpu_count() or 1, check_queue)
+        uploads = Uploads(state_dir / "uploads", gate=gate, today=today, quota=uploads_quota,
+                          retention=retention, body_timeout=body_timeout, clock=clock)
+    except ValueError as err:
+        raise WebError(str(err)) from None
     st = _State(settings=settings, state_dir=state_dir, access=Access(password or None),
                 max_upload=max_upload, env=os.environ if env is None else env,
-                sandbox_config=sandbox, uploads=Uploads(state_dir / "uploads", today=today),
-                book=Runs(state_dir))
+                sandbox_config=sandbox, uploads=uploads,
+                book=Runs(state_dir, on_finished=lambda run: uploads.account(run.results_path)))
     app = web.Application(middlewares=[_errors, guard], client_max_size=FORM_LIMIT)
     app[STATE] = st
     app[ACCESS] = st.access
     app.on_response_prepare.append(add_headers)
 
-    async def lifecycle(app: web.Application) -> Any:
-        st.uploads.root.mkdir(parents=True, exist_ok=True)
-        if st.sandbox_config is None:
-            yield
-            return
-        from bulkschedule.sandbox.server import Sandbox
+    async def prune_every_hour() -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY)
+            if st.uploads.prune_due():
+                await st.uploads.prune(st.book.busy_uploads())
 
-        async with Sandbox(st.sandbox_config) as sb:
-            st.sandbox = sb
-            yield
-            st.sandbox = None
+    async def lifecycle(app: web.Application) -> Any:
+        await st.uploads.start()
+        if st.uploads.retention is not None:
+            await st.uploads.prune()
+        pruner = asyncio.create_task(prune_every_hour())
+        try:
+            if st.sandbox_config is None:
+                yield
+                return
+            async with Sandbox(st.sandbox_config) as sb:
+                st.sandbox = sb
+                yield
+                st.sandbox = None
+        finally:
+            pruner.cancel()
 
     async def on_shutdown(app: web.Application) -> None:
-        await st.book.shutdown()
+        await asyncio.gather(st.book.shutdown(), st.uploads.shutdown())
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
@@ -491,6 +540,19 @@ def make_app(
     return app
 
 
+def state_folder(settings: Settings, state_dir: Path | None, sandbox: bool
+                 ) -> tuple[Path | None, bool]:
+    """Where ``serve`` keeps its state: ``state_dir`` (``--state``), else the setting when
+    anything sets it (``$BULKSCHEDULE_STATE``, the config file), else the default, except that
+    a sandbox rehearsal with nothing set gets a temporary folder (None, True): it must never mix
+    with the real journal."""
+    if state_dir is not None:
+        return state_dir, False
+    if sandbox and settings.sources.get("state_dir", "default") == "default":
+        return None, True
+    return settings.state_dir, False
+
+
 async def serve(
     settings: Settings,
     *,
@@ -501,47 +563,64 @@ async def serve(
     password: str | None = None,
     state_dir: Path | None = None,
     max_upload: int = DEFAULT_MAX_UPLOAD,
+    max_checks: int | None = None,
+    uploads_quota: int = DEFAULT_QUOTA,
+    retention: float | None = DEFAULT_RETENTION,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; a run in progress then finishes its calls and writes its
-    results. With ``sandbox`` and no ``state_dir``, a temporary state folder is used (as
-    ``run --sandbox`` does), so rehearsals never mix with the real journal."""
+    """Serve until SIGINT/SIGTERM, then stop within 10 seconds: stop accepting, bring a run in
+    progress to a safe point (its calls in flight finish or are abandoned, every row sent is
+    in the journal, the results are written), kill the checks running. A second signal
+    abandons the calls in flight at once. Where the state goes: `state_folder`."""
     check_access(host, password)
-    from bulkschedule.app.target import sandbox_config as config_for
-
-    sandbox_config = config_for(settings, speed) if sandbox else None
+    config = sandbox_config(settings, speed) if sandbox else None
     with contextlib.ExitStack() as stack:
-        if state_dir is None:
+        state_dir, temporary = state_folder(settings, state_dir, sandbox)
+        if temporary or state_dir is None:
             state_dir = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="bulkschedule-web-"))) if sandbox \
-                else settings.state_dir
+                tempfile.TemporaryDirectory(prefix="bulkschedule-web-")))
         try:
             (state_dir / "uploads").mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise WebError(f"cannot use the state folder {state_dir}: "
                            f"{err.strerror or err}") from None
-        app = make_app(settings, state_dir=state_dir, sandbox=sandbox_config, password=password,
-                       max_upload=max_upload)
+        app = make_app(settings, state_dir=state_dir, sandbox=config, password=password,
+                       max_upload=max_upload, max_checks=max_checks,
+                       uploads_quota=uploads_quota, retention=retention)
         runner = web.AppRunner(app, access_log=logging.getLogger("bulkschedule.web.access"),
-                               shutdown_timeout=STOP_GRACE + 10)
+                               handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         loop = asyncio.get_running_loop()
-        handled: list[int] = []
+        handled: list[signal.Signals] = []
+        stop = asyncio.Event()
+        warm: asyncio.Task[None] | None = None
+
+        def on_signal() -> None:
+            if stop.is_set():  # the second one: abandon the calls in flight now
+                app[STATE].book.hard_stop_all()
+            stop.set()
+
         try:
             site = web.TCPSite(runner, host, port)
             await site.start()
-            stop = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(signum, stop.set)
+                    loop.add_signal_handler(signum, on_signal)
                     handled.append(signum)
+            # The fork server's imports take seconds: pay them now, not on the first upload.
+            warm = asyncio.create_task(app[STATE].uploads.children.warm())
             if on_ready is not None:
                 on_ready(_url(runner, host))
             await stop.wait()
+            log.info("web: stopping")
         finally:
-            for signum in handled:
-                loop.remove_signal_handler(signum)
-            await runner.cleanup()
+            if warm is not None:
+                warm.cancel()
+            try:
+                await runner.cleanup()  # a second signal during it still stops harder
+            finally:
+                for signum in handled:
+                    loop.remove_signal_handler(signum)
 
 
 def _url(runner: web.AppRunner, host: str) -> str:

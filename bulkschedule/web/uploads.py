@@ -6,14 +6,22 @@ extension are kept (`sniff_problem`). Each upload folder holds the sheet, its an
 its validation summary and, last, ``.meta.json``: an upload without it does not exist. Results
 workbooks of runs are written beside the sheet, and a download is served only if it is one of
 those (`Uploads.owned_results`).
+
+Under load (`Uploads.receive`): a gate admits a few uploads at once and refuses the rest (503),
+the body must arrive within a deadline (408), the folder stays under a quota (507), checks run
+in killable child processes (`checking`), and uploads unused for the retention period are
+pruned (`Uploads.prune`: at start, hourly, and when an upload arrives after an hour or more).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import datetime as dt
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -21,7 +29,7 @@ import time
 import unicodedata
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -29,11 +37,11 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 
 from bulkschedule.app import job
+from bulkschedule.app.results import write_report
 from bulkschedule.web.access import CSRF_FIELD, CSRF_HEADER, Refused
+from bulkschedule.web.checking import ChildFailed, Children, Full, Gate
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    import datetime as dt
-
     from bulkschedule.sheet.schema import Validation
 
 log = logging.getLogger("bulkschedule")
@@ -44,6 +52,13 @@ META = ".meta.json"
 CHECKED = ".validation.json"
 REPORT = ".report.xlsx"
 PARTIAL = ".upload.part"
+
+DEFAULT_QUOTA = 1024**3  # bytes under <state>/uploads
+DEFAULT_RETENTION = 14 * 86400.0  # seconds an upload is kept after its last use
+DEFAULT_BODY_TIMEOUT = 120.0  # seconds for a whole upload to arrive (20 MB at 1.4 Mbit/s)
+PRUNE_EVERY = 3600.0  # seconds between two prunings (also at start and when full)
+RETRY_AFTER = 20  # seconds a refused client is told to wait
+STOPPING = "The server is stopping: try again in a minute."
 
 _ID_RE = re.compile(r"[0-9a-f]{16}")
 _RESULTS_RE = re.compile(r"\.results-[0-9a-f]{16}\.xlsx")
@@ -157,13 +172,88 @@ def megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
 
 
-class Uploads:
-    """The uploads folder, and the last few validations kept in memory (a run re-uses them)."""
+def tree_bytes(path: Path) -> int:
+    """The size of every file under ``path`` (0 if it is gone): what it takes of the quota."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
-    def __init__(self, root: Path, *, today: dt.date | None = None) -> None:
+
+def load_upload(folder: Path, meta: Mapping[str, Any], today: dt.date | None) -> Validation:
+    """Read and validate an upload exactly as ``bulkschedule run`` would (blocking)."""
+    options = meta.get("options", {})
+    sheet = folder / meta["file"]
+    try:
+        return job.load(str(sheet), course=options.get("course"), batch=options.get("batch"),
+                        module=options.get("module"),
+                        month_first=bool(options.get("month_first")), today=today)
+    except job.JobError as err:
+        raise Refused(422, str(err).replace(str(sheet), meta["name"])) from None
+
+
+def check_upload(folder: Path, meta: dict[str, Any], today: dt.date | None) -> dict[str, int]:
+    """The check of a received upload, run in a child process (`checking.Children`): content
+    sniff, validation, annotated sheet, summary, and last the meta file that makes the upload
+    exist. Returns the counts for the log (the page reads the files)."""
+    problem = sniff_problem(folder / PARTIAL, extension(meta["file"]))
+    if problem:
+        raise Refused(415, f"{meta['name']}: {problem}.")
+    (folder / PARTIAL).rename(folder / meta["file"])
+    validation = load_upload(folder, meta, today)
+    write_report(folder / REPORT, validation)
+    sheet = str(folder / meta["file"])
+    summary = validation.to_json()
+    summary["file"] = meta["name"]
+    summary["fatal"] = validation.fatal
+    summary["notes"] = [n.replace(sheet, meta["name"]) for n in validation.table.notes]
+    _write_json(folder / CHECKED, summary)
+    _write_json(folder / META, meta)  # last: an upload without it does not exist
+    return {"rows": validation.n_rows, "valid": validation.valid, "errors": validation.errors}
+
+
+Check = Callable[[Path, dict[str, Any]], Awaitable[dict[str, int]]]
+
+
+class Uploads:
+    """The uploads folder under its limits: a gate on checks, a quota, a retention period.
+
+    ``used`` is the folder's size as this server knows it: measured at start, then kept up to
+    date as bytes arrive, checks write their files, runs write results and pruning removes
+    folders. ``check`` runs one check (a child process; tests replace it).
+    """
+
+    def __init__(self, root: Path, *, gate: Gate, today: dt.date | None = None,
+                 quota: int = DEFAULT_QUOTA, retention: float | None = DEFAULT_RETENTION,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT,
+                 clock: Callable[[], float] = time.time) -> None:
+        if quota < 1 or body_timeout <= 0 or (retention is not None and retention <= 0):
+            raise ValueError("the uploads quota, retention and body timeout must be positive")
         self.root = root
+        self.gate = gate
         self.today = today
+        self.quota = quota
+        self.retention = retention
+        self.body_timeout = body_timeout
+        self.clock = clock
+        self.children = Children()
+        self.check: Check = self._check_in_child
         self.checked: OrderedDict[str, Validation] = OrderedDict()
+        self.used = 0
+        self.receiving: set[str] = set()  # ids received or checked now (no meta file yet)
+        self.last_prune: float | None = None
+        self.closing = False
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.used = await asyncio.to_thread(tree_bytes, self.root)
+
+    async def shutdown(self) -> None:
+        """Refuse new uploads and kill the checks running: their clients get a 503."""
+        self.closing = True
+        self.children.kill_all()
 
     def upload_dir(self, upload_id: str) -> Path | None:
         if not _ID_RE.fullmatch(upload_id):
@@ -175,16 +265,19 @@ class Uploads:
         data: dict[str, Any] = read_json(folder / META)
         return data
 
-    def load(self, folder: Path, meta: Mapping[str, Any]) -> Validation:
-        """Read and validate an upload exactly as ``bulkschedule run`` would (blocking)."""
-        options = meta.get("options", {})
-        sheet = folder / meta["file"]
+    def touch(self, folder: Path) -> None:
+        """A run uses the upload: its retention period starts again (blocking)."""
         try:
-            return job.load(str(sheet), course=options.get("course"),
-                            batch=options.get("batch"), module=options.get("module"),
-                            month_first=bool(options.get("month_first")), today=self.today)
-        except job.JobError as err:
-            raise Refused(422, str(err).replace(str(sheet), meta["name"])) from None
+            meta = self.meta(folder)
+            meta["used"] = self.clock()
+            _write_json(folder / META, meta)
+        except (OSError, ValueError) as err:  # the run goes on; only the retention is older
+            log.warning("web: cannot note the use of %s: %s", folder.name, err)
+
+    def account(self, path: Path) -> None:
+        """A file written into an upload folder (a run's results) counts against the quota."""
+        with contextlib.suppress(OSError):
+            self.used += path.stat().st_size
 
     def remember(self, upload_id: str, validation: Validation) -> None:
         self.checked[upload_id] = validation
@@ -193,11 +286,17 @@ class Uploads:
             self.checked.popitem(last=False)
 
     async def validation_for(self, upload_id: str, folder: Path) -> Validation:
+        """The upload's validation for a run: from memory, or read again under the gate."""
         cached = self.checked.get(upload_id)
         if cached is not None:
             return cached
-        meta = await asyncio.to_thread(self.meta, folder)
-        validation = await asyncio.to_thread(self.load, folder, meta)
+        try:
+            with self.gate.admit():
+                async with self.gate.slot():
+                    meta = await asyncio.to_thread(self.meta, folder)
+                    validation = await asyncio.to_thread(load_upload, folder, meta, self.today)
+        except Full:
+            raise busy() from None
         self.remember(upload_id, validation)
         return validation
 
@@ -217,18 +316,142 @@ class Uploads:
             return None
         return path
 
-    async def receive(self, request: web.Request, *, max_upload: int, too_large: str,
-                      token_ok: Callable[[str | None], bool]) -> str:
-        """Stream a multipart upload into a new folder, check and validate it; its id.
+    # -------------------------------------------------------------------------------- pruning
 
+    def prune_due(self) -> bool:
+        if self.retention is None:
+            return False
+        return (self.last_prune is None or self.used >= self.quota
+                or self.clock() - self.last_prune >= PRUNE_EVERY)
+
+    async def prune(self, busy: Collection[str] = ()) -> list[str]:
+        """Remove uploads unused for the retention period, except those in ``busy`` (a run is
+        using them) or being received; and any folder a crash left without its meta file."""
+        now = self.clock()
+        self.last_prune = now
+        keep = set(busy) | self.receiving
+        removed, freed = await asyncio.to_thread(self._prune, now, keep)
+        self.used = max(0, self.used - freed)
+        for upload_id in removed:
+            self.checked.pop(upload_id, None)
+        if removed:
+            log.info("web: removed %d upload(s) unused for the retention period (%s freed)",
+                     len(removed), megabytes(freed))
+        return removed
+
+    def _prune(self, now: float, keep: set[str]) -> tuple[list[str], int]:
+        removed: list[str] = []
+        freed = 0
+        for folder in sorted(self.root.iterdir()):
+            if folder.name in keep or not _ID_RE.fullmatch(folder.name) or not folder.is_dir():
+                continue
+            try:
+                meta = read_json(folder / META)
+                last = max(float(meta.get("uploaded", 0)), float(meta.get("used", 0)))
+            except (OSError, ValueError, TypeError, AttributeError):
+                last = None  # unfinished: what a crash or a kill left behind
+            if last is not None and (self.retention is None or now - last < self.retention):
+                continue
+            freed += tree_bytes(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+        return removed, freed
+
+    # ------------------------------------------------------------------------------ receiving
+
+    async def receive(self, request: web.Request, *, max_upload: int, too_large: str,
+                      token_ok: Callable[[str | None], bool],
+                      busy_uploads: Callable[[], Collection[str]] = frozenset) -> str:
+        """Stream a multipart upload into a new folder, check it in a child process; its id.
+
+        Refused at once (503, ``Retry-After``) when every check slot and queue place is taken.
         The CSRF token (a header, or a form field before the file) is judged by ``token_ok``
-        before a byte of the file is written."""
+        before a byte of the file is written; the body must arrive within ``body_timeout``
+        (408) and fit in the quota (507). A client that goes away cancels the check (the
+        child is killed) and leaves nothing behind."""
+        if self.closing:
+            raise Refused(503, STOPPING, headers={"Retry-After": str(RETRY_AFTER)})
         if not request.content_type.startswith("multipart/form-data"):
             raise Refused(400, "Send the file with the upload form.")
-        trusted = token_ok(request.headers.get(CSRF_HEADER))
-        fields: dict[str, str] = {}
+        try:
+            with self.gate.admit():
+                if self.prune_due():
+                    await self.prune(busy_uploads())
+                return await self._receive(request, max_upload=max_upload, too_large=too_large,
+                                           token_ok=token_ok)
+        except Full:
+            raise busy() from None
+
+    async def _receive(self, request: web.Request, *, max_upload: int, too_large: str,
+                       token_ok: Callable[[str | None], bool]) -> str:
         upload_id = secrets.token_hex(8)
         folder = self.root / upload_id
+        self.receiving.add(upload_id)
+        counted = [0]  # bytes of this upload already in ``used``
+        try:
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    client_name, fields, size = await self._read_form(
+                        request, folder, max_upload=max_upload, too_large=too_large,
+                        token_ok=token_ok, counted=counted)
+            except TimeoutError:
+                raise Refused(408, f"The upload took longer than {self.body_timeout:g} seconds "
+                                   "and was cut off: check the connection and try again."
+                              ) from None
+            options = {
+                "course": _digits_field(fields.get("course", ""), "Course ID"),
+                "batch": _digits_field(fields.get("batch", ""), "Batch ID"),
+                "module": _digits_field(fields.get("module", ""), "Module ID"),
+                "month_first": fields.get("month_first") in ("1", "on", "true"),
+            }
+            name = safe_name(client_name)
+            meta = {"name": name, "file": name, "size": size, "options": options,
+                    "uploaded": self.clock()}
+            try:
+                async with self.gate.slot():
+                    counts = await self.check(folder, meta)
+            except ChildFailed as failed:
+                if self.closing:
+                    raise Refused(503, STOPPING, headers={"Retry-After": str(RETRY_AFTER)}
+                                  ) from None
+                log.warning("web: the check of upload %s (%s) failed (exit code %s): %s",
+                            upload_id, name, failed.exitcode, failed.detail)
+                raise Refused(422, f"{name}: this sheet could not be checked: {failed.reason}."
+                              ) from None
+        except BaseException:
+            self._discard(folder, counted[0])
+            raise
+        finally:
+            self.receiving.discard(upload_id)
+        self.used += tree_bytes(folder) - counted[0]
+        log.info("web: upload %s (%s, %d bytes): %d rows, %d valid, %d errors", upload_id, name,
+                 size, counts["rows"], counts["valid"], counts["errors"])
+        return upload_id
+
+    async def _check_in_child(self, folder: Path, meta: dict[str, Any]) -> dict[str, int]:
+        counts: dict[str, int] = await self.children.run(check_upload, folder, meta, self.today)
+        return counts
+
+    def _discard(self, folder: Path, counted: int) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        self.used = max(0, self.used - counted)
+
+    def _count(self, n: int, counted: list[int]) -> None:
+        """``n`` more bytes of an upload: refused (507) if they would overfill the quota."""
+        if self.used + n > self.quota:
+            raise Refused(507, f"There is no room left for uploads (the quota is "
+                               f"{megabytes(self.quota)}). Uploads are removed when unused for "
+                               "the retention period; ask the operator to raise the quota or "
+                               "to remove old uploads.")
+        self.used += n
+        counted[0] += n
+
+    async def _read_form(self, request: web.Request, folder: Path, *, max_upload: int,
+                         too_large: str, token_ok: Callable[[str | None], bool],
+                         counted: list[int]) -> tuple[str, dict[str, str], int]:
+        """The form's small fields, and its file written to ``folder``: (name, fields, size)."""
+        trusted = token_ok(request.headers.get(CSRF_HEADER))
+        fields: dict[str, str] = {}
         client_name: str | None = None
         size = 0
         try:
@@ -261,52 +484,15 @@ class Uploads:
                         size += len(chunk)
                         if size > max_upload:
                             raise Refused(413, too_large)
+                        self._count(len(chunk), counted)
                         fh.write(chunk)
-        except Refused:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
         except (ValueError, AssertionError, UnicodeDecodeError) as err:
-            shutil.rmtree(folder, ignore_errors=True)
             raise Refused(400, f"The upload could not be read ({err}); try again.") from None
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
         if client_name is None:
             raise Refused(400, "Choose a .xlsx or .csv file first.")
-        try:
-            options = {
-                "course": _digits_field(fields.get("course", ""), "Course ID"),
-                "batch": _digits_field(fields.get("batch", ""), "Batch ID"),
-                "module": _digits_field(fields.get("module", ""), "Module ID"),
-                "month_first": fields.get("month_first") in ("1", "on", "true"),
-            }
-            name = safe_name(client_name)
-            meta = {"name": name, "file": name, "size": size, "options": options,
-                    "uploaded": time.time()}
-            validation = await asyncio.to_thread(self._store, folder, meta)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        self.remember(upload_id, validation)
-        log.info("web: upload %s (%s, %d bytes): %d rows, %d valid, %d errors", upload_id, name,
-                 size, validation.n_rows, validation.valid, validation.errors)
-        return upload_id
+        return client_name, fields, size
 
-    def _store(self, folder: Path, meta: dict[str, Any]) -> Validation:
-        """Blocking part of an upload: content check, validation, annotated sheet, summary."""
-        from bulkschedule.app.results import write_report
 
-        problem = sniff_problem(folder / PARTIAL, extension(meta["file"]))
-        if problem:
-            raise Refused(415, f"{meta['name']}: {problem}.")
-        (folder / PARTIAL).rename(folder / meta["file"])
-        validation = self.load(folder, meta)
-        write_report(folder / REPORT, validation)
-        sheet = str(folder / meta["file"])
-        summary = validation.to_json()
-        summary["file"] = meta["name"]
-        summary["fatal"] = validation.fatal
-        summary["notes"] = [n.replace(sheet, meta["name"]) for n in validation.table.notes]
-        _write_json(folder / CHECKED, summary)
-        _write_json(folder / META, meta)  # last: an upload without it does not exist
-        return validation
+def busy() -> Refused:
+    return Refused(503, "The server is busy checking other sheets: try again in "
+                        f"{RETRY_AFTER} seconds.", headers={"Retry-After": str(RETRY_AFTER)})
