@@ -110,8 +110,8 @@ async def check(
         except (AuthError, JobError) as err:
             raise JobError(f"cannot get an access token: {err}") from err
         provider = api.tokens
-        refreshing = isinstance(provider, RefreshingToken)
-        found = CheckResult(base, refreshing, refreshing and provider.mints > 0)
+        minted = isinstance(provider, RefreshingToken) and provider.mints > 0
+        found = CheckResult(base, isinstance(provider, RefreshingToken), minted)
         try:
             if module is not None:
                 return replace(found, sessions=len(await api.client.list_module_sessions(*module)))
