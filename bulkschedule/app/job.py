@@ -19,7 +19,7 @@ import aiohttp
 
 from bulkschedule.app.progress import eta_seconds
 from bulkschedule.app.results import write_results
-from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
+from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK, PayloadStyle
 from bulkschedule.core.errors import AuthError, JobError, ReadError
 from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
 from bulkschedule.core.request import Request
@@ -39,7 +39,7 @@ from bulkschedule.send.runner import (
     summarize,
     track_pace,
 )
-from bulkschedule.sheet.payload import build_request
+from bulkschedule.sheet.payload import build_request, oversized
 from bulkschedule.sheet.reader import read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
@@ -84,8 +84,12 @@ def load(
     month_first: bool = False,
     today: dt.date | None = None,
     names_from: OrgCache | None = None,
+    payload_style: PayloadStyle = "query",
 ) -> Validation:
     """Read and validate; an unreadable file is a `JobError` (one line, exit 2).
+
+    A row whose request could not be sent in ``payload_style`` (too long for a request line)
+    is an error like any other.
 
     Names typed in the ID columns resolve from ``names_from`` (the org cache, whatever its age);
     without it, or where it holds nothing of that kind, the problem says to use ``--online``.
@@ -105,9 +109,10 @@ def load(
                             given={"courseId": course, "batchId": batch, "moduleId": module})
     checked = validate(names.table, course=course, batch=batch, module=module,
                        month_first=month_first, today=today)
-    if not (names.resolved or names.problems):
+    unsendable = oversized(checked.sessions, payload_style) if not checked.fatal else []
+    if not (names.resolved or names.problems or unsendable):
         return checked
-    return with_problems(checked, names.problems, table=table, names=names)
+    return with_problems(checked, [*names.problems, *unsendable], table=table, names=names)
 
 
 def check_results_path(path: Path) -> None:

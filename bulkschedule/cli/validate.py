@@ -21,7 +21,7 @@ from bulkschedule.app.target import api
 from bulkschedule.cli.common import Reading, check_output, fail, leave, sheet_options, today_option
 from bulkschedule.cli.console import echo_problems, summary_line
 from bulkschedule.cli.options import setting_options
-from bulkschedule.core.constants import Exit
+from bulkschedule.core.constants import Exit, PayloadStyle
 from bulkschedule.core.errors import JobError
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.send.journal import normalise_base
@@ -31,14 +31,15 @@ AS_GIVEN = Reading()  # the first worksheet, IDs from the sheet, day-first dates
 
 
 def read_and_validate(sheet: str, reading: Reading = AS_GIVEN, *, today: dt.date | None = None,
-                      json_mode: bool = False, names_from: OrgCache | None = None) -> Validation:
+                      json_mode: bool = False, names_from: OrgCache | None = None,
+                      payload_style: PayloadStyle = "query") -> Validation:
     """Read and validate a sheet, or stop with exit code 2 when the file cannot be read (with
     ``json_mode``, after printing the one JSON object a script expects). Names in ID columns
     resolve from ``names_from``, the org cache."""
     try:
         return load(sheet, sheet_name=reading.sheet_name, course=reading.course,
                     batch=reading.batch, module=reading.module, month_first=reading.month_first,
-                    today=today, names_from=names_from)
+                    today=today, names_from=names_from, payload_style=payload_style)
     except JobError as err:
         fail(str(err), json_out={"file": sheet} if json_mode else None)
 
@@ -94,7 +95,8 @@ def validate(settings: Settings, sheet: str, reading: Reading, online: bool, as_
                                      param_hint="--report")
 
     validation = read_and_validate(sheet, reading, today=today, json_mode=as_json,
-                                   names_from=org_cache(settings))
+                                   names_from=org_cache(settings),
+                                   payload_style=settings.payload_style)
     if online:
         checked = online_stage(settings, validation, reading, strict=True, json_mode=as_json)
         validation = checked.validation

@@ -6,6 +6,9 @@ sheet reader and validator (pandas, pandera) that build them.
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -37,3 +40,47 @@ def identity_fields(request: Request) -> dict[str, str]:
         "date": data["date"],
         "startTime": data["startTime"],
     }
+
+
+#: The longest request line common servers accept (Apache's LimitRequestLine, aiohttp's and the
+#: sandbox's max_line_size; nginx's default buffers are 8 KB): a ``query``-style request longer
+#: than this is refused before Zoho reads it.
+MAX_REQUEST_LINE = 8190
+#: The largest body a server is assumed to take (aiohttp's default client_max_size).
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """``sessionData`` as it travels: a query suffix, or a body with its content type."""
+
+    suffix: str
+    body: bytes | None
+    content_type: str | None
+
+
+def encode(session_data: Mapping[str, str], style: str) -> Encoded:
+    """Compact ASCII JSON (non-ASCII as ``\\uXXXX``, which survives any server charset handling),
+    carried in the query string, a form body or a JSON body."""
+    compact = json.dumps(dict(session_data), separators=(",", ":"), ensure_ascii=True)
+    if style == "query":
+        return Encoded(f"?sessionData={urllib.parse.quote(compact, safe='')}", None, None)
+    if style == "form":
+        body = urllib.parse.urlencode({"sessionData": compact}).encode("ascii")
+        return Encoded("", body, "application/x-www-form-urlencoded")
+    return Encoded("", compact.encode("ascii"), "application/json")
+
+
+def too_large(request: Request, style: str) -> str | None:
+    """Why ``request`` cannot be sent in ``style``, or None: the request line (``POST path?query
+    HTTP/1.1``) over `MAX_REQUEST_LINE`, or the body over `MAX_BODY`."""
+    encoded = encode(request.session_data, style)
+    line = len(f"POST {request.path}{encoded.suffix} HTTP/1.1")
+    if line > MAX_REQUEST_LINE:
+        return (f"its request line would be {line:,} bytes, over the {MAX_REQUEST_LINE:,} "
+                "servers accept: shorten the name or description, or send with "
+                "--payload-style form (the fields travel in the body)")
+    if encoded.body is not None and len(encoded.body) > MAX_BODY:
+        return (f"its request body would be {len(encoded.body):,} bytes, over {MAX_BODY:,}: "
+                "shorten the name or description")
+    return None

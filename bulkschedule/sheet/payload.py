@@ -10,10 +10,11 @@ import functools
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from bulkschedule.core.request import Request, identity_fields
+from bulkschedule.core.problems import Problem, error
+from bulkschedule.core.request import MAX_REQUEST_LINE, Request, identity_fields, too_large
 from bulkschedule.sheet.columns import SPEC, Kind, Spec
 from bulkschedule.sheet.parse import format_date, format_time
 from bulkschedule.sheet.schema import SessionRow
@@ -82,3 +83,29 @@ def fingerprint(
 
 
 __all__ = ["FORMATTERS", "Request", "build_request", "fingerprint", "identity", "identity_fields"]
+
+
+#: Room a request needs besides its text fields (path, IDs, dates, times, JSON punctuation),
+#: generously: rows whose text is short enough are not encoded just to measure them.
+_FIXED_BYTES = 600
+#: The most bytes one character of a text field can take in a query string (``\\uXXXX`` in the
+#: JSON, then each of those six characters percent-encoded at worst).
+_BYTES_PER_CHAR = 18
+
+
+def oversized(rows: Iterable[SessionRow], style: str, spec: Spec = SPEC) -> list[Problem]:
+    """An error for every row whose request could not be sent in ``style``: a 100,000-character
+    name passes every cell check but no server takes an 8 KB request line."""
+    problems = []
+    text_columns = [c for c in spec.api_columns if c.kind == "text"]
+    for row in rows:
+        texts = [(c.name, getattr(row, c.attr) or "") for c in text_columns]
+        if sum(len(t) for _, t in texts) * _BYTES_PER_CHAR + _FIXED_BYTES <= MAX_REQUEST_LINE:
+            continue
+        why = too_large(build_request(row, spec), style)
+        if why is not None:
+            column, longest = max(texts, key=lambda item: len(item[1]))
+            problems.append(error(row.row, column, f"{longest[:40]}… ({len(longest):,} "
+                                  "characters)", f"This row cannot be sent: {why}",
+                                  code="row.request_too_large"))
+    return problems

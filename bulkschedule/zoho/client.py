@@ -9,7 +9,6 @@ have arrived (OutcomeUnknown for a create).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import urllib.parse
@@ -32,7 +31,7 @@ from bulkschedule.core.errors import (
     Rejected,
     ServerError,
 )
-from bulkschedule.core.request import Request
+from bulkschedule.core.request import Request, encode
 from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.classify import (
     ACTIVE_TRAINERS,
@@ -187,13 +186,9 @@ class LmsClient:
 
     def _encode(self, session_data: Mapping[str, str]) -> tuple[str, bytes | None, dict[str, str]]:
         """(query suffix, body, headers) carrying ``sessionData`` in the configured style."""
-        compact = json.dumps(dict(session_data), separators=(",", ":"), ensure_ascii=True)
-        if self._style == "query":
-            return f"?sessionData={urllib.parse.quote(compact, safe='')}", None, {}
-        if self._style == "form":
-            body = urllib.parse.urlencode({"sessionData": compact}).encode("ascii")
-            return "", body, {"Content-Type": "application/x-www-form-urlencoded"}
-        return "", compact.encode("ascii"), {"Content-Type": "application/json"}
+        encoded = encode(session_data, self._style)
+        headers = {"Content-Type": encoded.content_type} if encoded.content_type else {}
+        return encoded.suffix, encoded.body, headers
 
     # -- session reads used by sending --------------------------------------------------------
 
