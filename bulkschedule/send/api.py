@@ -17,8 +17,11 @@ import aiohttp
 from bulkschedule.core.constants import PayloadStyle
 from bulkschedule.send.journal import normalise_base
 from bulkschedule.send.limiter import Clock, LockGate, SystemClock, WindowLimiter, make_pace
-from bulkschedule.zoho.auth import TokenProvider
+from bulkschedule.zoho.auth import TOKEN_TIMEOUT, TokenProvider
 from bulkschedule.zoho.client import LmsClient
+
+#: The client's connect timeout (getting a connection: nothing is sent before it ends).
+CONNECT_TIMEOUT = 10.0
 
 
 @dataclass
@@ -48,6 +51,14 @@ class SendSettings:
     def lock(self) -> float:
         return self.lock_seconds / self.speed
 
+    @property
+    def hold(self) -> float:
+        """The longest a paced call can last before the client has its reply or gives up: a
+        token fetch, a connection, then one wait for the reply. The limiter counts a call
+        nobody marked done (cancelled mid-request, or its process died) as in flight this long.
+        """
+        return (TOKEN_TIMEOUT.total or 0.0) + CONNECT_TIMEOUT + self.timeout
+
 
 @dataclass
 class Api:
@@ -60,7 +71,7 @@ class Api:
     session: aiohttp.ClientSession
 
 
-Pace = Callable[[], Awaitable[object]]
+Pace = Callable[[], Awaitable[object]]  # make_pace's (returns a Slot), or a wrapper of it
 
 
 @contextlib.asynccontextmanager
@@ -78,12 +89,13 @@ async def open_api(
     and the limiter shared through ``shared`` (the journal's file) for ``base``.
 
     ``base`` must already be checked (`zoho.urls.check_base_url`). ``wrap_pace`` lets the runner
-    see when a call's slot was granted (so a stop knows which requests may have left).
+    see when a call's slot was granted (so a stop knows which requests may have left); it must
+    return what the pace returned, the `Slot` the client marks done when the reply came.
     """
     clock = clock or SystemClock()
     scope = normalise_base(base)
     limiter = WindowLimiter(settings.rate_calls, settings.period, clock=clock, shared=shared,
-                            scope=scope)
+                            scope=scope, hold=settings.hold)
     gate = LockGate(clock=clock, shared=shared, scope=scope)
     try:
         async with aiohttp.ClientSession() as session:
@@ -93,7 +105,7 @@ async def open_api(
                 pace = wrap_pace(pace)
             client = LmsClient(base, provider, session=session,
                                payload_style=settings.payload_style, pace=pace,
-                               timeout=settings.timeout)
+                               timeout=settings.timeout, connect_timeout=CONNECT_TIMEOUT)
             yield Api(client, provider, limiter, gate, session)
     finally:
         limiter.detach()

@@ -20,6 +20,7 @@ from bulkschedule.core.errors import ApiError
 from bulkschedule.core.request import Request
 from bulkschedule.send.events import Listener, StopEvent
 from bulkschedule.send.messages import STOP_REQUESTED
+from bulkschedule.zoho.client import PaceSlot
 
 T = TypeVar("T")
 
@@ -137,9 +138,10 @@ def track_pace(pace: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
     ``pace`` returns, i.e. just before the HTTP request goes out. A stop then releases the rows
     still pacing at once (they are ``pending``), and gives only the sending ones the grace. Once
     the run is stopping, the wrapper lets no request leave: it raises instead of pacing or right
-    after pacing, and the runner records the row as not sent. Outside a runner (e.g. ``auth
-    check``) it is a plain pass-through. Without it the runner treats a row inside any client call
-    as possibly sent (safe, but a stop then waits for rows that are only waiting on the lock).
+    after pacing (marking the slot it got done, since nothing left), and the runner records the
+    row as not sent. Outside a runner (e.g. ``auth check``) it is a plain pass-through. Without it
+    the runner treats a row inside any client call as possibly sent (safe, but a stop then waits
+    for rows that are only waiting on the lock).
     """
 
     async def tracked() -> T:
@@ -148,7 +150,12 @@ def track_pace(pace: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
             return await pace()
         in_call.pacing()
         result = await pace()
-        in_call.sending()
+        try:
+            in_call.sending()
+        except Withheld:
+            if isinstance(result, PaceSlot):
+                result.done()  # nothing left: the slot counts for one window, not until its hold
+            raise
         return result
 
     return tracked

@@ -14,7 +14,7 @@ import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 from yarl import URL
@@ -83,6 +83,20 @@ _HEADER_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 Classifier = Callable[[int, Mapping[str, str], str], T]
 
 
+@runtime_checkable
+class PaceSlot(Protocol):
+    """What a pace may return (`send.limiter.Slot`): told when the call's reply came, because the
+    server may count the call at any moment until then. A pace returning anything else (None, a
+    start time) is simply awaited."""
+
+    def done(self) -> None: ...
+
+
+def _finished(slot: object) -> None:
+    if isinstance(slot, PaceSlot):
+        slot.done()
+
+
 def _segment(value: str) -> str:
     """One path segment: an ID is digits, but nothing a sheet or a reply holds may add a '/'."""
     return urllib.parse.quote(str(value), safe="")
@@ -100,8 +114,9 @@ class LmsClient:
     ApiError subclass.
 
     ``pace`` is awaited before every API request, reads included (the shared lock gate and rate
-    limiter: reads count against the same threshold); the token endpoint is not paced. An auth
-    failure is answered by one token refresh and one retry.
+    limiter: reads count against the same threshold); the token endpoint is not paced. If it
+    returns a `PaceSlot`, the slot is marked done once the reply has been read or the request
+    failed. An auth failure is answered by one token refresh and one retry.
     """
 
     def __init__(
@@ -368,24 +383,31 @@ class LmsClient:
         """Pace, send, classify; on an auth failure refresh the token once and try again."""
         stale: str | None = None
         for attempt in (1, 2):
-            if self._pace is not None:
-                await self._pace()
-            token = await self._token(stale)
-            if _HEADER_FORBIDDEN.search(token):
-                # aiohttp would refuse the header before sending; every request would fail
-                # alike, so this stops the run (Fatal) instead of retrying row after row.
-                raise Fatal(
-                    "the access token contains a control character (a line break?), which an "
-                    f"HTTP header cannot carry; {what} was not sent; check ZOHO_ACCESS_TOKEN"
+            slot = await self._pace() if self._pace is not None else None
+            try:
+                token = await self._token(stale)
+                if _HEADER_FORBIDDEN.search(token):
+                    # aiohttp would refuse the header before sending; every request would fail
+                    # alike, so this stops the run (Fatal) instead of retrying row after row.
+                    raise Fatal(
+                        "the access token contains a control character (a line break?), which "
+                        f"an HTTP header cannot carry; {what} was not sent; check "
+                        "ZOHO_ACCESS_TOKEN"
+                    )
+                status, resp_headers, body = await self._send(
+                    method,
+                    url,
+                    data,
+                    {**headers, "Authorization": f"Zoho-oauthtoken {token}"},
+                    what=what,
+                    creating=creating,
                 )
-            status, resp_headers, body = await self._send(
-                method,
-                url,
-                data,
-                {**headers, "Authorization": f"Zoho-oauthtoken {token}"},
-                what=what,
-                creating=creating,
-            )
+            except Exception:
+                _finished(slot)  # not sent, or the client gave up waiting: no reply will come
+                raise
+            # The reply is in: the server cannot count this call any later. A cancellation
+            # (BaseException) leaves the slot open, as the request may still be on its way.
+            _finished(slot)
             body = body.replace(token, "[redacted]")  # a server that echoes the header
             try:
                 return classify(status, resp_headers, body)
@@ -519,6 +541,7 @@ __all__ = [
     "Module",
     "NotSent",
     "OutcomeUnknown",
+    "PaceSlot",
     "Rejected",
     "Room",
     "ServerError",
