@@ -374,6 +374,7 @@ class _Unpickler(pickle.Unpickler):
         ("bulkschedule.sheet.reader", "RawTable"),
         ("bulkschedule.sheet.reader", "Cells"),
         ("bulkschedule.sheet.columns", "HeaderMap"),
+        ("bulkschedule.sheet.columns", "SPEC"),
         ("bulkschedule.core.problems", "Problem"),
         ("datetime", "date"),
         ("datetime", "time"),

@@ -128,6 +128,14 @@ class Spec:
         """Where a column's value sits in a `row_type` tuple (``row`` is at 0)."""
         return 1 + self.names.index(name)
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        """Today's spec pickles as a reference to `SPEC` (a `Validation` crosses a process
+        boundary when a sheet is read in a capped child, and its rows must stay instances of
+        the one `SessionRow`); another spec is derived again from its columns."""
+        if self is SPEC:
+            return "SPEC"
+        return (derive, (self.columns,))
+
 
 #: collections.namedtuple as a plain function: mypy special-cases direct calls, which must name
 #: their fields literally, and these come from the spec.
