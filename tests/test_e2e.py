@@ -112,9 +112,11 @@ async def cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> Finis
 
 def run_args(sheet: Path, url: str, state: Path, results: Path, *extra: str,
              rate: str = "10/1", lock: str = "1") -> list[str]:
+    """A run of the sender alone (``--offline``: these sandboxes hold no org, and the cases
+    count every call); tests/test_org_e2e.py covers the run's online stage."""
     return ["run", str(sheet), "--api-base", url, "--state", str(state), "--results",
             str(results), "--rate", rate, "--lock-seconds", lock, "--yes", "--today", TODAY,
-            *extra]
+            "--offline", *extra]
 
 
 def read_results(path: Path) -> dict[int, ResultRow]:
