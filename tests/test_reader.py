@@ -16,6 +16,7 @@ import python_calamine
 from openpyxl.styles import PatternFill
 
 from bulkschedule.sheet import reader
+from bulkschedule.sheet.limits import ReadLimits
 from bulkschedule.sheet.reader import RawTable, ReadError, read_table
 
 BIG_ID = "478346000019479103"  # above 2**53: a float would change it
@@ -647,7 +648,12 @@ def test_csv_large_file_is_read_column_wise_and_rows_are_built_on_demand(tmp_pat
 
 def test_csv_cell_over_the_csv_size_limit_is_still_refused(tmp_path: Path) -> None:
     big = "x" * 200_000
-    msg = read_error(write_bytes(tmp_path / "s.csv", f"Name,Note\na,{big}\n".encode()))
+    path = write_bytes(tmp_path / "s.csv", f"Name,Note\na,{big}\n".encode())
+    msg = read_error(path)
+    assert "row 2 has a cell of more than 131,072 characters" in msg
+    assert "over the limit of 32,767 characters in one cell" in msg
+    # with the cell limit raised past it, the csv module's own limit still refuses it
+    msg = read_error(path, limits=ReadLimits(max_cell_chars=1_000_000))
     assert "not a readable CSV file" in msg and "field larger than field limit" in msg
 
 
