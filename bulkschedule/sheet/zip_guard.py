@@ -256,24 +256,18 @@ class WorkbookGuard:
         """Refuse the sheet calamine is about to read if its grid is over the limits.
 
         The sheet's part comes from ``xl/workbook.xml`` and its relationships, as calamine finds
-        it; when that cannot be worked out (xlsb, or an odd workbook), every worksheet part is
-        checked, each named by its part."""
+        it; when that cannot be worked out, every worksheet part is checked, each named by its
+        part."""
         keys = self._sheet_parts(sheet)
         if keys is not None:
             for part in (p for k in keys for p in self.parts.get(k, [])):
                 self._check_part(part, f"the sheet '{sheet}'")
             return
-        for parts in self.parts.values():
-            for part in parts:
-                self._check_part(part, f"the worksheet {part.info.filename}")
+        for part in (p for ps in self.parts.values() for p in ps):
+            self._check_part(part, f"the worksheet {part.info.filename}")
 
     def _check_part(self, part: _Part, where: str) -> None:
-        if part.binary is not None:
-            check_dimension(SheetFacts(dimension=part.binary.dimension), self.file, where,
-                            self.limits)
-            check_extent(part.binary.extent, self.file, where, self.limits)
-            return
-        facts = part.facts
+        facts = part.facts  # (xlsb worksheets were all checked by `inspect`)
         if facts is None or not facts.has_cells:
             return
         check_dimension(facts, self.file, where, self.limits)
@@ -353,6 +347,10 @@ def _inspect_part(fh: BinaryIO, info: zipfile.ZipInfo, guard: WorkbookGuard) -> 
         for chunk in chunks:
             if consume:
                 consume(chunk)
+        if part.binary is not None:  # no sheet names without parsing workbook.bin: check all
+            where = f"the worksheet {info.filename}"
+            check_dimension(SheetFacts(dimension=part.binary.dimension), file, where, limits)
+            check_extent(part.binary.extent, file, where, limits)
         return
     first = next(chunks, b"")
     if _utf16_xml(key, first):
