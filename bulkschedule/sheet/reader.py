@@ -15,11 +15,14 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulkschedule.core.errors import ReadError
 from bulkschedule.sheet import zip_guard
 from bulkschedule.sheet.limits import MB, ReadLimits, exceeded
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: A cell as read: text from CSV and text cells; float/int/bool for numeric workbook cells;
 #: date/datetime/time/timedelta for date- or time-formatted cells; None for an empty cell.
@@ -40,7 +43,7 @@ class ByValue:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
+        return self._fields() == other._fields()
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
@@ -131,9 +134,10 @@ class Cells:
 
     __slots__ = ("codes", "uniques", "values")
 
-    def __init__(self, values: Sequence[Cell] | None = None, *, codes: Any = None,
-                 uniques: list[Cell] | None = None) -> None:
-        self.values = values
+    def __init__(self, values: Sequence[Cell] | np.ndarray[Any, Any] | None = None, *,
+                 codes: Any = None, uniques: list[Cell] | None = None) -> None:
+        # an object array stands in for a sequence of cells (length, indexing, iteration)
+        self.values: Sequence[Cell] | None = values  # type: ignore[assignment]  # see above
         self.codes = codes  # numpy integer array, or None
         self.uniques = uniques
 
@@ -143,7 +147,7 @@ class Cells:
     def __getitem__(self, i: int) -> Cell:
         if self.values is None:
             k = self.codes[i]
-            v = None if k < 0 else self.uniques[k]  # type: ignore[index]
+            v = None if k < 0 else self.uniques[k]  # type: ignore[index]  # set with codes
         else:
             v = self.values[i]
         return None if v.__class__ is str and not v else v
@@ -153,7 +157,7 @@ class Cells:
         if self.values is None:
             return Cells(codes=self.codes[index], uniques=self.uniques)
         if isinstance(index, slice) or hasattr(self.values, "dtype"):
-            return Cells(self.values[index])  # type: ignore[index]
+            return Cells(self.values[index])
         return Cells(list(map(self.values.__getitem__, index.tolist())))
 
     def blank_at(self, index: Any) -> Any:
@@ -699,17 +703,17 @@ def _csv_columns(data: bytes, text: str, delimiter: str, name: str = "",
     for j in range(frame.shape[1]):
         col = frame.iloc[:, j]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            cells = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
-                          uniques=col.cat.categories.tolist())
+            column = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
+                           uniques=col.cat.categories.tolist())
         elif j in kinds:
-            cells = Cells(col.to_numpy(dtype=object))
+            column = Cells(col.to_numpy(dtype=object))
         else:  # pandas saw more columns than the sample: it may have inferred numbers
             return None
-        columns.append(cells)
+        columns.append(column)
     if len(data) > csv.field_size_limit():
         for c in columns:
-            if max(map(len, c.uniques if c.values is None else c.values), default=0) \
-                    > csv.field_size_limit():
+            strings: Any = c.uniques if c.values is None else c.values  # every CSV cell: str
+            if max(map(len, strings), default=0) > csv.field_size_limit():
                 return None  # the csv module refuses it, with its own message
     return columns or None
 
