@@ -564,26 +564,26 @@ def _read_csv(p: Path, name: str, notes: list[str], limits: ReadLimits) -> RawTa
 
 
 def _check_csv_stream(p: Path, name: str, limits: ReadLimits) -> None:
-    """Before the whole file is loaded: count its lines and look for very long ones, in chunks.
+    """Before the whole file is loaded: count its line breaks and look for very long lines, in
+    chunks, at the cost of two ``count`` passes.
 
-    Lines bound records (a quoted line break only merges lines). With few enough short lines,
-    reading is safe and the exact limits are checked on what was read. Otherwise (too many
-    lines, or a line as long as a cell may be) the records are counted one by one
-    (`_check_csv_records`), which stops at the first limit passed: a 2,000,000-row file is
-    refused after reading its first 100,000 rows.
+    Records are at most the lines (a quoted line break only merges them), and the lines at most
+    twice the larger of the LF and CR counts (mixed endings). Within the limit, and with no line
+    as long as a cell may be, reading is safe and the exact limits are checked on what was
+    read. Otherwise the records are counted one by one (`_check_csv_records`), stopping at the
+    first limit passed: a 2,000,000-row file is refused after its first 100,000 rows.
     """
     window = max(limits.max_cell_chars // 2, 1)
-    lines, ends_open, after_cr = 0, False, False
+    lf = cr = 0
     try:
         with open(p, "rb") as fh:
             while chunk := fh.read(1 << 20):
-                lines += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-                lines -= after_cr and chunk.startswith(b"\n")
-                after_cr, ends_open = chunk.endswith(b"\r"), not chunk.endswith((b"\n", b"\r"))
+                lf += chunk.count(b"\n")
+                cr += chunk.count(b"\r")
                 long_line = any(chunk.find(b"\n", i, i + window) == -1
                                 and chunk.find(b"\r", i, i + window) == -1
                                 for i in range(0, len(chunk) - window + 1, window))
-                if long_line or lines + ends_open > limits.max_rows + 1:
+                if long_line or max(lf, cr) > limits.max_rows + 1:
                     break
             else:
                 return
