@@ -314,7 +314,7 @@ def test_a_long_csv_cell_on_many_short_lines_is_refused_after_reading(tmp_path: 
     again once read."""
     path = tmp_path / "lines.csv"
     path.write_text('name,notes\nx,"' + "line of text\n" * 3000 + '"\n')
-    assert "has 39,000 characters" in refusal(path, "max_cell_chars")
+    assert "row 2 has a cell of 39,000 characters" in refusal(path, "max_cell_chars")
 
 
 def test_an_ods_repeating_a_cell_17_billion_times(tmp_path: Path) -> None:
@@ -476,3 +476,29 @@ def test_read_limits_must_be_positive_whole_numbers() -> None:
         ReadLimits(max_rows=0)
     with pytest.raises(ValueError, match="max_part_bytes"):
         ReadLimits(max_part_bytes=1.5)  # type: ignore[arg-type]
+
+
+def test_a_hostile_sheet_beside_the_chosen_one_is_left_alone(tmp_path: Path) -> None:
+    """calamine reads only the chosen sheet, so only its grid is held to the limits; choosing
+    the far one is refused."""
+    path = write_xlsx(tmp_path / "two.xlsx", sheet_of(HEADER_ROW, f'<row r="2">'
+                      f'{text_cell("A2", "x")}</row>'),
+                      extra={"xl/worksheets/sheet2.xml": sheet_of(
+                          HEADER_ROW, f'<row r="1048576">{text_cell("XFD1048576", "x")}</row>')})
+    book = _static_parts()["xl/workbook.xml"].replace(
+        "</sheets>", '<sheet name="Far" sheetId="2" r:id="rId3"/></sheets>')
+    rels = _static_parts()["xl/_rels/workbook.xml.rels"].replace(
+        "</Relationships>", f'<Relationship Id="rId3" Type="{OFFICE}/worksheet" '
+        'Target="/xl/worksheets/sheet2.xml"/></Relationships>')
+    _replace_members(path, {"xl/workbook.xml": book, "xl/_rels/workbook.xml.rels": rels})
+    assert read_table(path, "Sessions").rows == [["x"]]
+    with pytest.raises(ReadError, match="the sheet 'Far' has cells in 1,048,576 rows"):
+        read_table(path, "Far")
+
+
+def _replace_members(path: Path, members: dict[str, str]) -> None:
+    with zipfile.ZipFile(path) as z:
+        kept = {i.filename: z.read(i) for i in z.infolist() if i.filename not in members}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in {**kept, **{k: v.encode() for k, v in members.items()}}.items():
+            z.writestr(name, data)

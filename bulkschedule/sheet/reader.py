@@ -647,12 +647,18 @@ def _latin1_chars(cell: str) -> int:
 
 
 def _check_csv_cells(columns: list[Cells], name: str, limits: ReadLimits) -> None:
-    """Every CSV cell is text: the longest of each column, in C (``map(len, ...)``)."""
-    for j, c in enumerate(columns):
-        values: Any = c.uniques if c.values is None else c.values
-        longest = max(map(len, values), default=0)
+    """Every CSV cell is text: the longest of each column, in C (``map(len, ...)``); its row is
+    looked up only to name it. Row i of the columns is the file's row i + 1."""
+    import numpy as np
+
+    for c in columns:
+        strings: Any = c.uniques if c.values is None else c.values
+        longest = max(map(len, strings), default=0)
         if longest > limits.max_cell_chars:
-            raise exceeded(name, f"a cell in column {j + 1} has {longest:,} characters",
+            at = next(i for i, v in enumerate(strings) if len(v) == longest)
+            if c.values is None:  # ``at`` is the distinct value's code: find its first row
+                at = int(np.flatnonzero(c.codes == at)[0])
+            raise exceeded(name, f"row {at + 1} has a cell of {longest:,} characters",
                            "max_cell_chars", limits)
 
 

@@ -7,9 +7,12 @@ zlib loop that counts the bytes it produces and stops past ``max_part_bytes`` (t
 zip headers are ignored), and while it inflates:
 
 - shared strings (``sharedStrings.xml``/``.bin``) and worksheet cells are measured against
-  ``max_cell_chars``;
-- each worksheet gets a fast pass that either vouches for its cell positions or marks it for an
-  exact replay (`xml_scan.exact_extent`), done once calamine has named the sheet to read;
+  ``max_cell_chars`` (a formula's text counts with its cell's: never more than Excel allows);
+- each XML worksheet gets a fast pass that either vouches for its cell positions or marks it
+  for an exact replay (`xml_scan.exact_extent`), done once calamine has named the sheet to read
+  (`WorkbookGuard.check_sheet`): a workbook may keep a big sheet beside the one that is read;
+- xlsb worksheets are walked record by record and all checked at once (naming their sheets
+  would mean parsing workbook.bin);
 - an ods ``content.xml`` is parsed for all its tables (calamine reads them all on opening).
 
 What is not bounded here: the number of shared strings or styles (only their part's size), and
