@@ -31,7 +31,8 @@ from bulkschedule.sheet.limits import SETTINGS, ReadLimits
 from bulkschedule.sheet.reader import ReadError, read_table
 
 MB = 1 << 20
-SECONDS = 8.0  # a refusal's whole process, imports included, on a loaded 2-core machine
+SECONDS = 8.0  # a refusal's whole process, imports included: 0.5-1.5 s measured, the rest is
+# room for a 2-core machine shared with other test runs
 PEAK_MB = 300
 
 # -- building workbooks by hand ------------------------------------------------------------------

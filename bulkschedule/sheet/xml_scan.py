@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from bulkschedule.core.errors import ReadError
 from bulkschedule.sheet.limits import ReadLimits, exceeded
 
-#: A tag start closer to the end of a buffer than this is carried over to the next chunk; text
-#: runs longer than this are cut inside (never within a UTF-8 sequence or an entity).
+#: Most bytes carried from one chunk to the next while no tag starts in them: a text run longer
+#: than this is cut inside (never within a UTF-8 sequence or an entity), a tag is refused.
 _CARRY = 4 << 20
 
 
