@@ -157,7 +157,8 @@ def test_cells_at_a1_and_xfd1048576(tmp_path: Path) -> None:
         HEADER_ROW, f'<row r="1048576">{text_cell("XFD1048576", "x")}</row>'))
     assert path.stat().st_size < 2500
     msg = refusal(path, "max_rows")
-    assert "the sheet 'Sessions' has cells in 1,048,576 rows, from A1 to XFD1048576" in msg
+    assert "the sheet 'Sessions' has cells in at least 1,048,576 rows, from A1 to XFD1048576" \
+        in msg
     assert "over the limit of 100,000 rows" in msg
     line = assert_refused_by_cli(path, "max_rows")
     assert "XFD1048576" in line
@@ -167,7 +168,7 @@ def test_cells_at_a1_and_z1000000(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "tall.xlsx", sheet_of(
         HEADER_ROW, f'<row r="1000000">{text_cell("Z1000000", "x")}</row>'))
     msg = refusal(path, "max_rows")
-    assert "has cells in 1,000,000 rows, from A1 to Z1000000" in msg
+    assert "has cells in at least 1,000,000 rows, from A1 to Z1000000" in msg
     assert_refused_by_cli(path, "max_rows")
 
 
@@ -175,7 +176,8 @@ def test_a_cell_far_to_the_right(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path / "wide.xlsx", sheet_of(
         f'<row r="1">{text_cell("A1", "name")}{text_cell("GS1", "x")}</row>'))
     msg = refusal(path, "max_columns")
-    assert "has cells in 201 columns, from A1 to GS1: over the limit of 200 columns" in msg
+    assert "has cells in at least 201 columns, from A1 to GS1: over the limit of 200 columns" \
+        in msg
     assert read_table(path, limits=ReadLimits(max_columns=201)).headers[-1] == "x"
 
 
@@ -221,7 +223,8 @@ def test_a_million_rows(tmp_path: Path) -> None:
 
     path = write_xlsx(tmp_path / "million.xlsx", rows())
     msg = refusal(path, "max_rows", max_rows=1000)
-    assert "has cells in 1,002 rows, from A1 to A1002: over the limit of 1,000 rows" in msg
+    assert "has cells in at least 1,002 rows, from A1 to A1002: over the limit of 1,000 rows" \
+        in msg
     line = assert_refused_by_cli(path, "max_rows")
     assert "over the limit of 100,000 rows" in line
 
@@ -403,11 +406,16 @@ def test_the_declared_range_is_checked_too(tmp_path: Path) -> None:
 
 def test_title_rows_above_a_full_sheet_are_measured_exactly(tmp_path: Path) -> None:
     """The fast pass stops at a reference past the limit; the exact pass measures from the
-    first cell, so a sheet starting at row 6 may end at row 1,006 with a limit of 1,000."""
+    first cell, so a sheet starting at row 6 may end at row 1,006 with a limit of 1,000 (a
+    header and 1,000 rows), not beyond: the replay stops at the first row too many."""
     rows = [f'<row r="{i}"><c r="A{i}"><v>{i}</v></c></row>' for i in range(6, 1007)]
     path = write_xlsx(tmp_path / "titled.xlsx", sheet_of(*rows))
     t = read_table(path, limits=ReadLimits(max_rows=1000))
     assert len(t.row_numbers) == 1000 and t.header_row == 6
+    rows += [f'<row r="{i}"><c r="A{i}"><v>{i}</v></c></row>' for i in (1007, 1008)]
+    path = write_xlsx(tmp_path / "titled.xlsx", sheet_of(*rows))
+    msg = refusal(path, "max_rows", max_rows=1000)
+    assert "has cells in 1,002 rows, from A6 to A1007: over the limit of 1,000 rows" in msg
 
 
 def test_only_the_chosen_sheet_is_held_to_the_grid_limits(tmp_path: Path) -> None:
@@ -493,7 +501,7 @@ def test_a_hostile_sheet_beside_the_chosen_one_is_left_alone(tmp_path: Path) -> 
         'Target="/xl/worksheets/sheet2.xml"/></Relationships>')
     _replace_members(path, {"xl/workbook.xml": book, "xl/_rels/workbook.xml.rels": rels})
     assert read_table(path, "Sessions").rows == [["x"]]
-    with pytest.raises(ReadError, match="the sheet 'Far' has cells in 1,048,576 rows"):
+    with pytest.raises(ReadError, match="the sheet 'Far' has cells in at least 1,048,576 rows"):
         read_table(path, "Far")
 
 

@@ -87,6 +87,12 @@ def _unusual(max_rows: int, max_columns: int) -> tuple[re.Pattern[bytes], re.Pat
             re.compile(rb":c[\s/>]"))
 
 
+#: A cell that calamine counts for sure: its reference first, then a value (a number, a shared
+#: string's index, an inline text), after an optional formula.
+_VALUED_CELL = re.compile(
+    rb'<c r="([A-Z]{1,3})([1-9]\d{0,6})"[^>/]*>(?:<f[^>]*>[^<]*</f>|<f[^>]*/>)?'
+    rb"(?:<v>[^<]|<is><t(?:\s[^>]*)?>[^<])"
+)
 _DIMENSION = re.compile(rb"<(?:[^\s<>/:]+:)?dimension\b([^>]*)>")
 _REF_ATTR = re.compile(rb"""\sref\s*=\s*["']([^"']*)["']""")
 _CELL_REF = re.compile(r"\$?([A-Za-z]{1,10})\$?(\d{1,12})")
@@ -240,6 +246,18 @@ class SheetFacts:
     dimension: str | None = None  # the ``<dimension ref>`` as declared
     has_cells: bool = False  # a sheetData element was found
     unusual: str | None = None  # why the exact pass is needed, or None when the fast pass vouches
+    first: tuple[int, int] | None = None  # (row, column) of the first cell with a value
+    far: tuple[int, int] | None = None  # the unusual cell, when it has a value and its reference
+
+    def at_least(self) -> Extent | None:
+        """The grid spans at least from the first cell to the far one (both surely counted):
+        enough to refuse a sheet at once, without the exact pass."""
+        if self.first is None or self.far is None:
+            return None
+        extent = Extent()
+        extent.add(*self.first)
+        extent.add(*self.far)
+        return extent
 
 
 class SheetScan:
@@ -279,11 +297,15 @@ class SheetScan:
                 return
             portion = portion[start.end():]
         self.meter.feed(portion)
-        if self.facts.unusual is None:
+        facts = self.facts
+        if facts.first is None and (v := _VALUED_CELL.search(portion)):
+            facts.first = (int(v.group(2)), column_number(v.group(1).decode("ascii")))
+        if facts.unusual is None:
             for search in self.searches:
                 if m := search.search(portion):
-                    self.facts.unusual = portion[m.start():m.start() + 40].decode("ascii",
-                                                                                  "replace")
+                    facts.unusual = portion[m.start():m.start() + 40].decode("ascii", "replace")
+                    if v := _VALUED_CELL.match(portion, m.start()):
+                        facts.far = (int(v.group(2)), column_number(v.group(1).decode("ascii")))
                     break
 
 
@@ -316,14 +338,17 @@ class Extent:
         return f"from {cell_name(self.top, self.left)} to {cell_name(self.bottom, self.right)}"
 
 
-def check_extent(extent: Extent, file: str, where: str, limits: ReadLimits) -> None:
+def check_extent(extent: Extent, file: str, where: str, limits: ReadLimits, *,
+                 at_least: bool = False) -> None:
     """Refuse a grid taller than a header and ``max_rows`` rows, or wider than ``max_columns``.
-    ``where`` names the sheet in messages ("the sheet 'Sessions'")."""
+    ``where`` names the sheet in messages ("the sheet 'Sessions'"); ``at_least`` says the grid
+    may be bigger than ``extent``."""
+    more = "at least " if at_least else ""
     if extent.rows > limits.max_rows + 1:
-        raise exceeded(file, f"{where} has cells in {extent.rows:,} rows, {extent.span()}",
-                       "max_rows", limits)
+        raise exceeded(file, f"{where} has cells in {more}{extent.rows:,} rows, "
+                       f"{extent.span()}", "max_rows", limits)
     if extent.columns > limits.max_columns:
-        raise exceeded(file, f"{where} has cells in {extent.columns:,} columns, "
+        raise exceeded(file, f"{where} has cells in {more}{extent.columns:,} columns, "
                        f"{extent.span()}", "max_columns", limits)
 
 

@@ -276,6 +276,8 @@ class WorkbookGuard:
         check_dimension(facts, self.file, where, self.limits)
         if facts.unusual is None:
             return  # every cell had its reference first, within the limits
+        if (bound := facts.at_least()) is not None:  # a million rows: no need to replay them
+            check_extent(bound, self.file, where, self.limits, at_least=True)
         name = part.info.filename
         with open(self.path, "rb") as fh:
             exact_extent(portions(inflate(fh, part.info, self.file, self.limits),
