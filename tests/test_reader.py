@@ -16,6 +16,7 @@ import python_calamine
 from openpyxl.styles import PatternFill
 
 from bulkschedule.sheet import reader
+from bulkschedule.sheet.limits import ReadLimits
 from bulkschedule.sheet.reader import RawTable, ReadError, read_table
 
 BIG_ID = "478346000019479103"  # above 2**53: a float would change it
@@ -647,7 +648,12 @@ def test_csv_large_file_is_read_column_wise_and_rows_are_built_on_demand(tmp_pat
 
 def test_csv_cell_over_the_csv_size_limit_is_still_refused(tmp_path: Path) -> None:
     big = "x" * 200_000
-    msg = read_error(write_bytes(tmp_path / "s.csv", f"Name,Note\na,{big}\n".encode()))
+    path = write_bytes(tmp_path / "s.csv", f"Name,Note\na,{big}\n".encode())
+    msg = read_error(path)
+    assert "row 2 has a cell of more than 131,072 characters" in msg
+    assert "over the limit of 32,767 characters in one cell" in msg
+    # with the cell limit raised past it, the csv module's own limit still refuses it
+    msg = read_error(path, limits=ReadLimits(max_cell_chars=1_000_000))
     assert "not a readable CSV file" in msg and "field larger than field limit" in msg
 
 
@@ -695,3 +701,77 @@ def test_workbook_rectangle_as_columns_matches_its_plain_meaning(seed: int) -> N
             assert expected == "empty", grid
             continue
         assert (t.headers, t.rows, t.row_numbers, t.header_row) == expected, grid
+
+
+# -- what held up against hostile files (issue 15): kept, and kept tested -------------------------
+
+_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">'
+              for i in range(1, 10))
+    + "]>"
+)
+_EXTERNAL = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+
+
+def _xlsx_with(path: Path, *, sheet: str, strings: str | None = None) -> Path:
+    """A workbook written by openpyxl, its sheet (and shared strings) XML replaced by hand."""
+    src = write_xlsx(tmp := path.with_suffix(".src.xlsx"), {"Sessions": [["Name"], ["x"]]})
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            if item.filename == "xl/worksheets/sheet1.xml":
+                zout.writestr(item.filename, sheet)
+            elif item.filename != "xl/sharedStrings.xml":
+                zout.writestr(item, zin.read(item.filename))
+        if strings is not None:
+            zout.writestr("xl/sharedStrings.xml", strings)
+    tmp.unlink()
+    return path
+
+
+_NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+
+
+@pytest.mark.parametrize("prolog, entity", [(_LAUGHS, "&lol9;"), (_EXTERNAL, "&xxe;")])
+def test_entities_in_a_sheet_are_refused_and_never_expanded(
+    tmp_path: Path, prolog: str, entity: str
+) -> None:
+    sheet = (f'{prolog}<worksheet {_NS}><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>'
+             f"Name</t></is></c></row><row r=\"2\"><c r=\"A2\" t=\"inlineStr\"><is><t>{entity}"
+             "</t></is></c></row></sheetData></worksheet>")
+    msg = read_error(_xlsx_with(tmp_path / "s.xlsx", sheet=sheet))
+    assert "not a valid Excel workbook" in msg
+    assert "lollol" not in msg and "root:" not in msg
+
+
+@pytest.mark.parametrize("prolog, entity", [(_LAUGHS, "&lol9;"), (_EXTERNAL, "&xxe;")])
+def test_entities_in_shared_strings_are_refused_and_never_expanded(
+    tmp_path: Path, prolog: str, entity: str
+) -> None:
+    sheet = (f'<worksheet {_NS}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+             '<row r="2"><c r="A2" t="s"><v>1</v></c></row></sheetData></worksheet>')
+    strings = f"{prolog}<sst {_NS}><si><t>Name</t></si><si><t>{entity}</t></si></sst>"
+    msg = read_error(_xlsx_with(tmp_path / "s.xlsx", sheet=sheet, strings=strings))
+    assert "not a valid Excel workbook" in msg
+    assert "lollol" not in msg and "root:" not in msg
+
+
+def test_entities_in_a_sheet_that_needs_the_exact_pass_are_refused(tmp_path: Path) -> None:
+    """A cell without its reference sends the sheet to expat, which refuses any DTD."""
+    sheet = (f'{_LAUGHS}<worksheet {_NS}><sheetData><row><c t="inlineStr"><is><t>&lol9;</t>'
+             "</is></c></row></sheetData></worksheet>")
+    msg = read_error(_xlsx_with(tmp_path / "s.xlsx", sheet=sheet))
+    assert "not a valid Excel workbook" in msg and "a DTD" in msg
+
+
+def test_csv_mixed_line_endings(tmp_path: Path) -> None:
+    t = read_table(write_bytes(tmp_path / "s.csv", b"Name,Note\r\na,1\nb,2\rc,3\r\n"))
+    assert t.rows == [["a", "1"], ["b", "2"], ["c", "3"]]
+    assert t.row_numbers == [2, 3, 4]
+
+
+def test_csv_nul_bytes_inside_a_long_file_are_refused_while_counting(tmp_path: Path) -> None:
+    """Past the row limit the records are counted as a stream; binary data still says so."""
+    data = b"Name\n" + b"x\n" * 200 + b"\x00\x01\x02\n"
+    msg = read_error(write_bytes(tmp_path / "s.csv", data), limits=ReadLimits(max_rows=100))
+    assert "does not look like a text CSV file" in msg

@@ -15,9 +15,14 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulkschedule.core.errors import ReadError
+from bulkschedule.sheet import zip_guard
+from bulkschedule.sheet.limits import MB, ReadLimits, exceeded
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: A cell as read: text from CSV and text cells; float/int/bool for numeric workbook cells;
 #: date/datetime/time/timedelta for date- or time-formatted cells; None for an empty cell.
@@ -38,7 +43,7 @@ class ByValue:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
+        return self._fields() == other._fields()
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v!r}" for k, v in zip(self.__match_args__, self._fields(),
@@ -129,9 +134,10 @@ class Cells:
 
     __slots__ = ("codes", "uniques", "values")
 
-    def __init__(self, values: Sequence[Cell] | None = None, *, codes: Any = None,
-                 uniques: list[Cell] | None = None) -> None:
-        self.values = values
+    def __init__(self, values: Sequence[Cell] | np.ndarray[Any, Any] | None = None, *,
+                 codes: Any = None, uniques: list[Cell] | None = None) -> None:
+        # an object array stands in for a sequence of cells (length, indexing, iteration)
+        self.values: Sequence[Cell] | None = values  # type: ignore[assignment]  # see above
         self.codes = codes  # numpy integer array, or None
         self.uniques = uniques
 
@@ -141,7 +147,7 @@ class Cells:
     def __getitem__(self, i: int) -> Cell:
         if self.values is None:
             k = self.codes[i]
-            v = None if k < 0 else self.uniques[k]  # type: ignore[index]
+            v = None if k < 0 else self.uniques[k]  # type: ignore[index]  # set with codes
         else:
             v = self.values[i]
         return None if v.__class__ is str and not v else v
@@ -151,7 +157,7 @@ class Cells:
         if self.values is None:
             return Cells(codes=self.codes[index], uniques=self.uniques)
         if isinstance(index, slice) or hasattr(self.values, "dtype"):
-            return Cells(self.values[index])  # type: ignore[index]
+            return Cells(self.values[index])
         return Cells(list(map(self.values.__getitem__, index.tolist())))
 
     def blank_at(self, index: Any) -> Any:
@@ -215,11 +221,13 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def read_table(path: str | Path, sheet: str | None = None) -> RawTable:
+def read_table(path: str | Path, sheet: str | None = None, *,
+               limits: ReadLimits = ReadLimits()) -> RawTable:  # noqa: B008  # frozen, shared
     """Read the sheet (workbook) or the records (CSV) of ``path``.
 
     Raises `ReadError` with a one-line message for anything that is not a readable table, so the
-    CLI can print it without a traceback.
+    CLI can print it without a traceback; also for a file over ``limits``, checked before and
+    while reading (a zipped workbook is inspected before calamine is called at all).
     """
     name = str(path)
     p = Path(path)
@@ -236,22 +244,22 @@ def read_table(path: str | Path, sheet: str | None = None) -> RawTable:
     if ext in _TEXT_EXTENSIONS:
         if head.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
             notes.append(f"read as a workbook: the {ext} file is really a spreadsheet workbook")
-            return _read_workbook(p, name, sheet, notes, sniff=True)
+            return _read_workbook(p, name, sheet, notes, head, limits, sniff=True)
         if sheet is not None:
             notes.append(f"sheet '{sheet}' ignored: a {ext} file has no sheets")
-        return _read_csv(p, name, notes)
+        return _read_csv(p, name, notes, limits)
     expected = _WORKBOOK_MAGIC[ext]
     if head.startswith(expected):
-        return _read_workbook(p, name, sheet, notes, sniff=False)
+        return _read_workbook(p, name, sheet, notes, head, limits, sniff=False)
     if head.startswith(_OLE_MAGIC):
         # An OLE file named .xlsx is either an encrypted workbook or an old .xls renamed.
         if _is_encrypted_ooxml(p, name):
             raise ReadError(_password_message(name))
         notes.append(f"read as an .xls workbook despite the {ext} name")
-        return _read_workbook(p, name, sheet, notes, sniff=True)
+        return _read_workbook(p, name, sheet, notes, head, limits, sniff=True)
     if head.startswith(_ZIP_MAGIC):
         notes.append(f"read as an .xlsx/.ods workbook despite the {ext} name")
-        return _read_workbook(p, name, sheet, notes, sniff=True)
+        return _read_workbook(p, name, sheet, notes, head, limits, sniff=True)
     raise ReadError(f"{name}: {_NOT_A_WORKBOOK}")
 
 
@@ -305,12 +313,21 @@ def _is_encrypted_ooxml(p: Path, name: str) -> bool:
 
 
 def _read_workbook(
-    p: Path, name: str, sheet: str | None, notes: list[str], *, sniff: bool
+    p: Path, name: str, sheet: str | None, notes: list[str], head: bytes, limits: ReadLimits,
+    *, sniff: bool,
 ) -> RawTable:
-    """Load one sheet through python-calamine, turning any failure of it into a ReadError."""
+    """Load one sheet through python-calamine, turning any failure of it into a ReadError.
+
+    A zipped workbook is inspected first (`zip_guard`): every part inflated and counted, the
+    chosen sheet's grid checked before calamine reads it. An .xls (OLE) file cannot be looked
+    into here: its size is bounded, its grid and cells are checked once read.
+    """
     import numpy  # noqa: F401  # before the pause below (see gc_paused)
     import python_calamine as pc  # deferred: a CSV run never pays for it
 
+    guard = zip_guard.inspect(p, name, limits) if head.startswith(_ZIP_MAGIC) else None
+    if guard is None:
+        _check_file_size(p, name, limits)
     try:
         if sniff:  # from_path trusts the extension; from_filelike looks at the content
             with open(p, "rb") as fh:
@@ -320,6 +337,8 @@ def _read_workbook(
         try:
             names: list[str] = list(wb.sheet_names)
             chosen = _choose_sheet(wb, sheet, name)
+            if guard is not None:
+                guard.check_sheet(chosen)
             ws = wb.get_sheet_by_name(chosen)
             with gc_paused():  # 100,000 row lists, turned into columns and dropped meanwhile
                 columns, n = _grid_columns(ws.to_python())
@@ -340,6 +359,9 @@ def _read_workbook(
             raise ReadError(_password_message(name)) from None
         raise ReadError(f"{name}: {_NOT_A_WORKBOOK} ({detail})") from None
     first_row, first_col = start if start else (0, 0)
+    where = f"the sheet '{chosen}'"
+    if guard is None:  # nothing vouched for the cells before reading: count them now
+        _check_cells(columns, name, where, limits)
     try:
         table = _table_from_columns(name, chosen, columns, n, first_row + 1, notes,
                                     f"{name}: sheet '{chosen}' is empty: no header row found")
@@ -349,7 +371,38 @@ def _read_workbook(
         listed = ", ".join(f"'{n}'" for n in names)
         raise ReadError(f"{e}; the sheets are: {listed}") from None
     table.first_column = first_col + 1
+    _check_size(table, name, where, limits)
     return table
+
+
+def _check_file_size(p: Path, name: str, limits: ReadLimits) -> None:
+    """An .xls workbook is read whole by calamine: its size is the one bound known beforehand."""
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise ReadError(f"{name}: cannot read: {_one_line(e.strerror or e)}") from None
+    if size > limits.max_part_bytes:
+        raise exceeded(name, f"the workbook is {size / MB:,.0f} MB", "max_part_bytes", limits)
+
+
+def _check_size(table: RawTable, name: str, where: str, limits: ReadLimits) -> None:
+    """Rows of data and columns of the table as read, against the limits."""
+    if len(table.row_numbers) > limits.max_rows:
+        raise exceeded(name, f"{where} has {len(table.row_numbers):,} rows of data", "max_rows",
+                       limits)
+    if len(table.headers) > limits.max_columns:
+        raise exceeded(name, f"{where} has {len(table.headers):,} columns", "max_columns",
+                       limits)
+
+
+def _check_cells(columns: list[Cells], name: str, where: str, limits: ReadLimits) -> None:
+    """The longest text cell of each column, for readers nothing checked beforehand."""
+    for j, c in enumerate(columns):
+        values: Any = c.uniques if c.values is None else c.values
+        longest = max((len(v) for v in values if v.__class__ is str), default=0)
+        if longest > limits.max_cell_chars:
+            raise exceeded(name, f"a cell of {where} in column {j + 1} has {longest:,} "
+                           "characters", "max_cell_chars", limits)
 
 
 def _choose_sheet(wb: Any, wanted: str | None, name: str) -> str:
@@ -486,7 +539,8 @@ def _fit_width(header: Sequence[Any], rows: list[list[Cell]]) -> list[str]:
 # -- CSV -----------------------------------------------------------------------------------------
 
 
-def _read_csv(p: Path, name: str, notes: list[str]) -> RawTable:
+def _read_csv(p: Path, name: str, notes: list[str], limits: ReadLimits) -> RawTable:
+    _check_csv_stream(p, name, limits)
     raw = _read_bytes(p, name)
     text, utf8 = _decode(raw, name, notes)
     delimiter = _sniff_delimiter(text)
@@ -498,14 +552,118 @@ def _read_csv(p: Path, name: str, notes: list[str]) -> RawTable:
     import pandas  # noqa: F401  # before the pause (see gc_paused)
 
     with gc_paused():
-        columns = _csv_columns(data, text, delimiter)
+        columns = _csv_columns(data, text, delimiter, name, limits)
     if columns is not None:
-        return _table_from_columns(name, None, columns, len(columns[0]), 1, notes,
-                                   f"{name}: no header row found (the file is blank)")
-    return _read_csv_records(text, delimiter, name, notes)
+        _check_csv_cells(columns, name, limits)
+        table = _table_from_columns(name, None, columns, len(columns[0]), 1, notes,
+                                    f"{name}: no header row found (the file is blank)")
+    else:
+        table = _read_csv_records(text, delimiter, name, notes, limits)
+    _check_size(table, name, "the file", limits)
+    return table
 
 
-def _csv_columns(data: bytes, text: str, delimiter: str) -> list[Cells] | None:
+def _check_csv_stream(p: Path, name: str, limits: ReadLimits) -> None:
+    """Before the whole file is loaded: count its line breaks and look for very long lines, in
+    chunks, at the cost of two ``count`` passes.
+
+    Records are at most the lines (a quoted line break only merges them), and the lines at most
+    twice the larger of the LF and CR counts (mixed endings). Within the limit, and with no line
+    as long as a cell may be, reading is safe and the exact limits are checked on what was
+    read. Otherwise the records are counted one by one (`_check_csv_records`), stopping at the
+    first limit passed: a 2,000,000-row file is refused after its first 100,000 rows.
+    """
+    window = max(limits.max_cell_chars // 2, 1)
+    lf = cr = 0
+    try:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                lf += chunk.count(b"\n")
+                cr += chunk.count(b"\r")
+                long_line = any(chunk.find(b"\n", i, i + window) == -1
+                                and chunk.find(b"\r", i, i + window) == -1
+                                for i in range(0, len(chunk) - window + 1, window))
+                if long_line or max(lf, cr) > limits.max_rows + 1:
+                    break
+            else:
+                return
+    except OSError as e:
+        raise ReadError(f"{name}: cannot read: {_one_line(e.strerror or e)}") from None
+    _check_csv_records(p, name, limits)
+
+
+def _check_csv_records(p: Path, name: str, limits: ReadLimits) -> None:
+    """Count records, cells and characters with the csv module, streaming, and refuse at the
+    first limit passed. Lengths are counted in bytes (as Latin-1) and decoded only for a cell
+    that looks too long; UTF-16 files are decoded as such."""
+    with open(p, "rb") as fh:
+        head = fh.read(_SAMPLE_CHARS)
+        utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        if not utf16 and b"\0" in head:
+            raise ReadError(f"{name}: does not look like a text CSV file (it contains binary "
+                            "data)")
+        delimiter = _sniff_delimiter(head.decode("utf-16" if utf16 else "utf-8", "replace"))
+        fh.seek(0)
+        stream = io.TextIOWrapper(fh, encoding="utf-16" if utf16 else "latin-1",
+                                  errors="replace", newline="")
+        rows, header_seen, row = 0, False, 0
+        try:
+            for row, record in enumerate(csv.reader(stream, delimiter=delimiter), 1):
+                if not record or _is_blank(record):
+                    continue
+                if len(record) > limits.max_columns:
+                    raise exceeded(name, f"row {row} has {len(record):,} cells", "max_columns",
+                                   limits)
+                longest = max(record, key=len)
+                if len(longest) > limits.max_cell_chars:
+                    chars = len(longest) if utf16 else _latin1_chars(longest)
+                    if chars > limits.max_cell_chars:
+                        raise exceeded(name, f"row {row} has a cell of {chars:,} characters",
+                                       "max_cell_chars", limits)
+                if header_seen:
+                    rows += 1
+                    if rows > limits.max_rows:
+                        raise exceeded(name, f"the file has more than {limits.max_rows:,} rows "
+                                       f"of data (row {row} is one too many)", "max_rows", limits)
+                header_seen = True
+        except csv.Error as e:
+            if "NUL" in str(e):
+                raise ReadError(f"{name}: does not look like a text CSV file (it contains "
+                                "binary data)") from None
+            if "field larger" in str(e) and limits.max_cell_chars < csv.field_size_limit():
+                raise exceeded(name, f"row {row + 1} has a cell of more than "
+                               f"{csv.field_size_limit():,} characters", "max_cell_chars",
+                               limits) from None
+            # anything else: the full read reports it, with its usual message
+
+
+def _latin1_chars(cell: str) -> int:
+    """Characters of a cell read as Latin-1: UTF-8 if its bytes are, else one per byte."""
+    raw = cell.encode("latin-1", "replace")
+    try:
+        return len(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return len(raw)
+
+
+def _check_csv_cells(columns: list[Cells], name: str, limits: ReadLimits) -> None:
+    """Every CSV cell is text: the longest of each column, in C (``map(len, ...)``); its row is
+    looked up only to name it. Row i of the columns is the file's row i + 1."""
+    import numpy as np
+
+    for c in columns:
+        strings: Any = c.uniques if c.values is None else c.values
+        longest = max(map(len, strings), default=0)
+        if longest > limits.max_cell_chars:
+            at = next(i for i, v in enumerate(strings) if len(v) == longest)
+            if c.values is None:  # ``at`` is the distinct value's code: find its first row
+                at = int(np.flatnonzero(c.codes == at)[0])
+            raise exceeded(name, f"row {at + 1} has a cell of {longest:,} characters",
+                           "max_cell_chars", limits)
+
+
+def _csv_columns(data: bytes, text: str, delimiter: str, name: str = "",
+                 limits: ReadLimits | None = None) -> list[Cells] | None:
     """The records column by column through pandas' C parser (pandas is imported for validation
     anyway), or None where it would not read exactly what the csv module reads: a record longer
     than the first, an unclosed quote, a leading blank line, a cell over csv's size limit.
@@ -525,6 +683,9 @@ def _csv_columns(data: bytes, text: str, delimiter: str) -> list[Cells] | None:
     from bulkschedule.sheet.columns import BY_NAME, canonical
 
     header = next((r for r in sample if r), [])
+    widest = max(map(len, sample), default=0)
+    if limits is not None and widest > limits.max_columns:  # pandas would give every row as
+        raise exceeded(name, f"a row has {widest:,} cells", "max_columns", limits)  # many
     seen = [r for r in sample[1:-1] if r]  # not the header, nor a record the sample cuts
     kinds: dict[int, Any] = {}  # every column gets a dtype: none is inferred (IDs stay text)
     for j in range(max(map(len, sample), default=0)):
@@ -548,27 +709,30 @@ def _csv_columns(data: bytes, text: str, delimiter: str) -> list[Cells] | None:
     for j in range(frame.shape[1]):
         col = frame.iloc[:, j]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            cells = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
-                          uniques=col.cat.categories.tolist())
+            column = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
+                           uniques=col.cat.categories.tolist())
         elif j in kinds:
-            cells = Cells(col.to_numpy(dtype=object))
+            column = Cells(col.to_numpy(dtype=object))
         else:  # pandas saw more columns than the sample: it may have inferred numbers
             return None
-        columns.append(cells)
+        columns.append(column)
     if len(data) > csv.field_size_limit():
         for c in columns:
-            if max(map(len, c.uniques if c.values is None else c.values), default=0) \
-                    > csv.field_size_limit():
+            strings: Any = c.uniques if c.values is None else c.values  # every CSV cell: str
+            if max(map(len, strings), default=0) > csv.field_size_limit():
                 return None  # the csv module refuses it, with its own message
     return columns or None
 
 
-def _read_csv_records(text: str, delimiter: str, name: str, notes: list[str]) -> RawTable:
+def _read_csv_records(text: str, delimiter: str, name: str, notes: list[str],
+                      limits: ReadLimits | None = None) -> RawTable:
     """The csv module's reading: ragged records, unclosed quotes, leading blank lines."""
     try:
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as e:
         raise ReadError(f"{name}: not a readable CSV file: {_one_line(e)}") from None
+    if limits is not None:  # before _fit_width pads every row to the widest
+        _check_records(records, name, limits)
     last = records[-1][-1] if records and records[-1] else ""
     if ("\n" in last or "\r" in last) and _unclosed_quote(text, delimiter):
         raise ReadError(
@@ -591,6 +755,16 @@ def _read_csv_records(text: str, delimiter: str, name: str, notes: list[str]) ->
         numbers.append(i + 1)
     headers = _fit_width(records[header_at], rows)
     return RawTable(name, None, headers, rows, numbers, notes, header_row=header_at + 1)
+
+
+def _check_records(records: list[list[str]], name: str, limits: ReadLimits) -> None:
+    for row, record in enumerate(records, 1):
+        if len(record) > limits.max_columns:
+            raise exceeded(name, f"row {row} has {len(record):,} cells", "max_columns", limits)
+        longest = max(map(len, record), default=0)
+        if longest > limits.max_cell_chars:
+            raise exceeded(name, f"row {row} has a cell of {longest:,} characters",
+                           "max_cell_chars", limits)
 
 
 def _decode(raw: bytes, name: str, notes: list[str]) -> tuple[str, bool]:
