@@ -50,6 +50,8 @@ from bulkschedule.core.numbers import (
     parse_rate,
 )
 from bulkschedule.core.text import mask
+from bulkschedule.sheet.limits import MB, ReadLimits
+from bulkschedule.sheet.limits import SETTINGS as LIMIT_SETTINGS
 
 __all__ = [
     "SETTINGS",
@@ -402,6 +404,23 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             help_default="~/.local/state/bulkschedule or $BULKSCHEDULE_STATE", flag="--state",
             env="BULKSCHEDULE_STATE", metavar="DIR", folder=True,
             doc_default="`$XDG_STATE_HOME/bulkschedule`, else `~/.local/state/bulkschedule`"),
+    Setting("max_rows", "sheet: most rows", Number(1, 10_000_000, integer=True),
+            default=100_000, help="Refuse a sheet with more data rows than this",
+            help_default="100,000", flag=LIMIT_SETTINGS["max_rows"].flag,
+            env=LIMIT_SETTINGS["max_rows"].env, metavar="N"),
+    Setting("max_columns", "sheet: most columns", Number(1, 16_384, integer=True),
+            default=200, help="Refuse a sheet with more columns than this",
+            help_default="200", flag=LIMIT_SETTINGS["max_columns"].flag,
+            env=LIMIT_SETTINGS["max_columns"].env, metavar="N"),
+    Setting("max_cell_chars", "sheet: most characters in a cell",
+            Number(1, 10_000_000, integer=True), default=32_767,
+            help="Refuse a cell holding more characters than this (Excel's own limit)",
+            help_default="32,767", flag=LIMIT_SETTINGS["max_cell_chars"].flag,
+            env=LIMIT_SETTINGS["max_cell_chars"].env, metavar="N"),
+    Setting("max_part_mb", "sheet: most MB in a workbook part", Number(1, 100_000, integer=True),
+            default=200, help="Refuse a workbook any part of which inflates to more MB than this",
+            help_default="200", flag=LIMIT_SETTINGS["max_part_bytes"].flag,
+            env=LIMIT_SETTINGS["max_part_bytes"].env, metavar="MB"),
     Setting("max_age", "org cache max age", Duration(), default=DEFAULT_MAX_AGE,
             help="How long cached courses, batches, modules, trainers and rooms are trusted",
             help_default="12h", flag="--max-age", env="BULKSCHEDULE_MAX_AGE", metavar="DURATION",
@@ -475,6 +494,10 @@ class Settings:
     workers: int = 4
     payload_style: PayloadStyle = "query"
     state_dir: Path = field(default_factory=lambda: Path.home() / ".local" / "state" / APP)
+    max_rows: int = 100_000
+    max_columns: int = 200
+    max_cell_chars: int = 32_767
+    max_part_mb: int = 200
     max_age: float = DEFAULT_MAX_AGE
     log_file: Path | None = None
     log_format: LogFormat = "text"
@@ -487,6 +510,13 @@ class Settings:
     def rate_pair(self) -> tuple[int, float]:
         """``rate`` as (calls, seconds) for the limiter; already validated."""
         return parse_rate(self.rate)
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """How much of a sheet the reader accepts (``--max-rows`` and the others)."""
+        return ReadLimits(max_rows=self.max_rows, max_columns=self.max_columns,
+                          max_cell_chars=self.max_cell_chars,
+                          max_part_bytes=self.max_part_mb * MB)
 
     @property
     def people_base(self) -> str:

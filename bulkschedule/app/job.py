@@ -39,6 +39,7 @@ from bulkschedule.send.runner import (
     summarize,
     track_pace,
 )
+from bulkschedule.sheet.limits import ReadLimits
 from bulkschedule.sheet.payload import build_request, oversized
 from bulkschedule.sheet.reader import read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+DEFAULT_LIMITS = ReadLimits()
 
 #: The message of a row whose session was found in Zoho before sending (issue 11's contract).
 ALREADY_IN_ZOHO = "already in Zoho"
@@ -85,6 +88,7 @@ def load(
     today: dt.date | None = None,
     names_from: OrgCache | None = None,
     payload_style: PayloadStyle = "query",
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> Validation:
     """Read and validate; an unreadable file is a `JobError` (one line, exit 2).
 
@@ -100,7 +104,7 @@ def load(
         # a background import would only fight it for the GIL
         preload()
     try:
-        table = read_table(sheet, sheet_name)
+        table = read_table(sheet, sheet_name, limits=limits)
     except ReadError as err:
         raise JobError(str(err)) from err
     except OSError as err:

@@ -73,7 +73,8 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, read
     sandbox_conflicts(settings, sandbox=sandbox, speed=speed)
     logger = start_logging(settings)
     validation = read_and_validate(sheet, reading, today=today, names_from=org_cache(settings),
-                                   payload_style=settings.payload_style)
+                                   payload_style=settings.payload_style,
+                                   limits=settings.read_limits)
     results_path = Path(results) if results else job.default_results_path(sheet)
     job.check_results_path(results_path)
     online = not offline and not validation.fatal and (
