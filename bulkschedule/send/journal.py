@@ -25,6 +25,14 @@ call at the very moment the other run lists — see docs/duplicate-protection.md
 
 Other modules keep their own tables (prefixed ``pace_``) in the same file; this module owns
 ``rows`` and ``runs``.
+
+When the journal cannot be used, nothing is sent and nothing is repaired: a state folder that
+cannot be written, a file that cannot be a journal (refused before SQLite touches it, see
+`send.faults`), a damaged one (a run reads every page first: `open_journal`), or another
+process's write transaction held past the wait are each a `StateError` of one line naming the
+folder or the file. A write that fails later (the disk is full) is one too, raised from `_tx`
+after a rollback; the runner stops on it, and since a row is claimed here before its request
+leaves, every row sent is at least ``inflight`` in the journal.
 """
 
 from __future__ import annotations
