@@ -422,7 +422,8 @@ class _SheetRun:
         except StateError as err:
             if not journal_failed:
                 raise JobError(str(err)) from err
-            log.warning("could not close run %s in the journal: %s", self.run_id, err)
+            # the failure itself is reported once, by the caller; a run left open is judged dead
+            log.info("run %s is left open in the journal: %s", self.run_id, err)
 
     def _summary(self, outcomes: Mapping[int, Outcome], counts: Mapping[str, int],
                  extra: Mapping[str, object] | None) -> dict[str, Any]:

@@ -88,9 +88,8 @@ class Ledger:
         """The journal (or the pace kept in its file) failed: stop the run at once (no claim,
         so no request, from now on) and keep the first failure for the caller."""
         err = state_error(exc, self.journal.path, running=True)
-        if self.failure is None:
+        if self.failure is None:  # the caller reports it (once); the halt tells the listener
             self.failure = err
-            log.error("%s", err)
         self.halt(str(err))
         return err
 
