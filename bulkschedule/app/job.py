@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -20,14 +22,15 @@ import aiohttp
 from bulkschedule.app.progress import eta_seconds
 from bulkschedule.app.results import write_results
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK, PayloadStyle
-from bulkschedule.core.errors import AuthError, JobError, ReadError
+from bulkschedule.core.errors import AuthError, JobError, ReadError, StateError
 from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.preflight import resolve_offline, with_problems
 from bulkschedule.send.api import SendSettings, open_api
 from bulkschedule.send.events import guarded
-from bulkschedule.send.journal import ClaimKind, Journal
+from bulkschedule.send.faults import state_error
+from bulkschedule.send.journal import LOCK_WAIT, ClaimKind, Journal, open_journal
 from bulkschedule.send.limiter import Clock, SystemClock
 from bulkschedule.send.runner import (
     Event,
@@ -63,6 +66,8 @@ DEFAULT_LIMITS = ReadLimits()
 
 #: The message of a row whose session was found in Zoho before sending (issue 11's contract).
 ALREADY_IN_ZOHO = "already in Zoho"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -216,6 +221,7 @@ class _Report:
     outcomes: dict[int, Outcome]  # one per input row
     summary: dict[str, Any]
     counts: dict[str, int]
+    results_error: str | None = None  # why the workbook was not written (journal failed too)
 
 
 async def send(
@@ -233,12 +239,13 @@ async def send(
     clock: Clock | None = None,
     summary_extra: Mapping[str, object] | None = None,
     held: Mapping[int, ListedSession] | None = None,
+    journal_wait: float = LOCK_WAIT,
 ) -> JobResult:
     """Send the valid rows of ``validation`` (or preview them) and write the results workbook.
 
     ``tokens`` builds the token provider once the HTTP session exists (the refresh flow needs
     it). ``on_register(run_id)`` is called as soon as the journal has registered the run (before
-    the first ``await``); ``on_start(to_send, already_known)`` once the credentials are proven.
+    anything is sent); ``on_start(to_send, already_known)`` once the credentials are proven.
     ``on_event`` hears one `OutcomeEvent` for every input row, whoever settled it: invalid rows
     first (they are known before anything is sent), then the runner's, then any row the runner
     did not report (a dry run's previews, rows never reached), in row order.
@@ -249,24 +256,49 @@ async def send(
     The workbook is written whatever happens, including a stop signal or a fatal answer.
     ``held``: rows whose session Zoho already holds (the online stage found them listed and the
     journal did not know them): recorded in the journal and reported ``exists``, never sent.
+
+    The state folder and its journal: one that cannot be used (unwritable folder, unreadable
+    journal, held by another process for more than ``journal_wait`` seconds, with a warning in
+    the log while it waits) is a `JobError` before anything is sent. A journal that fails during
+    the run (the disk is full) stops it at once; the workbook is written, then a `JobError`
+    with the reason.
     """
     try:
         base = check_base_url(settings.api_base)
     except ValueError as err:
         raise JobError(str(err)) from err
-    run = _SheetRun(validation, settings, base, dry_run=dry_run, clock=clock or SystemClock(),
-                    hooks=Hooks(on_event, on_start, on_register), stops=Stops(stop, hard_stop),
-                    held=held or {})
+    run = await _SheetRun.start(validation, settings, base, dry_run=dry_run,
+                                clock=clock or SystemClock(),
+                                hooks=Hooks(on_event, on_start, on_register),
+                                stops=Stops(stop, hard_stop), journal_wait=journal_wait,
+                                held=held or {})
     sent: dict[int, Outcome] = {}
     status = "finished"
+    failure: StateError | None = None
     try:
         sent = await run.sent(tokens)
+    except StateError as err:  # the journal failed mid-run: every row was still settled
+        status, failure, sent = "failed", err, dict(run.seen)
     except JobError:
         status = "failed"
         raise
     finally:
-        report = run.report(sent, status, results_path, summary_extra)
+        report = run.report(sent, status, results_path, summary_extra,
+                            journal_failed=failure is not None)
+    if failure is not None:
+        raise JobError(_failure_line(failure, results_path, report)) from failure
     return run.result(sent, report, results_path)
+
+
+def _failure_line(failure: StateError, results_path: Path | None, report: _Report) -> str:
+    """The journal's reason, and where the rows' outcomes went."""
+    line = str(failure).rstrip(".")
+    if results_path is None:
+        return line
+    if report.results_error is not None:
+        return (f"{line}; the results workbook {results_path} could not be written either: "
+                f"{report.results_error}")
+    return f"{line}; results: {results_path}"
 
 
 class _SheetRun:
@@ -277,8 +309,8 @@ class _SheetRun:
     """
 
     def __init__(self, validation: Validation, settings: SendSettings, base: str, *,
-                 dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops,
-                 held: Mapping[int, ListedSession]) -> None:
+                 journal: Journal, dry_run: bool, clock: Clock, hooks: Hooks,
+                 stops: Stops, held: Mapping[int, ListedSession]) -> None:
         self.validation = validation
         self.settings = settings
         self.base = base
@@ -289,13 +321,34 @@ class _SheetRun:
         self.requests = requests_for(validation)
         self.held = held
         self.started = time.time()
-        self.journal = Journal(settings.state_dir)
+        self.journal = journal
         self.run_id = self.journal.start_run(str(validation.table.file), base,
                                              total=len(self.requests), dry_run=dry_run)
         self.emit = guarded(hooks.on_event)
         self.reported: set[int] = set()  # rows whose OutcomeEvent on_event has had
         self.seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
         self.halted: list[str] = []  # why the runner stopped taking rows (a fatal answer)
+
+    @classmethod
+    async def start(cls, validation: Validation, settings: SendSettings, base: str, *,
+                    dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops,
+                    journal_wait: float, held: Mapping[int, ListedSession]) -> _SheetRun:
+        """Open the journal (waiting for another run's write, with a warning) and register the
+        run: a `JobError` naming the state folder or the journal if either cannot be used."""
+        try:
+            journal = await open_journal(settings.state_dir, wait=journal_wait,
+                                         on_wait=log.warning)
+        except StateError as err:
+            raise JobError(str(err)) from err
+        try:
+            return cls(validation, settings, base, journal=journal, dry_run=dry_run, clock=clock,
+                       hooks=hooks, stops=stops, held=held)
+        except BaseException as exc:
+            journal.close()
+            if isinstance(exc, StateError):  # registering the run failed: nothing was sent
+                cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+                raise JobError(str(state_error(cause, journal.path))) from exc
+            raise
 
     # -- what the caller hears --------------------------------------------------------------------
 
@@ -326,6 +379,13 @@ class _SheetRun:
             self.hooks.on_register(self.run_id)
         self.tell_unreported({r: o for r, o in complete(self.validation, {}).items()
                               if o.status == Status.INVALID})
+        try:
+            return await self._preview_or_send(tokens)
+        except sqlite3.Error as err:  # the pace and the lock gate keep their tables in its file
+            raise state_error(err, self.journal.path, running=not self.dry_run) from err
+
+    async def _preview_or_send(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
+                               ) -> dict[int, Outcome]:
         adopted = self._adopt_held()
         requests = [r for r in self.requests if r.row not in adopted]
         if self.dry_run:
@@ -376,23 +436,45 @@ class _SheetRun:
     # -- reporting --------------------------------------------------------------------------------
 
     def report(self, sent: Mapping[int, Outcome], status: str, results_path: Path | None,
-               summary_extra: Mapping[str, object] | None) -> _Report:
+               summary_extra: Mapping[str, object] | None, *,
+               journal_failed: bool = False) -> _Report:
         """Every input row's outcome (told to the caller if not yet), the summary, the results
-        workbook, and the journal's record of the run closed."""
+        workbook, and the journal's record of the run closed.
+
+        After the journal failed (``journal_failed``) nothing here may hide that failure: the
+        workbook is still attempted (it may be on another disk) and closing the run record,
+        which will likely fail too, is only logged.
+        """
         outcomes = complete(self.validation, sent)
         self.tell_unreported(outcomes)
         counts = summarize(outcomes)
         summary = self._summary(outcomes, counts, summary_extra)
         if self.stops.requested:
             status = "interrupted"
+        results_error: str | None = None
         try:
             if results_path is not None:
-                write_results(results_path, self.validation, outcomes, summary)
-            self.journal.finish_run(self.run_id, summarize(sent), str(results_path or ""),
-                                    status=status)
+                try:
+                    write_results(results_path, self.validation, outcomes, summary)
+                except OSError as err:
+                    if not journal_failed:
+                        raise
+                    results_error = err.strerror or str(err)
+            self._close_run(sent, status, results_path, journal_failed=journal_failed)
         finally:
             self.journal.close()
-        return _Report(outcomes, summary, counts)
+        return _Report(outcomes, summary, counts, results_error)
+
+    def _close_run(self, sent: Mapping[int, Outcome], status: str, results_path: Path | None,
+                   *, journal_failed: bool) -> None:
+        try:
+            self.journal.finish_run(self.run_id, summarize(sent), str(results_path or ""),
+                                    status=status)
+        except StateError as err:
+            if not journal_failed:
+                raise JobError(str(err)) from err
+            # the failure itself is reported once, by the caller; a run left open is judged dead
+            log.info("run %s is left open in the journal: %s", self.run_id, err)
 
     def _summary(self, outcomes: Mapping[int, Outcome], counts: Mapping[str, int],
                  extra: Mapping[str, object] | None) -> dict[str, Any]:

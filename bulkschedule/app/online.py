@@ -11,6 +11,7 @@ get a `JobError` instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from bulkschedule.core.errors import ApiError, AuthError, JobError
+from bulkschedule.core.errors import ApiError, AuthError, JobError, StateError
 from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.catalogue import KINDS, Catalogue, Spent, ages, describe_batch
@@ -27,7 +28,7 @@ from bulkschedule.org.checks import OrgView, check, existing
 from bulkschedule.org.preflight import org_view, resolve_names, with_problems
 from bulkschedule.org.resolve import normalise_name
 from bulkschedule.send.api import SendSettings, open_api
-from bulkschedule.send.journal import CREATED, Journal, normalise_base
+from bulkschedule.send.journal import CREATED, Journal, normalise_base, open_journal
 from bulkschedule.send.limiter import Clock
 from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.reader import RawTable
@@ -36,6 +37,8 @@ from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.client import LmsClient
 from bulkschedule.zoho.records import Batch, Course, ListedSession, Module, Room, Trainer
 from bulkschedule.zoho.urls import check_base_url
+
+log = logging.getLogger(__name__)
 
 Pace = Callable[[], Awaitable[object]]
 R = TypeVar("R")
@@ -81,6 +84,16 @@ class _Counter:
         return counted
 
 
+async def _open_journal(settings: SendSettings) -> Journal:
+    """The journal, as a run opens it: waiting (with a warning) for another run's write, and a
+    state folder or journal that cannot be used a one-line `JobError`. The org cache lives in
+    the same folder, so it is opened only after this."""
+    try:
+        return await open_journal(settings.state_dir, on_wait=log.warning)
+    except StateError as err:
+        raise JobError(str(err)) from err
+
+
 def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str) -> list[SessionRow]:
     """Rows the journal has not recorded as created: only these can change by reading."""
     out = []
@@ -118,8 +131,8 @@ async def check_online(
     except ValueError as err:
         raise JobError(str(err)) from err
     counter = _Counter()
-    with (OrgCache(settings.state_dir, normalise_base(base)) as cache,
-          Journal(settings.state_dir) as journal):
+    journal = await _open_journal(settings)
+    with journal, OrgCache(settings.state_dir, normalise_base(base)) as cache:
         async with open_api(base, settings, shared=journal.path, tokens=tokens, clock=clock,
                             wrap_pace=counter.wrap) as api:
             try:
@@ -271,7 +284,8 @@ async def _with_catalogue(
     except ValueError as err:
         raise JobError(str(err)) from err
     counter = _Counter()
-    with OrgCache(settings.state_dir, base) as cache, Journal(settings.state_dir) as journal:
+    journal = await _open_journal(settings)
+    with journal, OrgCache(settings.state_dir, base) as cache:
         async with AsyncExitStack() as stack:
             source = _LazySource(stack, base, settings, tokens, counter, journal.path)
             catalogue = Catalogue(source, cache, max_age)

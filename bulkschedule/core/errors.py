@@ -9,6 +9,7 @@ raise or catch any of them without importing the layer that usually raises it::
     ├── JobError                  nothing could start: bad settings, credentials (app)
     ├── AuthError                 no usable access token (zoho.auth); .transient: never sent
     ├── InboxBusy                 another inbox run holds the lock: exit 0, nothing to do
+    ├── StateError                the state folder or its journal is unusable (send.journal)
     └── ApiError                  a classified reply (zoho.client); .status .code .retry_after
         ├── Locked                threshold exceeded: close the gate, wait, retry
         ├── AuthExpired           token rejected after one refresh
@@ -70,6 +71,18 @@ class InboxBusy(BulkscheduleError):
         self.lock_path, self.holder_pid = lock_path, holder_pid
         who = f" (pid {holder_pid})" if holder_pid else ""
         super().__init__(f"another bulkschedule inbox run is in progress{who}; nothing to do")
+
+
+class StateError(BulkscheduleError):
+    """The state folder or its journal cannot be used: unreadable, damaged, held by another run
+    past the wait, or no longer writable (disk full). ``str(err)`` is one line naming the file or
+    folder, what is wrong and what to do; ``path`` is that file or folder. Nothing is sent once it
+    is raised (exit 2)."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
 
 
 class ApiError(BulkscheduleError):

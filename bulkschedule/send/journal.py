@@ -25,10 +25,19 @@ call at the very moment the other run lists — see docs/duplicate-protection.md
 
 Other modules keep their own tables (prefixed ``pace_``) in the same file; this module owns
 ``rows`` and ``runs``.
+
+When the journal cannot be used, nothing is sent and nothing is repaired: a state folder that
+cannot be written, a file that cannot be a journal (refused before SQLite touches it, see
+`send.faults`), a damaged one (a run reads every page first: `open_journal`), or another
+process's write transaction held past the wait are each a `StateError` of one line naming the
+folder or the file. A write that fails later (the disk is full) is one too, raised from `_tx`
+after a rollback; the runner stops on it, and since a row is claimed here before its request
+leaves, every row sent is at least ``inflight`` in the journal.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -42,6 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from bulkschedule.core.request import Request
+from bulkschedule.send.faults import (
+    JournalBusy,
+    check_folder,
+    check_journal_file,
+    damaged,
+    state_error,
+)
 
 JOURNAL_FILE = "journal.sqlite3"
 SCHEMA_VERSION = 1
@@ -187,44 +203,91 @@ class Journal:
         clock: Callable[[], float] = time.time,
         stale_after: float = 90.0,
         busy_timeout: float = 30.0,
+        lock_wait: float | None = None,
         host: str | None = None,
         pid: int | None = None,
+        verify: bool = False,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
+        """Open (or start) the journal of ``state_dir``.
+
+        Any failure is a `StateError` naming the folder or the file, and a journal that cannot be
+        read is refused before SQLite writes anything to it (see `send.faults`); ``verify`` also
+        reads every page first (``PRAGMA quick_check``: about a second per 300 MB), which a run
+        does before it sends. ``lock_wait`` bounds the wait for another process's write
+        transaction while opening (default ``busy_timeout``; `open_journal` waits without
+        blocking the event loop). ``factory`` is the connection class (tests inject one that
+        fails).
+        """
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.state_dir / JOURNAL_FILE
         self._clock = clock
         self.stale_after = stale_after
         self.host = host if host is not None else socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
-        # isolation_level=None: no implicit transactions; we open BEGIN IMMEDIATE ourselves, and
-        # plain reads never linger in a transaction that would pin an old WAL snapshot.
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        check_folder(self.state_dir)
+        check_journal_file(self.path)
+        wait = busy_timeout if lock_wait is None else lock_wait
+        try:
+            # isolation_level=None: no implicit transactions; we open BEGIN IMMEDIATE ourselves,
+            # and plain reads never linger in a transaction that would pin an old WAL snapshot.
+            self._db = sqlite3.connect(self.path, timeout=wait, isolation_level=None,
+                                       factory=factory)
+        except sqlite3.Error as err:
+            raise state_error(err, self.path) from err
+        try:
+            self._open(wait, busy_timeout, verify=verify)
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise state_error(exc, self.path) from exc
+            raise
+
+    def _open(self, lock_wait: float, busy_timeout: float, *, verify: bool) -> None:
+        """Read the schema (and with ``verify`` every page) first, so a damaged file fails before
+        anything is written; then the settings and our tables. Wait ``lock_wait`` for the write
+        lock while opening, ``busy_timeout`` afterwards."""
         self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self._db.execute(f"PRAGMA busy_timeout = {int(lock_wait * 1000)}")
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if verify:
+            problem = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise damaged(self.path, f"it is damaged ({problem})")
         self._db.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed claim survives power loss too, not only a process crash.
         self._db.execute("PRAGMA synchronous = FULL")
-        with self._tx() as db:
+        with self._tx(running=False) as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
             if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the database write lock up front (no upgrade deadlock)."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def _tx(self, *, running: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database write lock up front (no upgrade deadlock).
+
+        An SQLite error inside it (the disk is full, the file went bad, another process held the
+        lock past the busy timeout) is rolled back and raised as a `StateError` naming the file:
+        callers stop the run on it rather than carry on with a journal that no longer records.
+        """
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise state_error(err, self.path, running=running) from err
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise state_error(exc, self.path, running=running) from exc
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -568,6 +631,53 @@ class Journal:
                 (normalise_base(api_base), identity),
             )
             return cur.rowcount == 1
+
+
+#: How long a run waits at start for another process's write transaction on the journal. The
+#: journal's own transactions last milliseconds; one held for this long is stuck.
+LOCK_WAIT = 30.0
+#: What a run says (once) when it has to wait for the journal.
+WAITING = "waiting for the journal, held by another run…"
+
+
+async def open_journal(
+    state_dir: str | os.PathLike[str],
+    *,
+    wait: float = LOCK_WAIT,
+    on_wait: Callable[[str], None] | None = None,
+    poll: float = 0.1,
+    clock: Callable[[], float] = time.time,
+    verify: bool = True,
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
+) -> Journal:
+    """Open the journal for a run, waiting up to ``wait`` seconds, without blocking the event loop,
+    while another process holds its write lock.
+
+    A short first try absorbs ordinary contention (another run's claim lasts milliseconds); if the
+    lock is still held, ``on_wait`` hears `WAITING` (with the file) once, and the journal is tried
+    again every ``poll`` seconds. Past ``wait``, a `JournalBusy`; any other trouble, a `StateError`
+    at once. Every page is read (``verify``) before anything is written.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    first = min(wait, 0.2)
+    told = False
+    while True:
+        try:
+            # the first try read every page before it met the lock: no need to again
+            return Journal(state_dir, clock=clock, lock_wait=0.0 if told else first,
+                           verify=verify and not told, factory=factory)
+        except JournalBusy as err:
+            if loop.time() >= deadline:
+                raise JournalBusy(
+                    f"the journal {err.path} is still held by another run after {wait:g} s; "
+                    "nothing was sent. Run again once that run has finished; a process stuck in "
+                    "a write transaction (an open `sqlite3` shell?) must be stopped",
+                    path=err.path) from err
+            if not told and on_wait is not None:
+                on_wait(f"{WAITING} ({err.path}; giving up after {wait:g} s)")
+            told = True
+        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
 
 
 def _entry(r: sqlite3.Row) -> Entry:

@@ -6,21 +6,40 @@ bug): `Ledger.finish` is the only way in, and it ignores a second call. The jour
 first, so a crash between the two leaves the journal right and only the report short. The other
 journal writes about a row (giving it back for a retry, a note while it is held) are here too, so
 the scheduling never touches the journal's row states itself.
+
+If the journal cannot be written (the disk is full, the file went bad, another process held it
+too long), the run stops at once (`Ledger.journal_failed`): no claim means no request, so every
+row sent has its claim in the journal, and a row whose later write failed stays ``inflight`` there,
+which the next run looks up in Zoho before sending. The row is still settled here, from what this
+run knows, so the report is complete.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
+from bulkschedule.core.errors import StateError
 from bulkschedule.core.problems import Outcome, Status
 from bulkschedule.send import messages as msg
 from bulkschedule.send.events import Listener, OutcomeEvent
+from bulkschedule.send.faults import JournalBusy, state_error
 from bulkschedule.send.journal import CREATED, INFLIGHT, Claim, ClaimKind, Entry, Journal
 from bulkschedule.send.state import Halt, Item
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: A row settled after the journal stopped recording: what it still holds for the row.
+NOT_RECORDED = ("the journal could not record this (it still holds the row in flight, so the next "
+                "run looks it up in Zoho before sending it)")
+JOURNAL_FAILED_WHILE_SENDING = (
+    "The run stopped (the journal could not be written) while this row was being sent; it may "
+    f"have been created; {msg.UNKNOWN_NEXT_RUN}."
+)
 
 
 class Ledger:
@@ -44,6 +63,7 @@ class Ledger:
         self.outcomes: dict[int, Outcome] = {}
         self.remaining = rows
         self.all_done = asyncio.Event()
+        self.failure: StateError | None = None  # the journal failed: the run stopped on it
 
     # -- the journal, before and between calls --------------------------------------------------
 
@@ -54,31 +74,65 @@ class Ledger:
         return self.journal.lookup(self.api_base, item.req)
 
     def beat(self) -> None:
-        """Tell other runs this one is alive."""
+        """Tell other runs this one is alive. A journal busy past its timeout is let pass (the
+        next beat will do); any other failure stops the run, since a run that cannot prove it is
+        alive would soon have its rows in flight taken over by another."""
         try:
             self.journal.heartbeat(self.run_id)
-        except sqlite3.Error:  # a busy journal must not kill the run; the next beat will do
+        except JournalBusy:
             log.warning("could not record the heartbeat of run %s", self.run_id, exc_info=True)
+        except StateError as exc:
+            self.journal_failed(exc)
+
+    def journal_failed(self, exc: BaseException) -> StateError:
+        """The journal (or the pace kept in its file) failed: stop the run at once (no claim,
+        so no request, from now on) and keep the first failure for the caller."""
+        err = state_error(exc, self.journal.path, running=True)
+        if self.failure is None:  # the caller reports it (once); the halt tells the listener
+            self.failure = err
+        self.halt(str(err))
+        return err
+
+    def _write(self, write: Callable[[], T], fallback: T) -> T:
+        """A journal write about a row already claimed: on failure, the run stops and
+        ``fallback`` stands in (the journal still holds the row in flight for this run)."""
+        try:
+            return write()
+        except StateError as exc:
+            self.journal_failed(exc)
+            return fallback
 
     def release(self, item: Item, message: str) -> None:
         """Give a claimed row back (nothing created) before it is tried again."""
-        self.journal.release(
-            self.api_base, item.req, self.run_id, attempts=item.new_attempts(), message=message
+        attempts = item.new_attempts()
+        self._write(
+            lambda: self.journal.release(
+                self.api_base, item.req, self.run_id, attempts=attempts, message=message
+            ),
+            False,
         )
         item.claimed = False
 
     def unchecked(self, item: Item, message: str) -> None:
         """Give back a row that may exist: whoever claims it next (maybe this run) lists first."""
-        self.journal.record_unknown(
-            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        attempts = item.new_attempts()
+        self._write(
+            lambda: self.journal.record_unknown(
+                self.api_base, item.req, self.run_id, message, attempts=attempts
+            ),
+            False,
         )
         item.claimed = False
 
     def note(self, item: Item, message: str) -> bool:
         """Keep holding the row in flight, with a note; False if the journal no longer holds it
-        for this run."""
-        return self.journal.note(
-            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        for this run (a note that could not be written changed nothing: still held)."""
+        attempts = item.new_attempts()
+        return self._write(
+            lambda: self.journal.note(
+                self.api_base, item.req, self.run_id, message, attempts=attempts
+            ),
+            True,
         )
 
     # -- settling ---------------------------------------------------------------------------------
@@ -101,27 +155,37 @@ class Ledger:
             self.all_done.set()
 
     def created(self, item: Item, session_id: str) -> None:
-        stored = self.journal.record_created(
-            self.api_base, item.req, self.run_id, session_id, attempts=item.new_attempts()
+        attempts = item.new_attempts()
+        stored = self._write(
+            lambda: self.journal.record_created(
+                self.api_base, item.req, self.run_id, session_id, attempts=attempts
+            ),
+            None,
         )
-        message = msg.possible_duplicate(session_id, stored)
+        message = NOT_RECORDED if stored is None else msg.possible_duplicate(session_id, stored)
         self.finish(item, self.outcome(item, Status.CREATED, message, session_id))
 
     def found(self, item: Item, session_id: str) -> None:
         """A listing found the row: created by this run's lost reply, or by an earlier run."""
-        stored = self.journal.record_created(
-            self.api_base,
-            item.req,
-            self.run_id,
-            session_id,
-            attempts=item.new_attempts(),
-            message=msg.FOUND_BY_LISTING,
+        attempts = item.new_attempts()
+        stored = self._write(
+            lambda: self.journal.record_created(
+                self.api_base,
+                item.req,
+                self.run_id,
+                session_id,
+                attempts=attempts,
+                message=msg.FOUND_BY_LISTING,
+            ),
+            None,
         )
         if item.sent_unknown:  # this run's own request did land
             status, message = Status.CREATED, msg.found_own()
         else:
             status, message = Status.EXISTS, msg.found_existing(item.stale_note)
-        self.finish(item, self.outcome(item, status, message, stored))
+        if stored is None:
+            message = f"{message}; {NOT_RECORDED}"
+        self.finish(item, self.outcome(item, status, message, stored or session_id))
 
     def existing(self, item: Item, claim: Claim) -> None:
         """The journal says it was created already (nothing to write)."""
@@ -132,14 +196,22 @@ class Ledger:
         self.finish(item, self.outcome(item, status, message, claim.session_id))
 
     def failed(self, item: Item, message: str) -> None:
-        self.journal.record_failed(
-            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        attempts = item.new_attempts()
+        self._write(
+            lambda: self.journal.record_failed(
+                self.api_base, item.req, self.run_id, message, attempts=attempts
+            ),
+            False,
         )
         self.finish(item, self.outcome(item, Status.FAILED, message))
 
     def unknown(self, item: Item, message: str) -> None:
-        self.journal.record_unknown(
-            self.api_base, item.req, self.run_id, message, attempts=item.new_attempts()
+        attempts = item.new_attempts()
+        self._write(
+            lambda: self.journal.record_unknown(
+                self.api_base, item.req, self.run_id, message, attempts=attempts
+            ),
+            False,
         )
         self.finish(item, self.outcome(item, Status.UNKNOWN, message))
 
@@ -200,6 +272,18 @@ class Ledger:
             self.unknown(item, self.halt_outcome(item).message)
         else:
             self.unknown(item, msg.stopped_while_sending())
+
+    def lost_journal(self, item: Item, exc: BaseException) -> None:
+        """The journal (or the pace kept in its file) failed while this row was worked on: the
+        run stops; the row is pending if its request provably did not leave (a failed claim
+        sends nothing), else unknown (the journal still holds it in flight: looked up first)."""
+        self.journal_failed(exc)
+        if item.done:
+            return
+        if not item.claimed or item.provably_unsent:
+            self.release_unsent(item, self.halt_outcome(item))
+        else:
+            self.unknown(item, JOURNAL_FAILED_WHILE_SENDING)
 
     def unexpected(self, item: Item, exc: Exception) -> None:
         """A bug or an unclassified failure: never lose the row."""

@@ -8,6 +8,8 @@ coroutine it is given (the runner's `Sender.process`) and settles through the `L
 A lockout stops every worker: the gate is closed for ``max(Retry-After, lock_seconds)`` and both
 the workers (before claiming) and the client (before every HTTP call) wait on it. A stop cancels
 at once every worker whose request has provably not left, and gives the others ``stop_grace``.
+A journal that can no longer be written (the disk is full, …) halts the run the same way, and the
+run then raises that `StateError` once every row is settled.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-from bulkschedule.core.errors import ApiError
+from bulkschedule.core.errors import ApiError, StateError
 from bulkschedule.send.events import Listener, LockEvent, RetryEvent, WaitEvent
 from bulkschedule.send.interfaces import Gate, RunConfig
 from bulkschedule.send.ledger import Ledger
@@ -61,7 +64,11 @@ class Pool:
     # -- the run ----------------------------------------------------------------------------------
 
     async def run(self, process: Process) -> None:
-        """Work until every row is settled, or the run halts (stop signal or fatal answer)."""
+        """Work until every row is settled, or the run halts (stop signal or fatal answer).
+
+        If the journal failed, every row is still settled (and reported), then the journal's
+        `StateError` is raised: the caller must not take the outcomes for a finished run.
+        """
         for item in self.items:
             self.ready.put_nowait(item)
         self.ledger.beat()
@@ -89,6 +96,8 @@ class Pool:
             for item in self.items:  # safety net: one Outcome for every request, always
                 if not item.done:  # on the queue, not in a call (workers are gone)
                     self.ledger.stopped_before_sending(item)
+        if self.ledger.failure is not None:
+            raise self.ledger.failure
 
     async def _worker(self, wid: int, process: Process) -> None:
         while not self.halt.stopping():
@@ -108,6 +117,8 @@ class Pool:
             except asyncio.CancelledError:
                 self.ledger.abandon(item)
                 raise
+            except (StateError, sqlite3.Error) as exc:  # the journal, or the pace in its file
+                self.ledger.lost_journal(item, exc)
             except Exception as exc:  # a bug or an unclassified failure: never lose the row
                 log.exception("row %s: unexpected error", item.req.row)
                 self.ledger.unexpected(item, exc)
