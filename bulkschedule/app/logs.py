@@ -216,7 +216,7 @@ def setup_logging(
     for handler in handlers:
         handler.setFormatter(formatter)
         handler.addFilter(RedactFilter())
-        handler._bulkschedule = True  # type: ignore[attr-defined]
+        handler._bulkschedule = True  # type: ignore[attr-defined]  # our mark on a stdlib handler
         logger.addHandler(handler)
     return logger
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkschedule.core.errors import ReadError
 from bulkschedule.sheet import zip_guard
+from bulkschedule.sheet.columns import BY_NAME, canonical
 from bulkschedule.sheet.limits import MB, ReadLimits, exceeded
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ class RawTable(ByValue):
         row_numbers: list[int], notes: list[str], *, header_row: int = 1,
     ) -> RawTable:
         """A table kept column by column (one `Cells` per header) until someone asks for rows."""
-        table = cls(file, sheet, headers, None, row_numbers, notes, header_row=header_row)  # type: ignore[arg-type]
+        table = cls(file, sheet, headers, None, row_numbers, notes,  # type: ignore[arg-type]  # rows come later, from the columns
+                    header_row=header_row)
         table._columns = columns
         return table
 
@@ -178,7 +180,7 @@ class Cells:
         if self.values is None:
             u = [None if v.__class__ is str and not v else v for v in self.uniques or []]
             u.append(None)  # code -1
-            return np.fromiter(u, object, len(u))[self.codes].tolist()  # type: ignore[no-any-return]
+            return np.fromiter(u, object, len(u))[self.codes].tolist()  # type: ignore[no-any-return]  # numpy's tolist is untyped
         return [None if v.__class__ is str and not v else v for v in self.values]
 
 
@@ -680,8 +682,6 @@ def _csv_columns(data: bytes, text: str, delimiter: str, name: str = "",
                                  delimiter=delimiter))
     except csv.Error:
         return None
-    from bulkschedule.sheet.columns import BY_NAME, canonical
-
     header = next((r for r in sample if r), [])
     widest = max(map(len, sample), default=0)
     if limits is not None and widest > limits.max_columns:  # pandas would give every row as
