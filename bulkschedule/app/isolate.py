@@ -46,12 +46,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bulkschedule.app import job
 from bulkschedule.core.errors import JobError, ReadError
-from bulkschedule.sheet.columns import SPEC
+from bulkschedule.sheet.columns import SPEC, Spec
 from bulkschedule.sheet.schema import Validation
 
 __all__ = ["ChildGroup", "IsolationError", "IsolationUnavailable", "ReadLimits", "load_isolated",
@@ -436,11 +437,26 @@ _SHARED_NAMES = {id(value): name for name, value in _SHARED.items()}
 
 
 class _Pickler(pickle.Pickler):
-    """Pickles `_SHARED` objects by name."""
+    """The child's answer: `_SHARED` objects by name."""
 
     def persistent_id(self, obj: Any) -> str | None:
         name = _SHARED_NAMES.get(id(obj))
         return name if name is not None and _SHARED[name] is obj else None
+
+
+def _shared(name: str) -> object:
+    """In the child: a `_SHARED` object the caller sent by name (as an argument)."""
+    return _SHARED[name]
+
+
+def _reduce_spec(spec: Spec) -> tuple[Callable[[str], object], tuple[str]]:
+    if spec is not SPEC:
+        raise pickle.PicklingError("only the built-in column spec can be sent to a child")
+    return _shared, ("spec",)
+
+
+# The arguments go to the child through multiprocessing's own pickler: the spec by name too.
+ForkingPickler.register(Spec, _reduce_spec)
 
 
 
