@@ -75,7 +75,8 @@ class OrgReads:
             return validation, {"org_warning": (
                 f"The org in Zoho could not be read ({redact(str(err))}): only the sheet's own "
                 "checks ran.")}
-        info: dict[str, Any] = {"org_line": found.line(), "held": len(found.held)}
+        info: dict[str, Any] = {"org_line": found.line().removeprefix("org: "),
+                                "held": len(found.held)}
         if found.warning:
             warning = redact(found.warning)
             info["org_warning"] = f"{warning[:1].upper()}{warning[1:]}."

@@ -147,9 +147,9 @@ async def progress_events(
     server is ``closing``. ``clock`` and ``sleep`` are the stream's time (tests: a fake clock).
     """
     while True:
-        changed = run.changed
-        yield ("done" if run.finished else "progress"), run.snapshot()
-        if run.finished or closing():
+        changed, finished = run.changed, run.finished
+        yield ("done" if finished else "progress"), run.snapshot()
+        if finished or closing():  # a run that ended meanwhile gets its "done" next
             return
         sent = clock()
         await _first(changed.wait(), sleep(keepalive))
