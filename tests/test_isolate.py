@@ -365,3 +365,32 @@ def test_limits() -> None:
     for bad in ({"memory_mb": 0}, {"cpu_seconds": 0}, {"wall_seconds": 0}):
         with pytest.raises(ValueError):
             ReadLimits(**bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the caps as settings
+
+
+def test_the_read_caps_reach_the_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--read-memory-mb`` and ``BULKSCHEDULE_READ_CPU_SECONDS`` become the inbox's
+    `ReadLimits` (the upload page's: tests/test_web_load.py)."""
+    from click.testing import CliRunner
+
+    from bulkschedule.app.inbox import InboxResult
+    from bulkschedule.cli import inbox as inbox_command
+    from bulkschedule.cli.root import main
+
+    seen: list[ReadLimits] = []
+
+    async def fake_watch(*args: object, read_limits: ReadLimits, **kwargs: object
+                         ) -> InboxResult:
+        seen.append(read_limits)
+        return InboxResult()
+
+    monkeypatch.setattr(inbox_command, "watch_inbox", fake_watch)
+    env = {k: None for k in os.environ if k.startswith(("BULKSCHEDULE_", "ZOHO_", "XDG_"))}
+    env |= {"HOME": str(tmp_path / "home"), "ZOHO_ACCESS_TOKEN": "test-token",
+            "BULKSCHEDULE_READ_CPU_SECONDS": "7"}
+    result = CliRunner().invoke(main, ["inbox", str(tmp_path / "inbox"), "--read-memory-mb",
+                                       "512", "--state", str(tmp_path / "state")], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen == [ReadLimits(memory_mb=512, cpu_seconds=7)]

@@ -481,6 +481,36 @@ async def test_limits_that_make_no_sense_are_refused(tmp_path: Path) -> None:
             web.make_app(settings_for(tmp_path), state_dir=tmp_path, **kwargs)
 
 
+def test_the_page_s_limits_come_from_the_settings(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the page's limits reaches `serve` from its flag, variable or default."""
+    from click.testing import CliRunner
+
+    from bulkschedule.cli.root import main
+
+    seen: list[dict[str, Any]] = []
+
+    async def fake_serve(settings: Settings, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    monkeypatch.setattr(web, "serve", fake_serve)
+    env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("BULKSCHEDULE_", "ZOHO_", "XDG_"))}
+    env |= {"HOME": str(tmp_path / "home"), "BULKSCHEDULE_UPLOAD_RETENTION_DAYS": "2",
+            "BULKSCHEDULE_READ_CPU_SECONDS": "9"}
+    result = CliRunner().invoke(main, ["serve", "--checks", "3", "--uploads-quota-mb", "5",
+                                       "--read-memory-mb", "512"], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen[0]["max_checks"] == 3 and seen[0]["uploads_quota"] == 5 * 1024 * 1024
+    assert seen[0]["retention"] == 2 * DAY
+    assert seen[0]["read_limits"] == ReadLimits(memory_mb=512, cpu_seconds=9)
+    result = CliRunner().invoke(main, ["serve", "--upload-retention-days", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen[1]["retention"] is None  # 0: uploads are kept for good
+    assert seen[1]["max_checks"] == (os.cpu_count() or 1)
+    assert seen[1]["read_limits"] == ReadLimits(cpu_seconds=9)
+
+
 # ------------------------------------------------------------------------- state and SIGTERM
 
 
