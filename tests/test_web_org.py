@@ -274,3 +274,20 @@ def test_a_live_run_counts_through_the_shared_tally() -> None:
     snap = run.snapshot()
     assert snap["done"] == 1 and snap["counts"] == {"created": 1, "invalid": 1}
     assert run.tally.done == 1 and snap["attention"] == []
+
+
+async def test_an_org_that_answers_too_slowly_is_a_warning_not_a_wait(make_page: MakePage,
+                                                                     tmp_path: Path) -> None:
+    """Zoho's limit is locked for five minutes: neither the check nor the run start waits it
+    out. The page says so, and the run goes on with the sheet's own checks (``org_timeout``
+    is the contract's own bound, set short here)."""
+    page = await make_page(sandbox=fast_sandbox(speed=1.0, start_locked=300.0), org_timeout=0.5)
+    upload_id = await page.upload_ok(write_sheet(tmp_path / "s.csv", ["One", "Two"]))
+    text = " ".join((await (await page.client.get(f"/uploads/{upload_id}")).text()).split())
+    assert "The org in Zoho could not be read within 0.5 s" in text
+    assert "2 rows: <strong>2 valid</strong>" in text
+    run_id = await page.start(upload_id, "dry-run")
+    final = await page.finish(run_id)
+    assert final["counts"] == {"would-create": 2}
+    assert "could not be read within 0.5 s" in final["message"]
+    assert "sessions Zoho already holds were not looked for" in final["message"]

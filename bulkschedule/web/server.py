@@ -170,12 +170,11 @@ class _State:
         """The org cache names resolve from offline: this page's state folder and API."""
         return self.state_dir, normalise_base(self.api_base)
 
-    async def org_for_run(self, validation: Validation, meta: Mapping[str, Any], *,
-                          dry_run: bool) -> Online:
+    async def org_for_run(self, validation: Validation, meta: Mapping[str, Any]) -> Online:
         """A run's online stage (`OrgReads.for_run`), or the validation as it is."""
         if self.reads is None:
             return Online(validation)
-        return await self.reads.for_run(validation, meta.get("options", {}), dry_run=dry_run)
+        return await self.reads.for_run(validation, meta.get("options", {}))
 
     def downloadable(self, results_path: str | None) -> bool:
         return self.uploads.owned_results(results_path) is not None
@@ -360,7 +359,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
         if not validation.fatal and (validation.valid or any(
                 p.code.startswith("name.") for p in validation.problems)):
             # names resolved, the org's problems, the sessions Zoho holds: as `run` does
-            found = await st.org_for_run(validation, meta, dry_run=dry_run)
+            found = await st.org_for_run(validation, meta)
             validation = found.validation
         if validation.fatal or not validation.sessions:
             raise Refused(409, "Nothing to send: no row of this sheet is valid.")
