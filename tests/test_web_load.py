@@ -51,6 +51,7 @@ from bulkschedule.app.isolate import ReadLimits
 from bulkschedule.sandbox.server import Sandbox, SandboxConfig, default_catalogue
 from bulkschedule.send.journal import Journal
 from bulkschedule.web import server as web
+from bulkschedule.web import uploads as uploads_module
 from bulkschedule.web.checking import Full, Gate
 from bulkschedule.web.uploads import META
 
@@ -69,6 +70,11 @@ def abort_now() -> None:
 def spin() -> None:
     while True:
         pass
+
+
+def crash_writing(folder: Path, validation: Any) -> bool:
+    """An annotated sheet whose writing dies (as an allocation over the cap would)."""
+    os.abort()
 
 
 def fail_with_a_path() -> None:
@@ -351,6 +357,21 @@ async def test_the_page_s_caps_reach_its_checks(make_page: MakePage, tmp_path: P
     assert resp.status == 422
     assert "it needed more than 1 s of CPU time" in await resp.text()
     assert uploaded_files(page.state) == []
+
+
+async def test_an_annotated_sheet_that_cannot_be_written_costs_only_its_download(
+        make_page: MakePage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sheet was read and checked; only its annotated copy could not be written within
+    the caps: the page shows the problems, says why there is no download, and runs work."""
+    page = await make_page()
+    monkeypatch.setattr(uploads_module, "write_annotated", crash_writing)
+    upload_id = await page.upload_ok(ERRORS)
+    text = " ".join((await (await page.client.get(f"/uploads/{upload_id}")).text()).split())
+    assert "The annotated sheet could not be written: the reader crashed (SIGABRT)." in text
+    assert 'id="report"' not in text and '<tr class="error">' in text
+    assert (await page.client.get(f"/uploads/{upload_id}/report.xlsx")).status == 404
+    run_id = await page.start(upload_id, "dry-run")
+    assert (await page.finish(run_id))["state"] == "finished"
 
 
 async def test_a_failed_check_shows_no_internals(make_page: MakePage, tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ The children are `bulkschedule.app.isolate`'s, as for the inbox: one fork server
 process (its preload list is process-wide), the same caps (`ReadLimits`, the ``read_memory_mb``
 and ``read_cpu_seconds`` settings), the same one-line reasons. This module holds what is the
 page's own: the `Gate`, and the two steps a check runs in children, `read_upload` (the content
-sniff and `job.load`) and `write_upload` (the annotated sheet and the summary the page shows).
-Between them, in the server process, the online stage may add the org's problems (it needs the
-network and the journal): see `uploads.Uploads`. The steps import nothing the fork server has not
-already loaded, so a child starts in milliseconds.
+sniff and `job.load`) and `write_annotated` (the annotated sheet). Between them, in the server
+process, the online stage may add the org's problems (it needs the network and the journal);
+after them, the small `summary` the page shows: see `uploads.Uploads`. The steps import nothing
+the fork server has not already loaded, so a child starts in milliseconds.
 
 `Gate` bounds the work: at most ``slots`` checks run at once, at most ``queue`` more uploads
 wait (receiving or queued), and anything beyond is refused at once (503) instead of piling up.
@@ -172,14 +172,17 @@ def load_upload(folder: Path, meta: Mapping[str, Any], today: dt.date | None,
     return validation
 
 
-def write_upload(folder: Path, meta: Mapping[str, Any], validation: Validation,
-                 org: Mapping[str, Any]) -> dict[str, int]:
-    """In the child: the annotated sheet, the summary the page shows (`summary`), and last the
-    meta file that makes the upload exist. Returns the counts for the log."""
+def write_annotated(folder: Path, validation: Validation) -> bool:
+    """In the child: the annotated sheet (every problem marked in its cell, and the Problems
+    sheet): the one step after reading whose cost grows with the sheet and its problems."""
     write_report(folder / REPORT, validation)
-    write_json(folder / CHECKED, summary(validation, meta, folder, org))
-    write_json(folder / META, meta)  # last: an upload without it does not exist
-    return {"rows": validation.n_rows, "valid": validation.valid, "errors": validation.errors}
+    return True
+
+
+def finish_upload(folder: Path, meta: Mapping[str, Any], checked: Mapping[str, Any]) -> None:
+    """The summary the page shows, and last the meta file that makes the upload exist."""
+    write_json(folder / CHECKED, checked)
+    write_json(folder / META, meta)
 
 
 def summary(validation: Validation, meta: Mapping[str, Any], folder: Path,

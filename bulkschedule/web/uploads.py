@@ -54,12 +54,14 @@ from bulkschedule.web.checking import (
     REPORT,
     Full,
     Gate,
+    finish_upload,
     load_upload,
     read_json,
     read_upload,
     sniff_problem,
+    summary,
+    write_annotated,
     write_json,
-    write_upload,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -267,9 +269,10 @@ class Uploads:
 
     async def check_upload(self, folder: Path, meta: dict[str, Any]) -> dict[str, int]:
         """The check of a received upload: content sniff and validation (a child), the org's
-        problems (here, when the page can read the org), then the annotated sheet, the summary
-        and last the meta file that makes the upload exist (a child). Returns the counts for
-        the log (the page reads the files)."""
+        problems (here, when the page can read the org), the annotated sheet (a child), then
+        the summary and last the meta file that makes the upload exist. An annotated sheet
+        that cannot be written within the caps costs only the download: the page says why.
+        Returns the counts for the log (the page reads the files)."""
         name = meta["name"]
         read = await self.isolated(read_upload, folder, meta, self.today, self.names_from(),
                                    name=name)
@@ -278,10 +281,20 @@ class Uploads:
         validation, org = read, dict[str, Any]()
         if self.org is not None:
             validation, org = await self.org(read, meta.get("options", {}))
-        counts: dict[str, int] = await self.isolated(write_upload, folder, meta, validation, org,
-                                                     name=name)
+        try:
+            await self.isolated(write_annotated, folder, validation, name=name)
+        except IsolationError as err:
+            if self.closing:
+                raise
+            log.warning("web: upload %s (%s): no annotated sheet: %s", folder.name, name, err)
+            await asyncio.to_thread((folder / REPORT).unlink, missing_ok=True)
+            org["report_error"] = (err.why if err.reason != "failed"
+                                   else "an internal error (see the server log)")
+        checked = summary(validation, meta, folder, org)
+        await asyncio.to_thread(finish_upload, folder, meta, checked)
         self.remember(folder.name, read)
-        return counts
+        return {"rows": validation.n_rows, "valid": validation.valid,
+                "errors": checked["errors"]}
 
     def refusal(self, err: JobError, folder: Path, meta: Mapping[str, Any]) -> Refused:
         """What the page says when a check failed: the reader's own refusal (without the
