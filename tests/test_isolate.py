@@ -27,14 +27,18 @@ import pytest
 
 from bulkschedule.app import job
 from bulkschedule.app.isolate import (
+    ChildGroup,
     IsolationError,
     IsolationUnavailable,
     ReadLimits,
     _Unpickler,
     load_isolated,
     run_isolated,
+    warm,
 )
 from bulkschedule.core.errors import JobError
+from bulkschedule.sheet.columns import SPEC
+from bulkschedule.sheet.schema import Validation
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 TODAY = dt.date(2026, 1, 5)
@@ -255,10 +259,52 @@ async def test_cancelling_the_caller_kills_the_child() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        ready, _, _ = select.select([exited], [], [], 30)  # readable once the process is gone
+        # the cancellation went on only once the child was gone (killed and reaped)
+        ready, _, _ = select.select([exited], [], [], 0)
         assert ready, "the child outlived its cancelled caller"
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     finally:
         os.close(exited)
+
+
+async def test_a_group_kills_every_child_it_holds() -> None:
+    """What a server that stops does with the reads it started: each caller gets one line."""
+    group = ChildGroup()
+    receive, send = multiprocessing.get_context("forkserver").Pipe(duplex=False)
+    tasks = [asyncio.ensure_future(run_isolated(announce_then_wait, send, group=group,
+                                                what=f"{n}.csv")) for n in ("a", "b")]
+    pids = [await asyncio.to_thread(receive.recv) for _ in tasks]
+    assert len(group) == 2
+    group.kill_all()
+    for task, name in zip(tasks, ("a", "b"), strict=True):
+        with pytest.raises(IsolationError) as err:
+            await task
+        assert str(err.value) == f"{name}.csv: the sheet could not be read safely: it was " \
+                                 "cancelled"
+        assert err.value.reason == "failed" and err.value.why == "it was cancelled"
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert len(group) == 0
+
+
+def spec_is_the_same(validation: Validation) -> bool:
+    return validation.spec is SPEC
+
+
+async def test_a_validation_goes_both_ways_with_its_spec_by_name() -> None:
+    """The column spec (read-only mappings, a generated class) cannot be pickled; it travels
+    as a name the other side resolves to its own copy, in the arguments and in the answer."""
+    here = job.load(SAMPLES / "sessions_with_errors.csv", today=TODAY)
+    assert await run_isolated(spec_is_the_same, here) is True
+    there = await load_isolated(SAMPLES / "sessions_with_errors.csv", today=TODAY)
+    assert there.spec is SPEC
+
+
+async def test_warm_starts_the_forkserver_and_never_fails() -> None:
+    await warm()
+    assert await run_isolated(survive_sigint) == "still here"
 
 
 # ---------------------------------------------------------------- no child at all
@@ -300,6 +346,17 @@ def test_unpickler_refuses_code() -> None:
         _Unpickler(io.BytesIO(pickle.dumps(("ok", Evil())))).load()
 
 
+def test_unpickler_knows_only_its_shared_names() -> None:
+    class Named(pickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            return "os.environ" if obj == "x" else None
+
+    buffer = io.BytesIO()
+    Named(buffer).dump(("ok", "x"))
+    with pytest.raises(pickle.UnpicklingError, match="unknown shared object"):
+        _Unpickler(io.BytesIO(buffer.getvalue())).load()
+
+
 def test_limits() -> None:
     assert ReadLimits().memory_text == "1 GB" and ReadLimits().cpu_seconds == 60
     assert ReadLimits().wall == 180.0 and ReadLimits(wall_seconds=5).wall == 5
@@ -308,3 +365,32 @@ def test_limits() -> None:
     for bad in ({"memory_mb": 0}, {"cpu_seconds": 0}, {"wall_seconds": 0}):
         with pytest.raises(ValueError):
             ReadLimits(**bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the caps as settings
+
+
+def test_the_read_caps_reach_the_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--read-memory-mb`` and ``BULKSCHEDULE_READ_CPU_SECONDS`` become the inbox's
+    `ReadLimits` (the upload page's: tests/test_web_load.py)."""
+    from click.testing import CliRunner
+
+    from bulkschedule.app.inbox import InboxResult
+    from bulkschedule.cli import inbox as inbox_command
+    from bulkschedule.cli.root import main
+
+    seen: list[ReadLimits] = []
+
+    async def fake_watch(*args: object, read_limits: ReadLimits, **kwargs: object
+                         ) -> InboxResult:
+        seen.append(read_limits)
+        return InboxResult()
+
+    monkeypatch.setattr(inbox_command, "watch_inbox", fake_watch)
+    env = {k: None for k in os.environ if k.startswith(("BULKSCHEDULE_", "ZOHO_", "XDG_"))}
+    env |= {"HOME": str(tmp_path / "home"), "ZOHO_ACCESS_TOKEN": "test-token",
+            "BULKSCHEDULE_READ_CPU_SECONDS": "7"}
+    result = CliRunner().invoke(main, ["inbox", str(tmp_path / "inbox"), "--read-memory-mb",
+                                       "512", "--state", str(tmp_path / "state")], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen == [ReadLimits(memory_mb=512, cpu_seconds=7)]

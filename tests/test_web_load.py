@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
+import multiprocessing
 import os
 import re
 import signal
@@ -27,10 +29,13 @@ from typing import Any
 import aiohttp
 import pytest
 from fakeclock import FakeClock  # tests/ is on sys.path (no __init__.py)
+from test_isolate import (  # the children's functions, by name
+    allocate_in_steps,
+    announce_then_wait,
+)
 from test_web import (  # the route tests' helpers: a page client, sheets, the event stream
     ERRORS,
     STREAM_TIMEOUT,
-    TODAY,
     MakePage,
     Page,
     page_factory,
@@ -42,11 +47,13 @@ from test_web import (  # the route tests' helpers: a page client, sheets, the e
 )
 
 from bulkschedule.app.config import Settings
-from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+from bulkschedule.app.isolate import ReadLimits
+from bulkschedule.sandbox.server import Sandbox, SandboxConfig, default_catalogue
 from bulkschedule.send.journal import Journal
 from bulkschedule.web import server as web
-from bulkschedule.web.checking import ChildFailed, Children, Full, Gate, context
-from bulkschedule.web.uploads import META, check_upload
+from bulkschedule.web import uploads as uploads_module
+from bulkschedule.web.checking import Full, Gate
+from bulkschedule.web.uploads import META
 
 DAY = 86400.0
 SIGTERM_BUDGET = 10.0  # the contract: a SIGTERM'd server is gone within 10 s
@@ -65,14 +72,13 @@ def spin() -> None:
         pass
 
 
-def hog() -> int:
-    return len(bytearray(6 * 1024**3))  # over the 4 GiB cap: refused at once, never touched
+def crash_writing(folder: Path, validation: Any) -> bool:
+    """An annotated sheet whose writing dies (as an allocation over the cap would)."""
+    os.abort()
 
 
-def wait_forever(started: Any) -> None:
-    started.set()
-    while True:
-        time.sleep(60)
+def fail_with_a_path() -> None:
+    raise KeyError("/srv/bulkschedule/state/uploads")  # a bug whose message names a folder
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -85,11 +91,12 @@ async def make_page(tmp_path: Path) -> AsyncIterator[MakePage]:
 
 
 class HeldChecks:
-    """Stands in for the child-process check: each check waits for ``release`` (then does the
-    real check in-process), so a test can hold any number of them and count them."""
+    """Stands in for the check: each check waits for ``release`` (then does the real check),
+    so a test can hold any number of them and count them."""
 
     def __init__(self, page: Page) -> None:
         self.uploads = page.app_state.uploads
+        self.real = self.uploads.check
         self.release = asyncio.Event()
         self.started: asyncio.Queue[str] = asyncio.Queue()
         self.cancelled = asyncio.Event()
@@ -119,7 +126,7 @@ class HeldChecks:
             raise
         finally:
             self.running -= 1
-        return check_upload(folder, meta, TODAY)
+        return await self.real(folder, meta)
 
 
 def tiny_sheet(tmp_path: Path, name: str) -> bytes:
@@ -249,51 +256,62 @@ async def test_a_client_that_goes_away_kills_its_check_s_child(make_page: MakePa
                                                                 tmp_path: Path) -> None:
     page = await make_page()
     uploads = page.app_state.uploads
-    started = context().Event()
-    procs: list[Any] = []
+    receive, send = multiprocessing.get_context("forkserver").Pipe(duplex=False)
     unwound = asyncio.Event()
 
     async def hanging(folder: Path, meta: dict[str, Any]) -> dict[str, int]:
         try:
-            result: dict[str, int] = await uploads.children.run(wait_forever, started,
-                                                                on_start=procs.append)
+            result: dict[str, int] = await uploads.isolated(announce_then_wait, send,
+                                                            name=meta["name"])
         finally:
             unwound.set()  # the child is killed and reaped before this runs
         return result
 
     uploads.check = hanging
     request = asyncio.create_task(page.upload("gone.csv", tiny_sheet(tmp_path, "gone.csv")))
-    assert await asyncio.to_thread(started.wait, STREAM_TIMEOUT)
+    pid = await asyncio.to_thread(receive.recv)  # the child is running, and blocked for good
+    assert len(uploads.children) == 1
     request.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await request
     async with asyncio.timeout(STREAM_TIMEOUT):
         await unwound.wait()
-    assert procs[0].exitcode == -signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped: no such process any more
     assert uploaded_files(page.state) == []
-    assert uploads.children.live == set()
+    assert len(uploads.children) == 0
 
 
-async def test_a_cancelled_check_kills_its_child_process() -> None:
-    children = Children()
-    started = context().Event()
-    procs: list[Any] = []
-    task = asyncio.create_task(children.run(wait_forever, started, on_start=procs.append))
-    assert await asyncio.to_thread(started.wait, STREAM_TIMEOUT)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert procs[0].exitcode == -signal.SIGKILL
-    assert children.live == set()
+async def test_stopping_the_server_kills_the_checks_and_says_so(make_page: MakePage,
+                                                                 tmp_path: Path) -> None:
+    page = await make_page()
+    uploads = page.app_state.uploads
+    receive, send = multiprocessing.get_context("forkserver").Pipe(duplex=False)
+
+    async def hanging(folder: Path, meta: dict[str, Any]) -> dict[str, int]:
+        result: dict[str, int] = await uploads.isolated(announce_then_wait, send,
+                                                        name=meta["name"])
+        return result
+
+    uploads.check = hanging
+    request = asyncio.create_task(page.upload("late.csv", tiny_sheet(tmp_path, "late.csv")))
+    pid = await asyncio.to_thread(receive.recv)
+    await uploads.shutdown()  # what SIGTERM does: the check's child is killed at once
+    resp = await asyncio.wait_for(request, STREAM_TIMEOUT)
+    assert resp.status == 503 and "server is stopping" in await resp.text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert uploaded_files(page.state) == []
 
 
 async def test_a_reader_that_aborts_costs_one_upload_not_the_server(
         make_page: MakePage, tmp_path: Path) -> None:
     page = await make_page()
     uploads = page.app_state.uploads
+    real = uploads.check
 
     async def aborting(folder: Path, meta: dict[str, Any]) -> dict[str, int]:
-        result: dict[str, int] = await uploads.children.run(abort_now)
+        result: dict[str, int] = await uploads.isolated(abort_now, name=meta["name"])
         return result
 
     uploads.check = aborting
@@ -302,7 +320,7 @@ async def test_a_reader_that_aborts_costs_one_upload_not_the_server(
     text = await resp.text()
     assert "crash.csv: this sheet could not be checked" in text and "SIGABRT" in text
     assert uploaded_files(page.state) == []
-    uploads.check = uploads._check_in_child
+    uploads.check = real
     assert await page.upload_ok(write_sheet(tmp_path / "next.csv", ["Next"]))
 
 
@@ -317,20 +335,59 @@ async def test_a_sparse_workbook_bomb_never_takes_the_server_down(make_page: Mak
     assert uploaded_files(page.state) == []
 
 
-async def test_a_check_over_its_caps_is_stopped_with_the_reason() -> None:
-    with pytest.raises(ChildFailed) as cpu:
-        await Children(cpu=1).run(spin)
-    assert cpu.value.exitcode == -signal.SIGXCPU and "CPU-time limit" in cpu.value.reason
-    with pytest.raises(ChildFailed) as memory:
-        await Children().run(hog)
-    assert "more memory than a check may use" in memory.value.reason
+async def test_the_page_s_caps_reach_its_checks(make_page: MakePage, tmp_path: Path) -> None:
+    """The page's caps (``read_memory_mb``, ``read_cpu_seconds``) are those of every child its
+    checks run (`Uploads.isolated`), and the page says which cap stopped a sheet."""
+    page = await make_page(read_limits=ReadLimits(memory_mb=512, cpu_seconds=1))
+    uploads = page.app_state.uploads
+    assert uploads.limits == ReadLimits(memory_mb=512, cpu_seconds=1)
+    work = {"big.csv": (allocate_in_steps, 640 << 20), "loop.csv": (spin,)}
+
+    async def capped(folder: Path, meta: dict[str, Any]) -> dict[str, int]:
+        func, *args = work[meta["name"]]
+        result: dict[str, int] = await uploads.isolated(func, *args, name=meta["name"])
+        return result
+
+    uploads.check = capped
+    resp = await page.upload("big.csv", tiny_sheet(tmp_path, "big.csv"))
+    assert resp.status == 422
+    assert "big.csv: this sheet could not be checked: it needed more than 512 MB of memory" \
+        in " ".join((await resp.text()).split())
+    resp = await page.upload("loop.csv", tiny_sheet(tmp_path, "loop.csv"))
+    assert resp.status == 422
+    assert "it needed more than 1 s of CPU time" in await resp.text()
+    assert uploaded_files(page.state) == []
 
 
-def test_a_child_failure_names_the_signal_but_no_internals() -> None:
-    assert "SIGABRT" in ChildFailed(-signal.SIGABRT).reason
-    assert "CPU-time" in ChildFailed(-signal.SIGXCPU).reason
-    failed = ChildFailed(1, "an internal error (see the server log)", "KeyError: '/srv/x'")
-    assert "/srv" not in failed.reason and "/srv" in failed.detail
+async def test_an_annotated_sheet_that_cannot_be_written_costs_only_its_download(
+        make_page: MakePage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sheet was read and checked; only its annotated copy could not be written within
+    the caps: the page shows the problems, says why there is no download, and runs work."""
+    page = await make_page()
+    monkeypatch.setattr(uploads_module, "write_annotated", crash_writing)
+    upload_id = await page.upload_ok(ERRORS)
+    text = " ".join((await (await page.client.get(f"/uploads/{upload_id}")).text()).split())
+    assert "The annotated sheet could not be written: the reader crashed (SIGABRT)." in text
+    assert 'id="report"' not in text and '<tr class="error">' in text
+    assert (await page.client.get(f"/uploads/{upload_id}/report.xlsx")).status == 404
+    run_id = await page.start(upload_id, "dry-run")
+    assert (await page.finish(run_id))["state"] == "finished"
+
+
+async def test_a_failed_check_shows_no_internals(make_page: MakePage, tmp_path: Path) -> None:
+    page = await make_page()
+    uploads = page.app_state.uploads
+
+    async def failing(folder: Path, meta: dict[str, Any]) -> dict[str, int]:
+        result: dict[str, int] = await uploads.isolated(fail_with_a_path, name=meta["name"])
+        return result
+
+    uploads.check = failing
+    resp = await page.upload("bug.csv", tiny_sheet(tmp_path, "bug.csv"))
+    assert resp.status == 422
+    text = await resp.text()
+    assert "bug.csv: this sheet could not be checked: an internal error" in text
+    assert "/srv" not in text and "KeyError" not in text
 
 
 # ------------------------------------------------------------------------------ slow bodies
@@ -445,6 +502,36 @@ async def test_limits_that_make_no_sense_are_refused(tmp_path: Path) -> None:
             web.make_app(settings_for(tmp_path), state_dir=tmp_path, **kwargs)
 
 
+def test_the_page_s_limits_come_from_the_settings(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of the page's limits reaches `serve` from its flag, variable or default."""
+    from click.testing import CliRunner
+
+    from bulkschedule.cli.root import main
+
+    seen: list[dict[str, Any]] = []
+
+    async def fake_serve(settings: Settings, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    monkeypatch.setattr(web, "serve", fake_serve)
+    env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("BULKSCHEDULE_", "ZOHO_", "XDG_"))}
+    env |= {"HOME": str(tmp_path / "home"), "BULKSCHEDULE_UPLOAD_RETENTION_DAYS": "2",
+            "BULKSCHEDULE_READ_CPU_SECONDS": "9"}
+    result = CliRunner().invoke(main, ["serve", "--checks", "3", "--uploads-quota-mb", "5",
+                                       "--read-memory-mb", "512"], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen[0]["max_checks"] == 3 and seen[0]["uploads_quota"] == 5 * 1024 * 1024
+    assert seen[0]["retention"] == 2 * DAY
+    assert seen[0]["read_limits"] == ReadLimits(memory_mb=512, cpu_seconds=9)
+    result = CliRunner().invoke(main, ["serve", "--upload-retention-days", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    assert seen[1]["retention"] is None  # 0: uploads are kept for good
+    assert seen[1]["max_checks"] == (os.cpu_count() or 1)
+    assert seen[1]["read_limits"] == ReadLimits(cpu_seconds=9)
+
+
 # ------------------------------------------------------------------------- state and SIGTERM
 
 
@@ -515,7 +602,8 @@ async def test_sigterm_stops_a_run_at_a_safe_point_within_ten_seconds(tmp_path: 
     (unknown: the next run lists them), the results are written, and the process exits 0
     within 10 s. Every session the API holds is in the journal."""
     state = tmp_path / "state"
-    sheet = write_sheet(tmp_path / "term.csv", [f"Term {i:02d}" for i in range(40)])
+    sheet = write_sheet(tmp_path / "term.csv", [f"Term {i:02d}" for i in range(40)],
+                        first=dt.date(2027, 1, 4))  # within the batch's term
     hold, hung, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def wire(seconds: float) -> None:
@@ -527,7 +615,7 @@ async def test_sigterm_stops_a_run_at_a_safe_point_within_ten_seconds(tmp_path: 
             await asyncio.sleep(seconds)
 
     config = SandboxConfig(rate_calls=10, rate_seconds=1.0, lock_seconds=300.0,
-                           latency=(0.01, 0.01), sleep=wire)
+                           latency=(0.01, 0.01), sleep=wire, catalogue=default_catalogue())
     async with Sandbox(config) as sb:
         proc, url = await start_serve(
             "--api-base", sb.url, "--rate", "10/1", "--lock-seconds", "300",

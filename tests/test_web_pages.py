@@ -26,7 +26,7 @@ VIEW = pages.View(csrf=EVIL, current_run=7, logout=True, sandbox=True)
 def live_run(**kwargs: object) -> LiveRun:
     run = LiveRun(id=7, upload_id="0123456789abcdef", name=EVIL, dry_run=False, total=3,
                   target=EVIL, results_path=Path("/nonexistent/results.xlsx"))
-    run.counts = {EVIL: 1}
+    run.tally.counts = {EVIL: 1}
     run.message = EVIL
     run.attention.append({"row": EVIL, "status": EVIL, "message": EVIL})
     for key, value in kwargs.items():
@@ -51,7 +51,8 @@ PAGES: dict[str, Callable[[], web.Response]] = {
         VIEW, "0123456789abcdef", {"name": EVIL},
         {"rows": 1, "valid": 1, "errors": 0, "warnings": 1, "notes": [EVIL],
          "problems": [{"row": EVIL, "column": EVIL, "value": EVIL, "severity": EVIL,
-                       "message": EVIL}]},
+                       "message": EVIL, "code": EVIL}],
+         "problem_total": 2, "org_line": EVIL, "org_warning": EVIL, "held": 2},
         where=EVIL, api_base=EVIL, rate=EVIL),
     "progress": lambda: pages.progress_page(VIEW, live_run()),
     "finished run": lambda: pages.journal_run_page(VIEW, run_info(), downloadable=False),
@@ -105,13 +106,29 @@ def test_stop_button_says_what_a_second_stop_does() -> None:
     assert "stop-form" not in text and "data-events" not in text
 
 
-def test_problems_table_shows_the_first_thousand() -> None:
-    problems = [{"row": i, "column": "name", "value": "", "severity": "error", "message": "x"}
-                for i in range(pages.SHOWN_PROBLEMS + 5)]
+def test_problems_table_shows_the_first_problems_and_the_total() -> None:
+    """The summary keeps the first `SHOWN_PROBLEMS` and the total; the page shows those, the
+    total, and where the full list is (the annotated sheet)."""
+    problems = [{"row": i, "column": "name", "value": "", "severity": "error", "message": "x",
+                 "code": "value.required"} for i in range(pages.SHOWN_PROBLEMS + 5)]
     text = pages.upload_page(VIEW, "0123456789abcdef", {"name": "s.csv"},
                              {"rows": 1, "valid": 0, "errors": 1, "warnings": 0,
-                              "problems": problems},
+                              "problems": problems, "problem_total": 12_345},
                              where="Zoho", api_base="https://x", rate="r").text or ""
     assert text.count('<tr class="error">') == pages.SHOWN_PROBLEMS
-    assert f"Showing the first {pages.SHOWN_PROBLEMS} of {len(problems)} problems" in text
+    text = " ".join(text.split())
+    assert f"Showing the first {pages.SHOWN_PROBLEMS} of 12,345 problems" in text
+    assert 'the full list is in the <a href="/uploads/0123456789abcdef/report.xlsx" download>' \
+        in text
     assert re.search(r'id="create" class="primary" disabled', text)
+    assert text.count("<code>value.required</code>") == pages.SHOWN_PROBLEMS
+
+
+def test_a_short_list_says_nothing_about_the_rest() -> None:
+    problems = [{"row": 2, "column": "name", "value": "", "severity": "error", "message": "x",
+                 "code": "value.required"}]
+    text = pages.upload_page(VIEW, "0123456789abcdef", {"name": "s.csv"},
+                             {"rows": 1, "valid": 0, "errors": 1, "warnings": 0,
+                              "problems": problems, "problem_total": 1},
+                             where="Zoho", api_base="https://x", rate="r").text or ""
+    assert "Showing the first" not in text and text.count('<tr class="error">') == 1

@@ -79,6 +79,13 @@ CONFIG_HELP: Final = (
 MAX_SECONDS: Final = 86_400
 #: Calls in flight at once: more than this only queues at the limiter.
 MAX_WORKERS: Final = 64
+#: The largest size a setting may name in MB (a terabyte): beyond it, a typo.
+MAX_MEGABYTES: Final = 1_048_576
+
+
+def _cores() -> int:
+    """The default number of checks the upload page runs at once."""
+    return os.cpu_count() or 1
 
 #: Secret names: the environment variable names, also the keys of the secrets file and of the dict
 #: returned by `load_secrets`. One vocabulary everywhere, so nothing needs translating.
@@ -330,9 +337,10 @@ class Setting:
     ``[inbox]``) and its attribute path in `Settings`.
 
     ``scope`` says which commands take its flag: "send" every command that talks to the API
-    (run, inbox, auth, forget, serve, config show), "inbox" the inbox and config show. A setting
-    given on the command line as an argument (the inbox's DIR) names it in ``argument``; the
-    command declares the argument under the name `param`.
+    (run, inbox, auth, forget, serve, config show), "inbox" the inbox, "serve" the upload page,
+    "read" both doors that read other people's sheets (inbox, serve); config show takes them all.
+    A setting given on the command line as an argument (the inbox's DIR) names it in
+    ``argument``; the command declares the argument under the name `param`.
     """
 
     name: str
@@ -344,7 +352,7 @@ class Setting:
     flag: str | None = None
     env: str | None = None
     metavar: str | None = None
-    scope: Literal["send", "inbox"] = "send"
+    scope: Literal["send", "inbox", "serve", "read"] = "send"
     folder: bool = False  # a folder path: the flag refuses an existing file
     aliases: tuple[Alias, ...] = ()
     argument: str | None = None
@@ -451,6 +459,30 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             doc_default="none (run once)"),
     Setting("inbox.dir", "inbox: folder", PathValue(), default=None, help="The inbox folder",
             scope="inbox", argument="DIR", doc_default="none (`inbox` without DIR then fails)"),
+    Setting("read_memory_mb", "reading: memory cap (MB)", Number(64, MAX_MEGABYTES, integer=True),
+            default=1024,
+            help="Address space of the process that reads one sheet (inbox, upload page), in MB",
+            help_default="1024", flag="--read-memory-mb", env="BULKSCHEDULE_READ_MEMORY_MB",
+            metavar="MB", scope="read"),
+    Setting("read_cpu_seconds", "reading: CPU cap (s)", Number(1, MAX_SECONDS, integer=True),
+            default=60, help="CPU time of the process that reads one sheet (inbox, upload page)",
+            help_default="60", flag="--read-cpu-seconds", env="BULKSCHEDULE_READ_CPU_SECONDS",
+            metavar="S", scope="read"),
+    Setting("web_checks", "upload page: checks at once", Number(1, 1024, integer=True),
+            default=None, default_from=lambda env: _cores(),
+            help="Uploaded sheets checked at once (more wait in a short queue)",
+            help_default="the number of cores", flag="--checks", env="BULKSCHEDULE_WEB_CHECKS",
+            metavar="N", scope="serve", doc_default="the number of cores"),
+    Setting("uploads_quota_mb", "upload page: uploads quota (MB)",
+            Number(1, MAX_MEGABYTES, integer=True), default=1024,
+            help="Space for uploaded sheets, their reports and results workbooks, in MB",
+            help_default="1024", flag="--uploads-quota-mb", env="BULKSCHEDULE_UPLOADS_QUOTA_MB",
+            metavar="MB", scope="serve"),
+    Setting("upload_retention_days", "upload page: retention (days)",
+            Number(0, 3650, zero="keep uploads for good"), default=14.0,
+            help="Remove an upload unused for this many days", help_default="14",
+            flag="--upload-retention-days", env="BULKSCHEDULE_UPLOAD_RETENTION_DAYS",
+            metavar="DAYS", scope="serve", doc_default="`14`"),
 )
 
 #: name -> setting, and every key `load_settings` accepts for a flag (param and name) -> setting.
@@ -502,6 +534,11 @@ class Settings:
     log_file: Path | None = None
     log_format: LogFormat = "text"
     secrets_file: Path | None = None
+    read_memory_mb: int = 1024
+    read_cpu_seconds: int = 60
+    web_checks: int = field(default_factory=_cores)
+    uploads_quota_mb: int = 1024
+    upload_retention_days: float | None = 14.0
     config_file: Path | None = None
     inbox: InboxSettings = field(default_factory=InboxSettings)
     sources: dict[str, str] = field(default_factory=dict)

@@ -19,12 +19,18 @@ decision, and a read is bounded by its caps anyway. As with any multiprocessing 
 
 The answer comes back pickled, and is unpickled with an allowlist of the classes a `Validation`
 is made of (`_Unpickler`): a child whose reader a file managed to subvert can still hand back
-only data, never code for the caller to run.
+only data, never code for the caller to run. Objects both sides already hold (the column spec)
+travel as a name, not as their contents (`_SHARED`).
+
+Every door that reads someone else's file uses this one module (the inbox, the upload page): the
+forkserver and its preload list are process-wide, so there is one of each. A `ChildGroup` lets a
+server kill every read it started when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import multiprocessing
@@ -40,15 +46,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bulkschedule.app import job
 from bulkschedule.core.errors import JobError, ReadError
+from bulkschedule.sheet.columns import SPEC, Spec
 from bulkschedule.sheet.schema import Validation
 
-__all__ = ["IsolationError", "IsolationUnavailable", "ReadLimits", "load_isolated", "load_sheet",
-           "run_isolated"]
+__all__ = ["ChildGroup", "IsolationError", "IsolationUnavailable", "ReadLimits", "load_isolated",
+           "load_sheet", "run_isolated", "warm"]
 
 T = TypeVar("T")
 
@@ -59,7 +67,8 @@ Reason = Literal["memory", "cpu", "time", "crash", "failed"]
 #: What the forkserver imports once, so each child starts with them loaded. ``__main__`` too (the
 #: multiprocessing default): a child prepares itself by importing the caller's main script unless
 #: the server already has, which would cost every read the import of the CLI.
-PRELOAD = ("__main__", "bulkschedule.app.job", "pandera.pandas", "python_calamine")
+PRELOAD = ("__main__", "bulkschedule.app.job", "bulkschedule.app.isolate", "pandera.pandas",
+           "python_calamine")
 
 #: What a native reader prints when an allocation fails before it aborts (Rust; C++).
 _OUT_OF_MEMORY_MARKS = ("memory allocation of", "std::bad_alloc")
@@ -67,18 +76,21 @@ _STDERR_TAIL = 8192  # bytes of the child's stderr looked at, from the end
 _FILE_SIZE_CAP = 64 << 20  # the child writes nothing but its stderr: a flood of warnings stops here
 _CPU_GRACE = 5  # seconds between SIGXCPU (soft limit) and SIGKILL (hard limit)
 _EXIT_GRACE = 5.0  # seconds a child that answered (or closed its end) gets to exit
+_STARTING = threading.Lock()  # multiprocessing's start is not thread-safe, and reads run in threads
 
 
 class IsolationError(JobError):
     """The child reading a sheet was stopped by a cap, crashed, or failed unexpectedly.
 
     A `JobError`, so callers that already handle an unreadable sheet handle this too; ``str()`` is
-    one line naming the file and the reason, ``reason`` the kind (for tests and the web page).
+    one line naming the file and the reason, ``reason`` the kind (for tests and the web page),
+    ``why`` the reason in words without the file ("it needed more than 1 GB of memory").
     """
 
-    def __init__(self, message: str, reason: Reason) -> None:
+    def __init__(self, message: str, reason: Reason, why: str = "") -> None:
         super().__init__(message)
         self.reason: Reason = reason
+        self.why = why or message
 
 
 class IsolationUnavailable(JobError):
@@ -150,23 +162,65 @@ def load_sheet(sheet: str | Path, options: dict[str, Any] | None = None) -> Vali
 
 
 async def run_isolated(
-    func: Callable[..., T], *args: Any, limits: ReadLimits | None = None, what: str = "the sheet"
+    func: Callable[..., T],
+    *args: Any,
+    limits: ReadLimits | None = None,
+    what: str = "the sheet",
+    group: ChildGroup | None = None,
 ) -> T:
     """``func(*args)`` in a capped child; its result, or the `JobError` it raised (as a
     `JobError` with the same message), or an `IsolationError` saying why there is no result.
 
     ``func`` and its result must pickle, and the result may contain only the classes a
     `Validation` is made of. ``what`` starts every message (the file name). Cancelling the
-    caller kills the child.
+    caller kills the child, and the cancellation goes on only once the child is gone (so a
+    server's client that went away leaves no process behind). ``group`` lets its owner kill
+    the child too (`ChildGroup.kill_all`: a server that stops).
     """
     child = _Child(func, args, limits or ReadLimits(), what)
+    if group is not None:
+        group.live.add(child)
+    running = asyncio.ensure_future(asyncio.to_thread(child.run))
     try:
-        answer = await asyncio.to_thread(child.run)
+        answer = await asyncio.shield(running)
     except asyncio.CancelledError:
         child.kill()
+        await asyncio.wait({running})  # killed: the thread reaps it at once
+        if not running.cancelled():
+            running.exception()  # it is the cancellation that is reported, not this
         raise
+    finally:
+        if group is not None:
+            group.live.discard(child)
     result: T = answer
     return result
+
+
+class ChildGroup:
+    """The children a caller has running, so that all can be killed at once (a server that
+    stops: each of their callers gets an `IsolationError`, reason "failed")."""
+
+    def __init__(self) -> None:
+        self.live: set[_Child] = set()
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def kill_all(self) -> None:
+        for child in list(self.live):
+            child.kill()
+
+
+async def warm() -> None:
+    """Start the forkserver now (its imports take about a second), so that the first read
+    does not wait for them. Never fails: a forkserver that cannot start is the first read's
+    `IsolationUnavailable`."""
+    with contextlib.suppress(JobError):
+        await run_isolated(_ready, what="warm-up")
+
+
+def _ready() -> bool:
+    return True
 
 
 class _Child:
@@ -220,7 +274,8 @@ class _Child:
         proc = ctx.Process(target=_child_main, name="bulkschedule-read", daemon=True,
                            args=(send, self.func, self.args, self.limits, stderr_path))
         try:
-            proc.start()  # the first one also starts the forkserver: not under the lock
+            with _STARTING:  # the first one also starts the forkserver: not under self._lock
+                proc.start()
         except Exception as err:  # cannot fork, cannot pickle the call, no forkserver
             raise IsolationUnavailable(
                 f"{self.what}: cannot read the sheet in a separate process: "
@@ -275,7 +330,8 @@ class _Child:
         return self._error("crash", f"the reader stopped without an answer (exit code {exitcode})")
 
     def _error(self, reason: Reason, why: str) -> IsolationError:
-        return IsolationError(f"{self.what}: the sheet could not be read safely: {why}", reason)
+        return IsolationError(f"{self.what}: the sheet could not be read safely: {why}", reason,
+                              why)
 
 
 def _context() -> multiprocessing.context.ForkServerContext:
@@ -335,7 +391,18 @@ def _answer(func: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
         payload = (_MEMORY, "")
     except BaseException as err:  # a reader bug becomes a message, not a traceback
         payload = (_FAILED, _one_line(err))
-    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        return _dumps(payload)
+    except MemoryError:
+        raise
+    except Exception as err:  # an answer that cannot be pickled: a bug, said in one line
+        return _dumps((_FAILED, f"its answer could not be sent back ({_one_line(err)})"))
+
+
+def _dumps(payload: tuple[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+    return buffer.getvalue()
 
 
 def _confine(limits: ReadLimits, stderr_path: str) -> None:
@@ -362,6 +429,35 @@ def _lower(kind: int, soft: int, hard: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 # the answer, taken back
+
+#: Objects both processes hold (module-level constants), sent as their name: the column spec
+#: holds read-only mappings and a generated class, which pickle cannot (and need not) copy.
+_SHARED: dict[str, object] = {"spec": SPEC}
+_SHARED_NAMES = {id(value): name for name, value in _SHARED.items()}
+
+
+class _Pickler(pickle.Pickler):
+    """The child's answer: `_SHARED` objects by name."""
+
+    def persistent_id(self, obj: Any) -> str | None:
+        name = _SHARED_NAMES.get(id(obj))
+        return name if name is not None and _SHARED[name] is obj else None
+
+
+def _shared(name: str) -> object:
+    """In the child: a `_SHARED` object the caller sent by name (as an argument)."""
+    return _SHARED[name]
+
+
+def _reduce_spec(spec: Spec) -> tuple[Callable[[str], object], tuple[str]]:
+    if spec is not SPEC:
+        raise pickle.PicklingError("only the built-in column spec can be sent to a child")
+    return _shared, ("spec",)
+
+
+# The arguments go to the child through multiprocessing's own pickler: the spec by name too.
+ForkingPickler.register(Spec, _reduce_spec)
+
 
 
 class _Unpickler(pickle.Unpickler):
@@ -392,3 +488,8 @@ class _Unpickler(pickle.Unpickler):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
         return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not isinstance(pid, str) or pid not in _SHARED:
+            raise pickle.UnpicklingError(f"unknown shared object {pid!r}")
+        return _SHARED[pid]

@@ -15,7 +15,7 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@setting_options("send", "inbox")
+@setting_options("send", "inbox", "serve", "read")
 def config_show(settings: Settings) -> None:
     """Print every setting, its value and where it came from; credentials are masked.
 

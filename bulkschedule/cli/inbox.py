@@ -10,6 +10,7 @@ import click
 
 from bulkschedule.app.config import Settings
 from bulkschedule.app.inbox import NOT_STARTED, InboxPaths, InstanceLock, SheetResult, watch_inbox
+from bulkschedule.app.isolate import ReadLimits
 from bulkschedule.app.target import Target, api
 from bulkschedule.cli.common import fail, leave, start_logging
 from bulkschedule.cli.console import Progress, sheet_line
@@ -22,7 +23,7 @@ from bulkschedule.core.errors import InboxBusy
 
 @click.command("inbox")
 @click.argument("inbox_dir", metavar="[DIR]", required=False, type=click.Path(file_okay=False))
-@setting_options("send", "inbox")
+@setting_options("send", "inbox", "read")
 def inbox(settings: Settings) -> None:
     """Send every ready sheet in DIR/incoming/ (.xlsx or .csv), oldest first.
 
@@ -89,7 +90,9 @@ async def _passes(settings: Settings, paths: InboxPaths, target: Target,
         paths, target.send, tokens=target.tokens, watch=watch, stop=signals.stop,
         all_or_nothing=settings.inbox.all_or_nothing,
         stable_seconds=settings.inbox.stable_seconds, on_event_factory=progress_for,
-        on_sheet=on_sheet, logger=logger)
+        on_sheet=on_sheet, logger=logger,
+        read_limits=ReadLimits(memory_mb=settings.read_memory_mb,
+                               cpu_seconds=settings.read_cpu_seconds))
     if result.stopped:
         return signals.exit_code(Exit.SIGTERM)
     if watch is None and not result.sheets:

@@ -8,11 +8,13 @@ import os
 import click
 
 from bulkschedule.app.config import Settings
+from bulkschedule.app.isolate import ReadLimits
 from bulkschedule.cli.common import fail, sandbox_conflicts, start_logging
 from bulkschedule.cli.options import Number, setting_options
 from bulkschedule.web import server as web
 
 MEGABYTE = 1024 * 1024
+DAY = 86400.0
 
 
 @click.command("serve")
@@ -27,7 +29,7 @@ MEGABYTE = 1024 * 1024
               show_default=True, help="Environment variable holding the page's password.")
 @click.option("--max-upload-mb", type=Number(0.01, 1024), default=20.0,
               show_default=True, help="Largest sheet accepted, in MB.")
-@setting_options("send")
+@setting_options("send", "serve", "read")
 def serve(settings: Settings, host: str, port: int, sandbox: bool, speed: float,
           password_env: str, max_upload_mb: float) -> None:
     """Serve the upload page: check a sheet, dry-run it, create its sessions, watch the progress
@@ -35,7 +37,8 @@ def serve(settings: Settings, host: str, port: int, sandbox: bool, speed: float,
     (one budget shared with CLI runs on the same state folder).
 
     Bound to 127.0.0.1 by default. Another --host needs a password (at least 8 characters) in
-    $BULKSCHEDULE_WEB_PASSWORD or the variable named by --password-env.
+    $BULKSCHEDULE_WEB_PASSWORD or the variable named by --password-env. Its limits (checks at
+    once, the uploads quota and retention, each sheet's memory and CPU caps): docs/security.md.
     """
     sandbox_conflicts(settings, sandbox=sandbox, speed=speed)
     start_logging(settings)
@@ -45,7 +48,12 @@ def serve(settings: Settings, host: str, port: int, sandbox: bool, speed: float,
         asyncio.run(web.serve(
             settings, host=host, port=port, sandbox=sandbox, speed=speed, password=password,
             state_dir=settings.state_dir if settings.given("state_dir") else None,
-            max_upload=int(max_upload_mb * MEGABYTE),
+            max_upload=int(max_upload_mb * MEGABYTE), max_checks=settings.web_checks,
+            uploads_quota=settings.uploads_quota_mb * MEGABYTE,
+            retention=None if settings.upload_retention_days is None
+            else settings.upload_retention_days * DAY,
+            read_limits=ReadLimits(memory_mb=settings.read_memory_mb,
+                                   cpu_seconds=settings.read_cpu_seconds),
             on_ready=lambda url: click.echo(f"serving {url} ; Ctrl-C to stop", err=True)))
     except web.WebError as err:
         fail(str(err))

@@ -1,4 +1,4 @@
-"""Checking uploads under load: a few at a time, each in a child process that can be killed.
+"""Checking uploads under load: a few at a time (`Gate`), each read in a capped child process.
 
 Why a child process: reading a sheet is native code (a workbook reader) and pandas, neither of
 which can be interrupted from Python. In a thread, a check goes on after its client has gone,
@@ -6,8 +6,14 @@ competes with the event loop for the GIL (the page stops answering), and a reade
 takes the server down with it. In a child it is killed when the client disconnects or the server
 stops, it runs under a memory and CPU-time cap, and a crash is one refused upload.
 
-Children come from a fork server that has already imported the reader and pandas, so each
-check starts in milliseconds instead of re-importing them (about a second).
+The children are `bulkschedule.app.isolate`'s, as for the inbox: one fork server for the whole
+process (its preload list is process-wide), the same caps (`ReadLimits`, the ``read_memory_mb``
+and ``read_cpu_seconds`` settings), the same one-line reasons. This module holds what is the
+page's own: the `Gate`, and the two steps a check runs in children, `read_upload` (the content
+sniff and `job.load`) and `write_annotated` (the annotated sheet). Between them, in the server
+process, the online stage may add the org's problems (it needs the network and the journal);
+after them, the small `summary` the page shows: see `uploads.Uploads`. The steps import nothing
+the fork server has not already loaded, so a child starts in milliseconds.
 
 `Gate` bounds the work: at most ``slots`` checks run at once, at most ``queue`` more uploads
 wait (receiving or queued), and anything beyond is refused at once (503) instead of piling up.
@@ -16,53 +22,36 @@ wait (receiving or queued), and anything beyond is refused at once (503) instead
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
-import multiprocessing
-import signal
-import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext, SpawnContext
-from multiprocessing.process import BaseProcess
+import datetime as dt
+import json
+import zipfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from bulkschedule.web.access import Refused
+from bulkschedule.app import job
+from bulkschedule.app.results import write_report
+from bulkschedule.org.cache import OrgCache
+from bulkschedule.sheet.schema import Validation
 
-if sys.platform != "win32":
-    import resource
+#: The files of an upload folder: the summary the page shows, the annotated sheet, the file as
+#: it arrives, and last the meta file (an upload without it does not exist).
+META = ".meta.json"
+CHECKED = ".validation.json"
+REPORT = ".report.xlsx"
+PARTIAL = ".upload.part"
 
-# Backstops, not budgets: a 60,000-row sheet (10 MB) takes about 15 s of CPU and 300 MB to
-# check and annotate. A check that exceeds them is refused; the server carries on.
-CHILD_MEMORY = 4 * 1024**3  # address space of one check, in bytes (then MemoryError)
-CHILD_CPU = 300  # CPU seconds of one check (then SIGXCPU)
-#: Imported once by the fork server, so that every check starts with them loaded.
-PRELOAD = ["bulkschedule.web.uploads", "pandera.pandas", "python_calamine", "openpyxl"]
+#: Problems kept in the summary (and shown in the page's table); the annotated sheet has them all.
+SHOWN_PROBLEMS = 200
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 class Full(Exception):
     """Every check slot and queue place is taken: answer 503 and let the client retry."""
-
-
-class ChildFailed(Exception):
-    """The child ended without a result: killed, crashed, over its caps, or an error.
-
-    ``reason`` is for the page (no path, no internals); ``detail`` is for the log.
-    """
-
-    def __init__(self, exitcode: int | None, reason: str = "", detail: str = "") -> None:
-        self.exitcode = exitcode
-        if not reason:
-            if exitcode == -signal.SIGXCPU:
-                reason = "it takes longer than a check may (the CPU-time limit)"
-            elif exitcode is not None and exitcode < 0:
-                reason = (f"the reader stopped unexpectedly "
-                          f"({signal.Signals(-exitcode).name})")
-            else:
-                reason = "the check ended unexpectedly"
-        self.reason = reason
-        self.detail = detail or reason
-        super().__init__(self.detail)
 
 
 class Gate:
@@ -101,145 +90,129 @@ class Gate:
                 self.running -= 1
 
 
-_Context = ForkServerContext | SpawnContext
-_context: list[_Context] = []
+# --------------------------------------------------------------------------------------------
+# in the child
 
 
-def context() -> _Context:
-    """The fork server (or, where there is none, spawn), with the reader preloaded."""
-    if not _context:
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            forkserver = multiprocessing.get_context("forkserver")
-            forkserver.set_forkserver_preload(PRELOAD)
-            _context.append(forkserver)
-        else:  # pragma: no cover - Windows
-            _context.append(multiprocessing.get_context("spawn"))
-    return _context[0]
+def sniff_problem(path: Path, ext: str) -> str | None:
+    """None if the content matches the extension, else why not (one line, for the page).
 
-
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], memory: int,
-           cpu: int) -> None:
-    """In the child: cap it, run ``fn``, send back one small answer."""
-    if sys.platform != "win32":
-        with contextlib.suppress(ValueError, OSError):  # a lower hard limit already applies
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    try:
-        answer: tuple[Any, ...] = ("ok", fn(*args))
-    except Refused as refused:
-        answer = ("refused", refused.status, refused.message)
-    except MemoryError:
-        answer = ("failed", "it needs more memory than a check may use", "MemoryError")
-    except BaseException as err:  # reported to the parent, which logs it
-        answer = ("failed", "an internal error (see the server log)",
-                  f"{type(err).__name__}: {err}")
-    conn.send(answer)
-    conn.close()
-
-
-class Children:
-    """The checks running in child processes, so that a shutdown can kill them all."""
-
-    def __init__(self, *, memory: int = CHILD_MEMORY, cpu: int = CHILD_CPU) -> None:
-        self.memory = memory
-        self.cpu = cpu
-        self.live: set[BaseProcess] = set()
-        self._starting = threading.Lock()  # multiprocessing's start is not thread-safe
-
-    async def run(self, fn: Callable[..., Any], *args: Any,
-                  on_start: Callable[[BaseProcess], None] | None = None) -> Any:
-        """``fn(*args)`` in a child; its (small, picklable) result.
-
-        `Refused` raised in the child is raised here; a child that dies or fails raises
-        `ChildFailed`. If the caller is cancelled (its client went away, the server stops), the
-        child is killed at once.
-        """
-        ctx = context()
-        receiver, sender = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(sender, fn, args, self.memory, self.cpu),
-                           daemon=True, name="bulkschedule-check")
+    The extension alone proves nothing: a renamed executable or a PDF must not reach the reader.
+    An ``.xlsx`` must be a zip holding ``[Content_Types].xml``; a ``.csv`` must be text (UTF-8,
+    UTF-16 with a BOM or Windows-1252, as the CLI's reader accepts), without binary bytes.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if not head:
+        return "the file is empty"
+    if ext == ".xlsx":
+        if not head.startswith(_ZIP_MAGIC):
+            return "this is not an Excel workbook (.xlsx); save the sheet as .xlsx or .csv"
         try:
-            await self._start(proc)
-            sender.close()  # the child has its own end: EOF here once it is gone
-            self.live.add(proc)
-            if on_start is not None:
-                on_start(proc)
-            try:
-                await _ended(proc.sentinel)
-            except BaseException:
-                proc.kill()
-                raise
-            finally:
-                proc.join(5.0)
-                self.live.discard(proc)
-            answer = _answer(receiver)
-            exitcode = proc.exitcode
-        finally:
-            receiver.close()
-            sender.close()
-        if answer is None:
-            raise ChildFailed(exitcode)
-        if answer[0] == "refused":
-            raise Refused(answer[1], answer[2])
-        if answer[0] == "failed":
-            raise ChildFailed(exitcode, answer[1], answer[2])
-        return answer[1]
-
-    async def _start(self, proc: BaseProcess) -> None:
-        """Start ``proc`` in a thread: the first start waits for the fork server to import the
-        reader and pandas (seconds), which must not stall the event loop. A start cannot be
-        interrupted, so a cancelled one is waited for and its child killed."""
-        started = asyncio.ensure_future(asyncio.to_thread(self._start_now, proc))
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "this .xlsx file is damaged (not a readable workbook)"
+        if "[Content_Types].xml" not in names:
+            return "this is a zip archive, not an Excel workbook"
+        return None
+    if head.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
+        return "this is a workbook saved with a .csv name: upload it as .xlsx, or save as CSV"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            await asyncio.shield(started)
-        except asyncio.CancelledError:
-            await asyncio.wait({started})
-            if not started.cancelled() and started.exception() is None:
-                proc.kill()
-                proc.join(5.0)
-            raise
-
-    def _start_now(self, proc: BaseProcess) -> None:
-        with self._starting:
-            proc.start()
-
-    async def warm(self) -> None:
-        """Start the fork server now, so the first upload does not wait for its imports."""
-        with contextlib.suppress(Exception):
-            await self.run(_ready)
-
-    def kill_all(self) -> None:
-        for proc in list(self.live):
-            with contextlib.suppress(ValueError, OSError):
-                proc.kill()
-
-
-def _ready() -> bool:
-    return True
-
-
-def _answer(receiver: Connection) -> tuple[Any, ...] | None:
-    """The child's answer, or None if it died before sending a whole one."""
+            codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
+        except UnicodeDecodeError:
+            return "this .csv file is not readable text"
+        return None
+    if b"\0" in head:
+        return "this is not a text CSV file (it contains binary data)"
     try:
-        if receiver.poll():
-            answer: tuple[Any, ...] = receiver.recv()
-            return answer
-    except (EOFError, OSError):
-        pass
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError:
+        try:
+            text = head.decode("cp1252")
+        except UnicodeDecodeError:
+            return "this .csv file is not readable text (unknown encoding)"
+    controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\r\n\f")
+    if controls > max(2, len(text) // 100):
+        return "this is not a text CSV file (it contains binary data)"
     return None
 
 
-async def _ended(fd: int) -> None:
-    """Until a process's sentinel is readable (it has exited): no thread, no polling."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
+def read_upload(folder: Path, meta: Mapping[str, Any], today: dt.date | None,
+                names: tuple[Path, str] | None) -> Validation | str:
+    """In the child: a file just received is sniffed (a mismatch is returned as its one-line
+    reason) and takes its name; then the sheet is read and validated as ``run`` would
+    (`load_upload`). A sheet the reader refuses raises its `JobError`."""
+    partial = folder / PARTIAL
+    if partial.exists():
+        problem = sniff_problem(partial, Path(meta["file"]).suffix.lower())
+        if problem:
+            return problem
+        partial.rename(folder / meta["file"])
+    return load_upload(folder, meta, today, names)
 
-    def ready() -> None:
-        if not done.done():
-            done.set_result(None)
 
-    loop.add_reader(fd, ready)
+def load_upload(folder: Path, meta: Mapping[str, Any], today: dt.date | None,
+                names: tuple[Path, str] | None) -> Validation:
+    """`job.load` with the form's options; names in ID columns resolve from the org cache at
+    ``names`` (state folder, API base) when there is one, as ``validate`` does offline. The
+    valid rows are built here, under the caps."""
+    options = meta.get("options", {})
+    cache = OrgCache.existing(*names) if names is not None else None
     try:
-        await done
+        validation = job.load(str(folder / meta["file"]), course=options.get("course"),
+                              batch=options.get("batch"), module=options.get("module"),
+                              month_first=bool(options.get("month_first")), today=today,
+                              names_from=cache)
     finally:
-        loop.remove_reader(fd)
+        if cache is not None:
+            cache.close()
+    validation.sessions  # noqa: B018 - builds the lazily parsed rows now
+    return validation
+
+
+def write_annotated(folder: Path, validation: Validation) -> bool:
+    """In the child: the annotated sheet (every problem marked in its cell, and the Problems
+    sheet): the one step after reading whose cost grows with the sheet and its problems."""
+    write_report(folder / REPORT, validation)
+    return True
+
+
+def finish_upload(folder: Path, meta: Mapping[str, Any], checked: Mapping[str, Any]) -> None:
+    """The summary the page shows, and last the meta file that makes the upload exist."""
+    write_json(folder / CHECKED, checked)
+    write_json(folder / META, meta)
+
+
+def summary(validation: Validation, meta: Mapping[str, Any], folder: Path,
+            org: Mapping[str, Any]) -> dict[str, Any]:
+    """What the upload's page shows: counts, the first `SHOWN_PROBLEMS` problems with their
+    total (a 100,000-row sheet's page stays small; the annotated sheet has them all), notes
+    without the server's paths, and what the online stage said (``org``)."""
+    sheet = str(folder / meta["file"])
+    problems = validation.problems
+    return {
+        "file": meta["name"],
+        "rows": validation.n_rows,
+        "valid": validation.valid,
+        "errors": validation.errors,
+        "warnings": validation.warnings,
+        "fatal": validation.fatal,
+        "problems": [p.to_dict() for p in problems[:SHOWN_PROBLEMS]],
+        "problem_total": len(problems),
+        "notes": [n.replace(sheet, meta["name"]) for n in validation.table.notes],
+        **org,
+    }
+
+
+def read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    tmp.replace(path)

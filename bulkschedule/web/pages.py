@@ -23,10 +23,12 @@ from aiohttp import web
 
 from bulkschedule.send.journal import RunInfo
 from bulkschedule.web.access import CSRF_FIELD
+from bulkschedule.web.checking import SHOWN_PROBLEMS
 from bulkschedule.web.runs import STATE_TEXT, LiveRun
 from bulkschedule.web.uploads import megabytes
 
-SHOWN_PROBLEMS = 1000  # rows of the problems table; the annotated sheet has them all
+__all__ = ["SHOWN_PROBLEMS", "View", "render"]
+
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -118,8 +120,8 @@ def upload_form(view: View, max_upload: int, error: str | None = None, *,
 def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
                 checked: Mapping[str, Any], *, where: str, api_base: str,
                 rate: str) -> web.Response:
-    """A checked upload: its summary, the two run buttons, and its problems (the first
-    `SHOWN_PROBLEMS`, as the CLI's table)."""
+    """A checked upload: its summary, what the org said, the two run buttons, and its problems
+    (the first `SHOWN_PROBLEMS`, with the total: the annotated sheet has them all)."""
     valid = int(checked["valid"])
     if checked.get("fatal"):
         why = "A required column is missing, so nothing can be sent."
@@ -130,8 +132,11 @@ def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
     problems = checked["problems"]
     return render(view, "upload.html", str(meta["name"]), upload_id=upload_id, meta=meta,
                   checked=checked, notes=checked.get("notes", []), valid=valid, why=why,
-                  where=where, api_base=api_base,
-                  rate=rate, problems=problems[:SHOWN_PROBLEMS], total_problems=len(problems))
+                  where=where, api_base=api_base, rate=rate,
+                  problems=problems[:SHOWN_PROBLEMS],
+                  total_problems=int(checked.get("problem_total", len(problems))),
+                  org_line=checked.get("org_line"), org_warning=checked.get("org_warning"),
+                  held=int(checked.get("held", 0)), report_error=checked.get("report_error"))
 
 
 def progress_page(view: View, run: LiveRun) -> web.Response:

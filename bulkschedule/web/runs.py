@@ -1,10 +1,12 @@
 """Runs started from the upload page: one at a time, on the server, reported as they go.
 
-A run is `job.send` in an asyncio task; its `LiveRun` follows the events (counts, rate, ETA,
-lockout, rows needing attention) so any number of tabs, and a reload, see the same progress. Its
-id is the journal's (`job.send`'s ``on_register``), so a finished run is found again in the
-journal's history after a restart. On shutdown, runs stop as after a Ctrl-C: calls in flight
-finish and the results workbook is written.
+A run is `job.send` in an asyncio task; its `LiveRun` follows the events through the shared
+`Tally` (counts, rate, ETA, lockout, as the terminal shows them) and keeps the rows needing
+attention, so any number of tabs, and a reload, see the same progress. A tab's event stream
+(`progress_events`) sends those counts, at most a few times a second however fast rows settle,
+never a message per row. Its id is the journal's (`job.send`'s ``on_register``), so a finished
+run is found again in the journal's history after a restart. On shutdown, runs stop as after a
+Ctrl-C: calls in flight finish and the results workbook is written.
 """
 
 from __future__ import annotations
@@ -14,28 +16,23 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulkschedule.app import job
 from bulkschedule.app.logs import log_lock, log_outcome, log_summary, redact
+from bulkschedule.app.progress import Tally
 from bulkschedule.core.problems import Status
 from bulkschedule.send.journal import Journal, RunInfo
-from bulkschedule.send.runner import (
-    Event,
-    LockEvent,
-    OutcomeEvent,
-    RetryEvent,
-    StopEvent,
-    WaitEvent,
-)
+from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent, StopEvent
 from bulkschedule.web.access import Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.app.target import Target
     from bulkschedule.sheet.schema import Validation
+    from bulkschedule.zoho.records import ListedSession
 
 log = logging.getLogger("bulkschedule")
 
@@ -46,6 +43,8 @@ log = logging.getLogger("bulkschedule")
 STOP_GRACE = 4.0
 HARD_GRACE = 2.0
 MAX_KEPT = 20  # finished runs kept in memory (older ones come back from the journal)
+STREAM_INTERVAL = 0.25  # seconds between two snapshots of a stream: at most 4 a second
+KEEPALIVE = 5.0  # seconds between snapshots when nothing happens
 
 STATE_TEXT = {
     "starting": "Starting: checking the credentials",
@@ -77,16 +76,15 @@ class LiveRun:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     hard_stop: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.time)
-    started_mono: float = field(default_factory=time.monotonic)
     state: str = "starting"  # starting | running | stopping | finished | interrupted | failed
-    counts: dict[str, int] = field(default_factory=dict)
-    done: int = 0
-    retries: int = 0
-    lock_until: float | None = None
     message: str | None = None
     attention: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    tally: Tally = field(init=False)  # counts, rate, ETA, lockout: as the terminal shows them
+
+    def __post_init__(self) -> None:
+        self.tally = Tally(self.total, limit_per_min=self.limit_per_min)
 
     @property
     def finished(self) -> bool:
@@ -97,58 +95,77 @@ class LiveRun:
         old.set()
 
     def on_event(self, event: Event) -> None:
+        self.tally(event)
         if isinstance(event, OutcomeEvent):
             outcome = event.outcome
-            status = str(outcome.status)
-            self.counts[status] = self.counts.get(status, 0) + 1
-            if outcome.status == Status.INVALID:  # never sent: shown with the upload's problems
-                log_outcome(log, outcome, sheet=self.name)
-                self.touch()
-                return
-            self.done += 1
-            if outcome.status not in (Status.CREATED, Status.EXISTS, Status.WOULD_CREATE):
-                self.attention.append({"row": outcome.row, "status": status,
+            # an invalid row was never sent: it is shown with the upload's problems
+            if outcome.status not in (Status.INVALID, Status.CREATED, Status.EXISTS,
+                                      Status.WOULD_CREATE):
+                self.attention.append({"row": outcome.row, "status": str(outcome.status),
                                        "message": redact(outcome.message or "")})
             log_outcome(log, outcome, sheet=self.name)
         elif isinstance(event, LockEvent):
-            self.lock_until = event.until
             log_lock(log, event.until, event.reason)
-        elif isinstance(event, WaitEvent):
-            self.lock_until = time.time() + event.remaining
-        elif isinstance(event, RetryEvent):
-            self.retries += 1
         elif isinstance(event, StopEvent) and not self.stop.is_set():
             self.message = redact(event.reason)
         self.touch()
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the progress panel shows, as JSON: counts, rate, ETA, lockout."""
-        now = time.time()
-        elapsed = max(time.monotonic() - self.started_mono, 1e-9)
-        rate = self.done * 60 / elapsed
-        lock_left = 0.0
-        if self.lock_until is not None and not self.finished:
-            lock_left = max(0.0, self.lock_until - now)
-        eta = None if self.finished else job.eta_seconds(
-            self.total, self.done, elapsed, lock_left=lock_left,
-            limit_per_min=self.limit_per_min)
+        tally = self.tally
         return {
             "id": self.id,
             "state": self.state,
             "state_text": STATE_TEXT.get(self.state, self.state),
             "dry_run": self.dry_run,
             "total": self.total,
-            "done": self.done,
-            "counts": dict(sorted(self.counts.items())),
-            "rate": round(rate, 1),
-            "eta": eta,
-            "lock_left": round(lock_left, 1),
-            "retries": self.retries,
+            "done": tally.done,
+            "counts": tally.sorted_counts(),
+            "rate": round(tally.rate(), 1),
+            "eta": None if self.finished else tally.eta(),
+            "lock_left": 0.0 if self.finished else round(tally.lock_left(), 1),
+            "retries": tally.retries,
             "message": self.message,
             "attention": list(self.attention),
             "results": f"/runs/{self.id}/results.xlsx"
             if self.finished and self.results_path.is_file() else None,
         }
+
+
+async def progress_events(
+    run: LiveRun,
+    *,
+    closing: Callable[[], bool] = lambda: False,
+    interval: float = STREAM_INTERVAL,
+    keepalive: float = KEEPALIVE,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+    """A run's event stream: ("progress", snapshot) now, then after each change but at most one
+    per ``interval`` (a burst of rows is one snapshot of their counts, however fast they settle),
+    or every ``keepalive`` when nothing happens; ("done", snapshot) last. Ends early when the
+    server is ``closing``. ``clock`` and ``sleep`` are the stream's time (tests: a fake clock).
+    """
+    while True:
+        changed, finished = run.changed, run.finished
+        yield ("done" if finished else "progress"), run.snapshot()
+        if finished or closing():  # a run that ended meanwhile gets its "done" next
+            return
+        sent = clock()
+        await _first(changed.wait(), sleep(keepalive))
+        wait = sent + interval - clock()
+        if wait > 0 and not run.finished:
+            await sleep(wait)  # what happens meanwhile is in the next snapshot
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    """Until the first of ``waits`` is done; the others are cancelled."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 class Busy(Exception):
@@ -199,16 +216,22 @@ class Runs:
             return journal.run(run_id)
 
     async def start(self, upload_id: str, folder: Path, meta: Mapping[str, Any],
-                    validation: Validation, *, dry_run: bool, target: Target) -> LiveRun:
+                    validation: Validation, *, dry_run: bool, target: Target,
+                    held: Mapping[int, ListedSession] | None = None,
+                    note: str | None = None) -> LiveRun:
         """Start `job.send` as a task; return its run once the journal has registered it (its
-        journal id is the run's id everywhere: page, event stream, history, download)."""
+        journal id is the run's id everywhere: page, event stream, history, download).
+        ``held``: rows whose session Zoho already holds (the online stage found them), reported
+        ``exists`` and never sent; ``note``: a warning the run starts with (an org that could
+        not be read)."""
         current = self.current()
         if current is not None:
             raise Busy(current)
         results = folder / f".results-{secrets.token_hex(8)}.xlsx"
         run = LiveRun(id=0, upload_id=upload_id, name=meta["name"], dry_run=dry_run,
                       total=validation.valid, target=target.api_base,
-                      results_path=results, limit_per_min=target.send.calls_per_minute)
+                      results_path=results, limit_per_min=target.send.calls_per_minute,
+                      message=note)
         registered = asyncio.Event()
 
         def on_register(run_id: int) -> None:
@@ -216,7 +239,8 @@ class Runs:
             self.live[run_id] = run
             registered.set()
 
-        run.task = asyncio.create_task(self._execute(run, validation, target, on_register))
+        run.task = asyncio.create_task(self._execute(run, validation, target, on_register,
+                                                     held or {}))
         waiter = asyncio.ensure_future(registered.wait())
         try:
             await asyncio.wait({run.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -232,7 +256,8 @@ class Runs:
         return run
 
     async def _execute(self, run: LiveRun, validation: Validation, target: Target,
-                       on_register: Callable[[int], None]) -> None:
+                       on_register: Callable[[int], None],
+                       held: Mapping[int, ListedSession]) -> None:
         def started(to_send: int, known: int) -> None:
             if run.state == "starting":
                 run.state = "running"
@@ -245,7 +270,7 @@ class Runs:
                 validation, target.send, tokens=target.tokens, results_path=run.results_path,
                 dry_run=run.dry_run, stop=run.stop, hard_stop=run.hard_stop,
                 on_event=run.on_event, on_start=started, on_register=on_register,
-                summary_extra={"file": run.name, "started from": "upload page"})
+                summary_extra={"file": run.name, "started from": "upload page"}, held=held)
         except job.JobError as err:
             run.state, run.message = "failed", redact(str(err))
         except OSError as err:
@@ -258,7 +283,7 @@ class Runs:
             log.exception("web run %s failed", run.id)
             run.state, run.message = "failed", "internal error: see the server log"
         else:
-            run.counts = dict(result.counts)
+            run.tally.counts = dict(result.counts)
             run.state = "interrupted" if run.stop.is_set() else "finished"
             if result.halted:
                 run.message = redact(result.halted)

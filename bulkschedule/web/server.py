@@ -11,7 +11,8 @@ This module is the routes, the app and `serve`; the rest is one concern per modu
 
 * `access`: who may use the page (loopback or password, sessions, CSRF, Origin);
 * `uploads`: storing, checking and validating uploaded sheets, the quota and pruning;
-* `checking`: checks in child processes that can be killed, a few at a time (`Gate`);
+* `checking`: a few checks at a time (`Gate`), each in capped child processes (`app.isolate`);
+* `online`: the org's checks for an upload and a run, when the page can read the org;
 * `runs`: runs on the server (one at a time, progress for any tab, shutdown at a safe point);
 * `pages` and ``templates/``: the HTML (Jinja2, autoescaped).
 
@@ -38,11 +39,15 @@ from typing import Any
 
 from aiohttp import web
 
-from bulkschedule.app import job
+from bulkschedule.app import isolate, job
 from bulkschedule.app.config import Settings
+from bulkschedule.app.isolate import ReadLimits
 from bulkschedule.app.logs import redact
+from bulkschedule.app.online import Online
 from bulkschedule.app.target import Target, api, sandbox_config, to_sandbox
 from bulkschedule.sandbox.server import Sandbox, SandboxConfig
+from bulkschedule.send.journal import normalise_base
+from bulkschedule.sheet.schema import Validation
 from bulkschedule.web import pages
 from bulkschedule.web.access import (
     ACCESS,
@@ -62,7 +67,8 @@ from bulkschedule.web.access import (
     local_path,
 )
 from bulkschedule.web.checking import Gate
-from bulkschedule.web.runs import Busy, LiveRun, Runs
+from bulkschedule.web.online import ORG_TIMEOUT, OrgReads, TargetOrWhy
+from bulkschedule.web.runs import Busy, LiveRun, Runs, progress_events
 from bulkschedule.web.uploads import (
     CHECKED,
     DEFAULT_BODY_TIMEOUT,
@@ -103,7 +109,6 @@ DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 DEFAULT_QUEUE = 4  # uploads admitted beyond the checks running (receiving or waiting)
 SHUTDOWN_TIMEOUT = 1.0  # after the runs: how long other requests may take before cancelling
 FORM_LIMIT = 64 * 1024  # url-encoded forms (login, run buttons) are tiny
-KEEPALIVE = 5.0  # seconds between progress snapshots when nothing happens
 STATIC_DIR = Path(__file__).with_name("static")
 _XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -120,6 +125,7 @@ class _State:
     sandbox_config: SandboxConfig | None
     uploads: Uploads
     book: Runs
+    reads: OrgReads | None = None  # None: the org is never read (make_app's check_org)
     sandbox: Sandbox | None = None
 
     @property
@@ -148,6 +154,27 @@ class _State:
         except job.JobError as err:
             raise Refused(503, ("" if dry_run else "cannot send: ") + redact(str(err))) \
                 from None
+
+    def org_target(self) -> TargetOrWhy:
+        """Where the org is read: the sandbox, or the API when credentials are usable (read
+        now, as for a run); otherwise why not, for the upload's page."""
+        if self.sandbox is not None:
+            return to_sandbox(self.sandbox, self.settings, state_dir=self.state_dir)
+        try:
+            return api(self.settings, env=self.env, need_credentials=True,
+                       state_dir=self.state_dir)
+        except job.JobError as err:
+            return redact(str(err))
+
+    def names_from(self) -> tuple[Path, str]:
+        """The org cache names resolve from offline: this page's state folder and API."""
+        return self.state_dir, normalise_base(self.api_base)
+
+    async def org_for_run(self, validation: Validation, meta: Mapping[str, Any]) -> Online:
+        """A run's online stage (`OrgReads.for_run`), or the validation as it is."""
+        if self.reads is None:
+            return Online(validation)
+        return await self.reads.for_run(validation, meta.get("options", {}))
 
     def downloadable(self, results_path: str | None) -> bool:
         return self.uploads.owned_results(results_path) is not None
@@ -327,12 +354,18 @@ async def start_run(request: web.Request) -> web.StreamResponse:
             return pages.busy_page(_view(request), current)
         target = st.target(dry_run)
         validation = await st.uploads.validation_for(upload_id, folder)
+        meta = await asyncio.to_thread(st.uploads.meta, folder)
+        found = Online(validation)
+        if not validation.fatal and (validation.valid or any(
+                p.code.startswith("name.") for p in validation.problems)):
+            # names resolved, the org's problems, the sessions Zoho holds: as `run` does
+            found = await st.org_for_run(validation, meta)
+            validation = found.validation
         if validation.fatal or not validation.sessions:
             raise Refused(409, "Nothing to send: no row of this sheet is valid.")
-        meta = await asyncio.to_thread(st.uploads.meta, folder)
         try:
             run = await st.book.start(upload_id, folder, meta, validation, dry_run=dry_run,
-                                      target=target)
+                                      target=target, held=found.held, note=found.warning)
         except Busy as busy:
             return pages.busy_page(_view(request), busy.run)
     await asyncio.to_thread(st.uploads.touch, folder)  # used: kept for another retention period
@@ -362,8 +395,9 @@ async def run_page(request: web.Request) -> web.StreamResponse:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: a snapshot now, then one per change (or every few seconds), then
-    ``done``. The run is on the server, so a reconnect simply picks up the current state."""
+    """Server-sent events (`runs.progress_events`): a snapshot now, then the counts as they
+    change (at most a few a second), then ``done``. The run is on the server, so a reconnect
+    simply picks up the current state."""
     st = request.app[STATE]
     run_id = _run_id(request)
     live = st.book.get(run_id)
@@ -385,14 +419,10 @@ async def events(request: web.Request) -> web.StreamResponse:
             await _send(response, "done", final)
             return response
         assert live is not None
-        while True:
-            changed = live.changed
-            snap = live.snapshot()
-            await _send(response, "done" if live.finished else "progress", snap)
-            if live.finished or st.book.closing:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), KEEPALIVE)
+        stream = progress_events(live, closing=lambda: st.book.closing)
+        async with contextlib.aclosing(stream):
+            async for event, snap in stream:
+                await _send(response, event, snap)
     except ConnectionResetError:
         pass  # the tab went away; the run does not care
     return response
@@ -463,6 +493,9 @@ def make_app(
     uploads_quota: int = DEFAULT_QUOTA,
     retention: float | None = DEFAULT_RETENTION,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    read_limits: ReadLimits | None = None,
+    check_org: bool = True,
+    org_timeout: float = ORG_TIMEOUT,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The upload page as an aiohttp Application.
@@ -474,7 +507,11 @@ def make_app(
     Under load: ``max_checks`` sheets are checked at once (default: the number of cores) and
     ``check_queue`` more uploads admitted, the rest get 503; an upload must arrive within
     ``body_timeout`` seconds; ``<state>/uploads`` holds at most ``uploads_quota`` bytes, and an
-    upload unused for ``retention`` seconds (None: kept for good) is removed.
+    upload unused for ``retention`` seconds (None: kept for good) is removed. Each sheet is
+    read in a child capped by ``read_limits`` (memory, CPU time: `bulkschedule.app.isolate`).
+    With ``check_org`` (the default), checks and runs also check the sheet against the org when
+    the page can read it (the sandbox, or credentials), each stage within ``org_timeout``
+    seconds (`bulkschedule.web.online`).
     ``today`` pins validation's idea of today and ``clock`` the wall clock (tests).
     """
     if max_upload < 1:
@@ -483,13 +520,20 @@ def make_app(
     try:
         gate = Gate(max_checks or os.cpu_count() or 1, check_queue)
         uploads = Uploads(state_dir / "uploads", gate=gate, today=today, quota=uploads_quota,
-                          retention=retention, body_timeout=body_timeout, clock=clock)
+                          retention=retention, body_timeout=body_timeout, clock=clock,
+                          limits=read_limits)
+        if org_timeout <= 0:
+            raise ValueError("the org's time limit must be positive")
     except ValueError as err:
         raise WebError(str(err)) from None
     st = _State(settings=settings, state_dir=state_dir, access=Access(password or None),
                 max_upload=max_upload, env=os.environ if env is None else env,
                 sandbox_config=sandbox, uploads=uploads,
                 book=Runs(state_dir, on_finished=lambda run: uploads.account(run.results_path)))
+    uploads.names_from = st.names_from
+    if check_org:
+        st.reads = OrgReads(st.org_target, settings.max_age, org_timeout)
+        uploads.org = st.reads.check
     app = web.Application(middlewares=[_errors, guard], client_max_size=FORM_LIMIT)
     app[STATE] = st
     app[ACCESS] = st.access
@@ -566,6 +610,7 @@ async def serve(
     max_checks: int | None = None,
     uploads_quota: int = DEFAULT_QUOTA,
     retention: float | None = DEFAULT_RETENTION,
+    read_limits: ReadLimits | None = None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop within 10 seconds: stop accepting, bring a run in
@@ -586,7 +631,8 @@ async def serve(
                            f"{err.strerror or err}") from None
         app = make_app(settings, state_dir=state_dir, sandbox=config, password=password,
                        max_upload=max_upload, max_checks=max_checks,
-                       uploads_quota=uploads_quota, retention=retention)
+                       uploads_quota=uploads_quota, retention=retention,
+                       read_limits=read_limits)
         runner = web.AppRunner(app, access_log=logging.getLogger("bulkschedule.web.access"),
                                handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
@@ -608,7 +654,7 @@ async def serve(
                     loop.add_signal_handler(signum, on_signal)
                     handled.append(signum)
             # The fork server's imports take seconds: pay them now, not on the first upload.
-            warm = asyncio.create_task(app[STATE].uploads.children.warm())
+            warm = asyncio.create_task(isolate.warm())
             if on_ready is not None:
                 on_ready(_url(runner, host))
             await stop.wait()

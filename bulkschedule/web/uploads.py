@@ -9,17 +9,20 @@ those (`Uploads.owned_results`).
 
 Under load (`Uploads.receive`): a gate admits a few uploads at once and refuses the rest (503),
 the body must arrive within a deadline (408), the folder stays under a quota (507), checks run
-in killable child processes (`checking`), and uploads unused for the retention period are
-pruned (`Uploads.prune`: at start, hourly, and when an upload arrives after an hour or more).
+in killable, capped child processes (`checking`, `bulkschedule.app.isolate`), and uploads unused
+for the retention period are pruned (`Uploads.prune`: at start, hourly, and when an upload
+arrives after an hour or more).
+
+A check (`Uploads.check`) reads the sheet in a child, then, when the page can read the org, adds
+the org's problems in this process (the online stage needs the network and the journal), then
+writes the annotated sheet and the summary in a child again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import re
@@ -27,31 +30,56 @@ import secrets
 import shutil
 import time
 import unicodedata
-import zipfile
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from bulkschedule.app import job
-from bulkschedule.app.results import write_report
+from bulkschedule.app.isolate import (
+    ChildGroup,
+    IsolationError,
+    IsolationUnavailable,
+    ReadLimits,
+    run_isolated,
+)
+from bulkschedule.core.errors import JobError
 from bulkschedule.web.access import CSRF_FIELD, CSRF_HEADER, Refused
-from bulkschedule.web.checking import ChildFailed, Children, Full, Gate
+from bulkschedule.web.checking import (
+    CHECKED,
+    META,
+    PARTIAL,
+    REPORT,
+    Full,
+    Gate,
+    finish_upload,
+    load_upload,
+    read_json,
+    read_upload,
+    sniff_problem,
+    summary,
+    write_annotated,
+    write_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.sheet.schema import Validation
+
+__all__ = ["CHECKED", "META", "PARTIAL", "REPORT", "Uploads", "read_json", "safe_name",
+           "sniff_problem"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("bulkschedule")
 
 ACCEPTED = (".xlsx", ".csv")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the small fields around the file
-META = ".meta.json"
-CHECKED = ".validation.json"
-REPORT = ".report.xlsx"
-PARTIAL = ".upload.part"
+#: Validations kept in memory for the runs to come: at most this many uploads, and rows in all
+#: (a 100,000-row sheet's validation takes about 100 MB), always at least the latest upload.
+KEPT_UPLOADS = 4
+KEPT_ROWS = 200_000
 
 DEFAULT_QUOTA = 1024**3  # bytes under <state>/uploads
 DEFAULT_RETENTION = 14 * 86400.0  # seconds an upload is kept after its last use
@@ -63,8 +91,6 @@ STOPPING = "The server is stopping: try again in a minute."
 _ID_RE = re.compile(r"[0-9a-f]{16}")
 _RESULTS_RE = re.compile(r"\.results-[0-9a-f]{16}\.xlsx")
 _DIGITS_RE = re.compile(r"\d{1,19}")
-_ZIP_MAGIC = b"PK\x03\x04"
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 def safe_name(client_name: str) -> str:
@@ -90,51 +116,6 @@ def extension(client_name: str) -> str:
     return f".{ext}" if dot else ""
 
 
-def sniff_problem(path: Path, ext: str) -> str | None:
-    """None if the content matches the extension, else why not (one line, for the page).
-
-    The extension alone proves nothing: a renamed executable or a PDF must not reach the reader.
-    An ``.xlsx`` must be a zip holding ``[Content_Types].xml``; a ``.csv`` must be text (UTF-8,
-    UTF-16 with a BOM or Windows-1252, as the CLI's reader accepts), without binary bytes.
-    """
-    with path.open("rb") as fh:
-        head = fh.read(65536)
-    if not head:
-        return "the file is empty"
-    if ext == ".xlsx":
-        if not head.startswith(_ZIP_MAGIC):
-            return "this is not an Excel workbook (.xlsx); save the sheet as .xlsx or .csv"
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return "this .xlsx file is damaged (not a readable workbook)"
-        if "[Content_Types].xml" not in names:
-            return "this is a zip archive, not an Excel workbook"
-        return None
-    if head.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
-        return "this is a workbook saved with a .csv name: upload it as .xlsx, or save as CSV"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            codecs.getincrementaldecoder("utf-16")().decode(head, final=False)
-        except UnicodeDecodeError:
-            return "this .csv file is not readable text"
-        return None
-    if b"\0" in head:
-        return "this is not a text CSV file (it contains binary data)"
-    try:
-        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
-    except UnicodeDecodeError:
-        try:
-            text = head.decode("cp1252")
-        except UnicodeDecodeError:
-            return "this .csv file is not readable text (unknown encoding)"
-    controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\r\n\f")
-    if controls > max(2, len(text) // 100):
-        return "this is not a text CSV file (it contains binary data)"
-    return None
-
-
 def _digits_field(value: str, label: str) -> str | None:
     value = value.strip()
     if not value:
@@ -156,18 +137,6 @@ async def _small_field(part: BodyPartReader, limit: int = 256) -> str:
         raise Refused(400, f"the form field {part.name or '?'} is not text") from None
 
 
-def read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    tmp.replace(path)
-
-
 def megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):g} MB"
 
@@ -182,39 +151,14 @@ def tree_bytes(path: Path) -> int:
     return total
 
 
-def load_upload(folder: Path, meta: Mapping[str, Any], today: dt.date | None) -> Validation:
-    """Read and validate an upload exactly as ``bulkschedule run`` would (blocking)."""
-    options = meta.get("options", {})
-    sheet = folder / meta["file"]
-    try:
-        return job.load(str(sheet), course=options.get("course"), batch=options.get("batch"),
-                        module=options.get("module"),
-                        month_first=bool(options.get("month_first")), today=today)
-    except job.JobError as err:
-        raise Refused(422, str(err).replace(str(sheet), meta["name"])) from None
-
-
-def check_upload(folder: Path, meta: dict[str, Any], today: dt.date | None) -> dict[str, int]:
-    """The check of a received upload, run in a child process (`checking.Children`): content
-    sniff, validation, annotated sheet, summary, and last the meta file that makes the upload
-    exist. Returns the counts for the log (the page reads the files)."""
-    problem = sniff_problem(folder / PARTIAL, extension(meta["file"]))
-    if problem:
-        raise Refused(415, f"{meta['name']}: {problem}.")
-    (folder / PARTIAL).rename(folder / meta["file"])
-    validation = load_upload(folder, meta, today)
-    write_report(folder / REPORT, validation)
-    sheet = str(folder / meta["file"])
-    summary = validation.to_json()
-    summary["file"] = meta["name"]
-    summary["fatal"] = validation.fatal
-    summary["notes"] = [n.replace(sheet, meta["name"]) for n in validation.table.notes]
-    _write_json(folder / CHECKED, summary)
-    _write_json(folder / META, meta)  # last: an upload without it does not exist
-    return {"rows": validation.n_rows, "valid": validation.valid, "errors": validation.errors}
-
-
+#: A whole check of a received upload: read, the org, write (`Uploads.check`; tests replace it).
 Check = Callable[[Path, dict[str, Any]], Awaitable[dict[str, int]]]
+#: The online stage of a check: the offline validation and the form's options in; the validation
+#: with the org's problems, and what the page says about the org (`web.online`), out.
+OrgStage = Callable[["Validation", Mapping[str, Any]],
+                    Awaitable[tuple["Validation", dict[str, Any]]]]
+#: Where names resolve from offline: the org cache's (state folder, API base), if any.
+NamesFrom = Callable[[], tuple[Path, str] | None]
 
 
 class Uploads:
@@ -222,13 +166,16 @@ class Uploads:
 
     ``used`` is the folder's size as this server knows it: measured at start, then kept up to
     date as bytes arrive, checks write their files, runs write results and pruning removes
-    folders. ``check`` runs one check (a child process; tests replace it).
+    folders. ``check`` runs one check (`check_upload`; tests replace it); its children run under
+    ``limits`` and belong to ``children``, killed when the server stops. ``org`` is the online
+    stage (None: offline only), ``names_from`` where names resolve from offline.
     """
 
     def __init__(self, root: Path, *, gate: Gate, today: dt.date | None = None,
                  quota: int = DEFAULT_QUOTA, retention: float | None = DEFAULT_RETENTION,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, limits: ReadLimits | None = None,
+                 org: OrgStage | None = None, names_from: NamesFrom | None = None) -> None:
         if quota < 1 or body_timeout <= 0 or (retention is not None and retention <= 0):
             raise ValueError("the uploads quota, retention and body timeout must be positive")
         self.root = root
@@ -238,8 +185,11 @@ class Uploads:
         self.retention = retention
         self.body_timeout = body_timeout
         self.clock = clock
-        self.children = Children()
-        self.check: Check = self._check_in_child
+        self.limits = limits or ReadLimits()
+        self.org = org
+        self.names_from: NamesFrom = names_from or (lambda: None)
+        self.children = ChildGroup()
+        self.check: Check = self.check_upload
         self.checked: OrderedDict[str, Validation] = OrderedDict()
         self.used = 0
         self.receiving: set[str] = set()  # ids received or checked now (no meta file yet)
@@ -270,7 +220,7 @@ class Uploads:
         try:
             meta = self.meta(folder)
             meta["used"] = self.clock()
-            _write_json(folder / META, meta)
+            write_json(folder / META, meta)
         except (OSError, ValueError) as err:  # the run goes on; only the retention is older
             log.warning("web: cannot note the use of %s: %s", folder.name, err)
 
@@ -280,13 +230,18 @@ class Uploads:
             self.used += path.stat().st_size
 
     def remember(self, upload_id: str, validation: Validation) -> None:
+        """Keep an upload's (offline) validation for its run: the latest few, within
+        `KEPT_ROWS` rows in all."""
         self.checked[upload_id] = validation
         self.checked.move_to_end(upload_id)
-        while len(self.checked) > 4:
+        while len(self.checked) > 1 and (
+                len(self.checked) > KEPT_UPLOADS
+                or sum(v.n_rows for v in self.checked.values()) > KEPT_ROWS):
             self.checked.popitem(last=False)
 
     async def validation_for(self, upload_id: str, folder: Path) -> Validation:
-        """The upload's validation for a run: from memory, or read again under the gate."""
+        """The upload's offline validation for a run: from memory, or read again (in a child,
+        under the gate). A sheet that can no longer be read is `Refused`."""
         cached = self.checked.get(upload_id)
         if cached is not None:
             return cached
@@ -294,11 +249,70 @@ class Uploads:
             with self.gate.admit():
                 async with self.gate.slot():
                     meta = await asyncio.to_thread(self.meta, folder)
-                    validation = await asyncio.to_thread(load_upload, folder, meta, self.today)
+                    try:
+                        validation = await self.isolated(load_upload, folder, meta, self.today,
+                                                         self.names_from(), name=meta["name"])
+                    except JobError as err:
+                        raise self.refusal(err, folder, meta) from None
         except Full:
             raise busy() from None
         self.remember(upload_id, validation)
         return validation
+
+    # ------------------------------------------------------------------------------ checking
+
+    async def isolated(self, func: Callable[..., T], *args: Any, name: str) -> T:
+        """``func(*args)`` in a child of `app.isolate`, under the page's caps, killed with the
+        server; ``name`` (the sheet's display name) starts its messages."""
+        return await run_isolated(func, *args, limits=self.limits, what=name,
+                                  group=self.children)
+
+    async def check_upload(self, folder: Path, meta: dict[str, Any]) -> dict[str, int]:
+        """The check of a received upload: content sniff and validation (a child), the org's
+        problems (here, when the page can read the org), the annotated sheet (a child), then
+        the summary and last the meta file that makes the upload exist. An annotated sheet
+        that cannot be written within the caps costs only the download: the page says why.
+        Returns the counts for the log (the page reads the files)."""
+        name = meta["name"]
+        read = await self.isolated(read_upload, folder, meta, self.today, self.names_from(),
+                                   name=name)
+        if isinstance(read, str):
+            raise Refused(415, f"{name}: {read}.")
+        validation, org = read, dict[str, Any]()
+        if self.org is not None:
+            validation, org = await self.org(read, meta.get("options", {}))
+        try:
+            await self.isolated(write_annotated, folder, validation, name=name)
+        except IsolationError as err:
+            if self.closing:
+                raise
+            log.warning("web: upload %s (%s): no annotated sheet: %s", folder.name, name, err)
+            await asyncio.to_thread((folder / REPORT).unlink, missing_ok=True)
+            org["report_error"] = (err.why if err.reason != "failed"
+                                   else "an internal error (see the server log)")
+        checked = summary(validation, meta, folder, org)
+        await asyncio.to_thread(finish_upload, folder, meta, checked)
+        self.remember(folder.name, read)
+        return {"rows": validation.n_rows, "valid": validation.valid,
+                "errors": checked["errors"]}
+
+    def refusal(self, err: JobError, folder: Path, meta: Mapping[str, Any]) -> Refused:
+        """What the page says when a check failed: the reader's own refusal (without the
+        server's folders), a cap or a crash (in words; an internal failure only in the log),
+        or no child at all (503: the machine's trouble, not the sheet's)."""
+        name = meta["name"]
+        retry = {"Retry-After": str(RETRY_AFTER)}
+        if isinstance(err, IsolationUnavailable):
+            log.error("web: cannot check %s (%s): %s", folder.name, name, err)
+            return Refused(503, "The server cannot check sheets right now (see its log): try "
+                                f"again in {RETRY_AFTER} seconds.", headers=retry)
+        if isinstance(err, IsolationError):
+            if self.closing:
+                return Refused(503, STOPPING, headers=retry)
+            log.warning("web: the check of upload %s (%s) failed: %s", folder.name, name, err)
+            why = err.why if err.reason != "failed" else "an internal error (see the server log)"
+            return Refused(422, f"{name}: this sheet could not be checked: {why}.")
+        return Refused(422, str(err).replace(str(folder / meta["file"]), name))
 
     def owned_results(self, text: str | None) -> Path | None:
         """The results workbook a journal run names, if and only if this app wrote it."""
@@ -410,14 +424,8 @@ class Uploads:
             try:
                 async with self.gate.slot():
                     counts = await self.check(folder, meta)
-            except ChildFailed as failed:
-                if self.closing:
-                    raise Refused(503, STOPPING, headers={"Retry-After": str(RETRY_AFTER)}
-                                  ) from None
-                log.warning("web: the check of upload %s (%s) failed (exit code %s): %s",
-                            upload_id, name, failed.exitcode, failed.detail)
-                raise Refused(422, f"{name}: this sheet could not be checked: {failed.reason}."
-                              ) from None
+            except JobError as err:
+                raise self.refusal(err, folder, meta) from None
         except BaseException:
             self._discard(folder, counted[0])
             raise
@@ -427,10 +435,6 @@ class Uploads:
         log.info("web: upload %s (%s, %d bytes): %d rows, %d valid, %d errors", upload_id, name,
                  size, counts["rows"], counts["valid"], counts["errors"])
         return upload_id
-
-    async def _check_in_child(self, folder: Path, meta: dict[str, Any]) -> dict[str, int]:
-        counts: dict[str, int] = await self.children.run(check_upload, folder, meta, self.today)
-        return counts
 
     def _discard(self, folder: Path, counted: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
