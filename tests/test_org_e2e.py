@@ -185,7 +185,8 @@ async def test_the_cache_keeps_the_org_and_max_age_says_how_long(tmp_path: Path)
         assert lists["batches", COURSE]["entries"] == 2
         assert all(x["age_seconds"] >= 0 for x in lists.values())
 
-        path = sheet(tmp_path / "term.csv", [row("One"), row("Two", module=CARE, date="11-02-2027")])
+        path = sheet(tmp_path / "term.csv",
+                     [row("One"), row("Two", module=CARE, date="11-02-2027")])
         args = ["validate", str(path), "--online", "--today", TODAY, *api_args(sb, state)]
         warm = await cli(*args, env=env)
         calls, cached = calls_line(warm.out + warm.err)
