@@ -125,19 +125,3 @@ def test_api_target_needs_credentials_only_to_send(tmp_path: Path) -> None:
     assert target.sandbox is None and target.send.state_dir == tmp_path / "state"
     with pytest.raises(job.JobError, match="no Zoho credentials"):
         target.tokens(None)  # type: ignore[arg-type]
-
-
-def test_eta_is_capped_by_the_limiter_and_counts_a_running_lockout() -> None:
-    from bulkschedule.app.job import eta_seconds
-
-    # 30 rows in the first 2 s is a burst the limiter cannot keep up: 30 left at 30/min is 60 s
-    assert eta_seconds(60, 30, 2.0, limit_per_min=30.0) == 60
-    # without a limit the naive rate would promise 2 s
-    assert eta_seconds(60, 30, 2.0) == 2
-    # a lockout with 100 s left adds its wait
-    assert eta_seconds(60, 30, 2.0, lock_left=100.0, limit_per_min=30.0) == 160
-    # slower than the limit: the observed rate stands
-    assert eta_seconds(10, 5, 60.0, limit_per_min=30.0) == 60
-    # nothing done yet, or all done: no ETA
-    assert eta_seconds(10, 0, 5.0) is None
-    assert eta_seconds(10, 10, 5.0) is None

@@ -164,10 +164,18 @@ def test_eta_seconds_matches_the_tally() -> None:
     assert eta_seconds(10, 5, 0.0) is None
 
 
-def test_job_eta_seconds_is_the_same_function() -> None:
-    from bulkschedule.app import job
-
-    assert job.eta_seconds is eta_seconds
+def test_eta_is_capped_by_the_limiter_and_counts_a_running_lockout() -> None:
+    # 30 rows in the first 2 s is a burst the limiter cannot keep up: 30 left at 30/min is 60 s
+    assert eta_seconds(60, 30, 2.0, limit_per_min=30.0) == 60
+    # without a limit the naive rate would promise 2 s
+    assert eta_seconds(60, 30, 2.0) == 2
+    # a lockout with 100 s left adds its wait
+    assert eta_seconds(60, 30, 2.0, lock_left=100.0, limit_per_min=30.0) == 160
+    # slower than the limit: the observed rate stands
+    assert eta_seconds(10, 5, 60.0, limit_per_min=30.0) == 60
+    # nothing done yet, or all done: no ETA
+    assert eta_seconds(10, 0, 5.0) is None
+    assert eta_seconds(10, 10, 5.0) is None
 
 
 # -- fed by a real run -----------------------------------------------------------------------------

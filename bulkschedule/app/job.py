@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from bulkschedule.app.progress import eta_seconds
 from bulkschedule.app.results import write_results
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK, PayloadStyle
 from bulkschedule.core.errors import AuthError, JobError, ReadError, StateError
@@ -55,7 +54,6 @@ __all__ = [
     "JobError",
     "JobResult",
     "SendSettings",
-    "eta_seconds",
     "load",
     "send",
 ]
