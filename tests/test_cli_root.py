@@ -34,7 +34,8 @@ from bulkschedule.core.errors import ConfigError, InboxBusy, JobError
 
 HEAVY = ("pandas", "pandera", "openpyxl", "aiohttp", "numpy", "python_calamine")
 #: The commands that talk to the API take every "send" setting; these also take the inbox ones.
-SENDING = {"run": ("send",), "validate": ("send",), "inbox": ("send", "inbox", "read"),
+SENDING = {"run": ("send",), "validate": ("send",), "template": ("send",),
+           "inbox": ("send", "inbox", "read"),
            "auth": ("send",), "forget": ("send",), "serve": ("send", "serve", "read"),
            "config show": ("send", "inbox", "serve", "read"),
            "org refresh": ("send",), "org find": ("send",), "org show": ("send",)}

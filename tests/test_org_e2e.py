@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from test_e2e import TODAY, cli, cli_env, read_results
 
@@ -268,3 +269,46 @@ async def test_check_online_in_process_strict_and_lenient(tmp_path: Path) -> Non
             await check_online(table, offline, settings,
                                tokens=lambda _s: StaticToken(sb.token), reading=Reading(),
                                max_age=3600, strict=True)
+
+
+async def test_template_online_offers_the_org_in_drop_downs_that_resolve_back(
+        tmp_path: Path) -> None:
+    async with Sandbox(org()) as sb:
+        env = cli_env(tmp_path / "home")
+        out = tmp_path / "template.xlsx"
+        done = await cli("template", str(out), "--online", *api_args(sb, tmp_path / "state"),
+                         env=env)
+        assert done.code == 0, done.err
+        wb = openpyxl.load_workbook(out)
+        lists = wb["Lists"]
+        assert lists.sheet_state == "hidden"
+        columns = {lists.cell(1, c).value: [lists.cell(r, c).value
+                                             for r in range(2, lists.max_row + 1)
+                                             if lists.cell(r, c).value]
+                   for c in range(1, lists.max_column + 1)}
+        assert "New starter programme › Spring term 2027 › Foundations" in columns["moduleId"]
+        assert "Henry Adams <henry.adams@example.com>" in columns["trainerErecno"]
+        assert "Training Room A" in columns["roomId"] and len(columns["courseId"]) == 3
+        header = [c.value for c in wb["Sessions"][1]]
+        formulas = {str(dv.sqref).split(":")[0]: dv.formula1
+                    for dv in wb["Sessions"].data_validations.dataValidation}
+        module_col = openpyxl.utils.get_column_letter(header.index("moduleId") + 1)
+        assert formulas[f"{module_col}2"].startswith("'Lists'!$")
+
+        # the choices, as picked, resolve back to the IDs
+        sessions = wb["Sessions"]
+        picked = {"courseId": "New starter programme",
+                  "batchId": "New starter programme › Spring term 2027",
+                  "moduleId": "New starter programme › Spring term 2027 › Foundations",
+                  "name": "Picked from the lists",
+                  "trainerErecno": "Henry Adams <henry.adams@example.com>", "type": "Classroom",
+                  "date": "10-02-2027", "startTime": "10:00 AM", "endTime": "11:00 AM",
+                  "roomId": "Training Room A"}
+        for name, value in picked.items():
+            sessions.cell(2, header.index(name) + 1).value = value
+        filled = tmp_path / "filled.xlsx"
+        wb.save(filled)
+        checked = await cli("validate", str(filled), "--online", "--json", "--today", TODAY,
+                            *api_args(sb, tmp_path / "state"), env=env)
+        assert checked.code == 0, checked.out + checked.err
+        assert json.loads(checked.out)["valid"] == 1

@@ -25,6 +25,7 @@ from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.catalogue import KINDS, Catalogue, Spent, ages, describe_batch
 from bulkschedule.org.checks import OrgView, check, existing
+from bulkschedule.org.lists import OrgLists, read_lists
 from bulkschedule.org.preflight import org_view, resolve_names, with_problems
 from bulkschedule.org.resolve import normalise_name
 from bulkschedule.send.api import SendSettings, open_api
@@ -266,6 +267,7 @@ class OrgRead:
 
     entries: list[Found] = field(default_factory=list)
     lists: dict[str, int] = field(default_factory=dict)
+    choices: OrgLists = field(default_factory=OrgLists)
     spent: Spent = field(default_factory=Spent)
     calls: int = 0
 
@@ -381,3 +383,29 @@ def cached(state_dir: Path, api_base: str, now: float) -> list[Mapping[str, obje
         return []
     with cache:
         return ages(cache, now)
+
+
+@dataclass
+class ListsRead:
+    """``template --online``: the org's choices and what reading them cost."""
+
+    lists: OrgLists
+    spent: Spent
+    calls: int
+
+    def line(self) -> str:
+        return self.spent.line(self.calls)
+
+
+async def org_lists(
+    settings: SendSettings,
+    tokens: Callable[[aiohttp.ClientSession], TokenProvider],
+    max_age: float,
+) -> ListsRead:
+    """Every course, batch, module, active trainer and room, for the template's drop-downs."""
+
+    async def work(catalogue: Catalogue) -> OrgRead:
+        return OrgRead(choices=await read_lists(catalogue))
+
+    read = await _with_catalogue(settings, tokens, max_age, work)
+    return ListsRead(read.choices, read.spent, read.calls)

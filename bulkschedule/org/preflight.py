@@ -33,6 +33,21 @@ NAME_COLUMNS: dict[str, str] = {
     "roomId": "room",
 }
 _SCIENTIFIC = re.compile(r"\s*[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+\s*")
+#: How ``template --online`` writes a batch ("Course › Batch") or a module ("Course › Batch ›
+#: Module") in its drop-downs; the resolver reads the last part (the row's own course and batch
+#: columns say which course and batch).
+PATH_SEPARATOR = " › "
+_EMAIL_IN_BRACKETS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+)\s*>\s*$")
+
+
+def typed_name(kind: str, text: str) -> str:
+    """The name to look up in what an admin typed or picked: the last part of a drop-down's
+    path, the email of a trainer picked as "Name <email>"."""
+    if kind in ("batch", "module") and "›" in text:
+        return text.rsplit("›", 1)[1].strip()
+    if kind == "trainer" and (m := _EMAIL_IN_BRACKETS.search(text)):
+        return m.group(1)
+    return text
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -130,7 +145,8 @@ async def resolve_names(
                     out.unresolved.add((table.row_numbers[pos], name))
                     continue
                 found = await lookup(kind, parent)
-                result = found.resolve(text) if found else _needs_online(text, kind)
+                result = (found.resolve(typed_name(kind, text)) if found
+                          else _needs_online(text, kind))
                 row = table.row_numbers[pos]
                 if result.id is None:
                     out.unresolved.add((row, name))
