@@ -53,7 +53,7 @@ def test_validate_reports_the_row_with_a_code_and_the_style_that_carries_it(
         w = csv.writer(f)
         w.writerow(["courseId", "batchId", "moduleId", "name", "trainerErecno", "type", "date",
                     "startTime", "endTime", "description"])
-        for i, text in enumerate(("fine", "x" * 100_000, "é" * 1_000), start=1):
+        for i, text in enumerate(("fine", "x" * 20_000, "é" * 1_000), start=1):
             w.writerow([*PATH_IDS, f"Row {i}", "478346000008251001", "Classroom",
                         f"1{i}-02-2027", "10:00", "11:00", text])
 
@@ -71,6 +71,6 @@ def test_validate_reports_the_row_with_a_code_and_the_style_that_carries_it(
     assert [(p["row"], p["column"], p["code"]) for p in problems] == [
         (3, "description", "row.request_too_large"), (4, "description", "row.request_too_large")]
     assert "--payload-style form" in problems[0]["message"]
-    assert "(100,000 characters)" in problems[0]["value"]
+    assert "(20,000 characters)" in problems[0]["value"]
     form = run("--payload-style", "form")
     assert form["code"] == 0 and form["problems"] == []
