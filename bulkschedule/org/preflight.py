@@ -96,73 +96,20 @@ async def resolve_names(
 
     Lists are read only when a name needs them: the courses when a course is named, a course's
     batches when a batch of it is named, and so on; offline (``catalogue.source`` None) only what
-    the cache holds is used, and a name it cannot settle says to use ``--online``.
+    the cache holds is used, and a name it cannot settle says to use ``--online``. ``given``
+    holds the --course/--batch/--module values, which fill blank cells (IDs only).
     """
     headers = map_headers(table.headers)
-    given = given or {}
-    out = Names(table)
     columns = table.columns()
     index = {name: headers.index[name] for name in NAME_COLUMNS if name in headers.index}
-    if not index:
-        return out
     values = {name: columns[i].tolist() for name, i in index.items()}
     if not any(looks_like_name(v) for col in values.values() for v in col):
-        return out
-    n = len(table.row_numbers)
-
-    def cell(name: str, pos: int) -> object:
-        if name in values and values[name][pos] not in (None, ""):
-            return values[name][pos]
-        return given.get(name)
-
-    course_ids: list[str | None] = [None] * n
-    batch_ids: list[str | None] = [None] * n
-    indexes: dict[tuple[str, str], Index | None] = {}
-
-    async def lookup(kind: str, parent: tuple[str, ...]) -> Index | None:
-        key = (kind, "/".join(parent))
-        if key not in indexes:
-            indexes[key] = await _index(catalogue, kind, parent)
-        return indexes[key]
-
+        return Names(table)
+    resolver = _Resolver(table, catalogue, values, given or {})
     for name, kind in NAME_COLUMNS.items():
-        if name not in values:
-            continue
-        column = values[name]
-        for pos in range(n):
-            raw = cell(name, pos)
-            text = raw.strip() if isinstance(raw, str) else None
-            if kind == "batch":
-                parent: tuple[str, ...] = (course_ids[pos] or "",)
-            elif kind == "module":
-                parent = (course_ids[pos] or "", batch_ids[pos] or "")
-            else:
-                parent = ()
-            if text is not None and looks_like_name(text):
-                if any(not p for p in parent):
-                    # its parent did not resolve: that cell's problem says why, and a second
-                    # "not an ID" here would only repeat it
-                    out.unresolved.add((table.row_numbers[pos], name))
-                    continue
-                found = await lookup(kind, parent)
-                result = (found.resolve(typed_name(kind, text)) if found
-                          else _needs_online(text, kind))
-                row = table.row_numbers[pos]
-                if result.id is None:
-                    out.unresolved.add((row, name))
-                    out.problems.append(error(row, name, text, result.message,
-                                              code=result.code or "name.unknown"))
-                    continue
-                out.resolved[row, name] = (text, result.id)
-                if column[pos] not in (None, ""):
-                    column[pos] = result.id
-                resolved_id: str | None = result.id
-            else:
-                resolved_id = _as_id(raw)
-            if kind == "course":
-                course_ids[pos] = resolved_id
-            elif kind == "batch":
-                batch_ids[pos] = resolved_id
+        if name in values or (given or {}).get(name):
+            await resolver.column(name, kind)
+    out = resolver.names
     if out.resolved:
         new_columns = list(columns)
         for name, i in index.items():
@@ -173,6 +120,70 @@ async def resolve_names(
         resolved.first_column = table.first_column
         out.table = resolved
     return out
+
+
+class _Resolver:
+    """One pass over the ID columns, course first: a batch resolves within its row's course, a
+    module within its row's batch. Names become IDs in ``values`` (the columns as lists)."""
+
+    def __init__(self, table: RawTable, catalogue: Catalogue, values: dict[str, list[Any]],
+                 given: dict[str, str | None]) -> None:
+        self.table, self.catalogue, self.values, self.given = table, catalogue, values, given
+        self.names = Names(table)
+        n = len(table.row_numbers)
+        self.ids: dict[str, list[str | None]] = {"course": [None] * n, "batch": [None] * n}
+        self._indexes: dict[tuple[str, str], Index | None] = {}
+
+    def cell(self, name: str, pos: int) -> object:
+        column = self.values.get(name)
+        if column is not None and column[pos] not in (None, ""):
+            return column[pos]
+        return self.given.get(name)
+
+    def parent(self, kind: str, pos: int) -> tuple[str, ...]:
+        if kind == "batch":
+            return (self.ids["course"][pos] or "",)
+        if kind == "module":
+            return (self.ids["course"][pos] or "", self.ids["batch"][pos] or "")
+        return ()
+
+    async def lookup(self, kind: str, parent: tuple[str, ...]) -> Index | None:
+        key = (kind, "/".join(parent))
+        if key not in self._indexes:
+            self._indexes[key] = await _index(self.catalogue, kind, parent)
+        return self._indexes[key]
+
+    async def column(self, name: str, kind: str) -> None:
+        for pos in range(len(self.table.row_numbers)):
+            raw = self.cell(name, pos)
+            if isinstance(raw, str) and looks_like_name(raw):
+                found = await self.resolve(name, kind, pos, raw.strip())
+            else:
+                found = _as_id(raw)
+            if kind in self.ids:
+                self.ids[kind][pos] = found
+
+    async def resolve(self, name: str, kind: str, pos: int, text: str) -> str | None:
+        """The ID a named cell names (written into its column), or None with its problem."""
+        row = self.table.row_numbers[pos]
+        parent = self.parent(kind, pos)
+        if any(not p for p in parent):
+            # its parent did not resolve: that cell's problem says why, and a second "not an
+            # ID" here would only repeat it
+            self.names.unresolved.add((row, name))
+            return None
+        found = await self.lookup(kind, parent)
+        result = found.resolve(typed_name(kind, text)) if found else _needs_online(text, kind)
+        if result.id is None:
+            self.names.unresolved.add((row, name))
+            self.names.problems.append(error(row, name, text, result.message,
+                                             code=result.code or "name.unknown"))
+            return None
+        self.names.resolved[row, name] = (text, result.id)
+        column = self.values.get(name)
+        if column is not None and column[pos] not in (None, ""):
+            column[pos] = result.id
+        return result.id
 
 
 def _as_id(raw: object) -> str | None:
