@@ -71,7 +71,9 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, read
     job.check_results_path(results_path)
     for note in validation.table.notes:
         click.echo(f"note: {note}")
-    echo_problems(validation.problems)
+    echo_problems(validation.problems,
+                  where=f"every one is on the Problems sheet of {results_path}; "
+                        f"bulkschedule validate --json (or --report OUT.xlsx) lists them too")
     click.echo(summary_line(validation))
     leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
                             sandbox=sandbox, speed=speed, yes=yes)))
