@@ -35,7 +35,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -52,6 +52,9 @@ UNKNOWN = "unknown"  # a call may have created it; reconcile by listing before a
 CREATED = "created"  # exists in Zoho with ``session_id``
 FAILED = "failed"  # the server refused it (nothing created); a later run may try again
 RELEASED = "released"  # claimed, then given back with nothing created (lockout, 5xx, stop)
+
+#: Identities per query of `Journal.lookup_many` (SQLite allows at least 999 parameters).
+LOOKUP_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -539,6 +542,27 @@ class Journal:
     def lookup(self, api_base: str, req: Request) -> Entry | None:
         """What the journal knows about this row's identity (dry run, reports); changes nothing."""
         return self.entry(api_base, req.identity)
+
+    def lookup_many(self, api_base: str, requests: Iterable[Request]) -> dict[str, Entry]:
+        """`lookup` for many rows at once (a dry run's preview): identity -> what the journal
+        knows, identities it has never seen left out. One query per `LOOKUP_CHUNK` identities
+        instead of one per row, all read from one snapshot; changes nothing."""
+        base = normalise_base(api_base)
+        identities = list(dict.fromkeys(req.identity for req in requests))
+        found: dict[str, Entry] = {}
+        self._db.execute("BEGIN")  # a read transaction: every chunk sees the same journal
+        try:
+            for start in range(0, len(identities), LOOKUP_CHUNK):
+                chunk = identities[start : start + LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT * FROM rows WHERE api_base = ? AND identity IN ({marks})",
+                    (base, *chunk),
+                )
+                found.update((r["identity"], _entry(r)) for r in rows)
+        finally:
+            self._db.execute("COMMIT")
+        return found
 
     def entry(self, api_base: str, identity: str) -> Entry | None:
         r = self._db.execute(
