@@ -31,6 +31,7 @@ import csv
 import datetime as dt
 import functools
 import io
+import itertools
 import os
 import re
 from collections import Counter
@@ -53,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl.worksheet.dimensions import ColumnDimension, DimensionHolder
     from openpyxl.worksheet.filters import AutoFilter
     from openpyxl.worksheet.worksheet import Worksheet
+
+    from bulkschedule.sheet.reader import Cell, RawTable
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -253,7 +256,8 @@ def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
 # which input columns, under which names
 
 
-def _input_columns(validation: Validation) -> list[tuple[int, str]]:
+def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] | None = None
+                   ) -> list[tuple[int, str]]:
     """(index in the raw row, output header) for every input column worth copying.
 
     Canonical columns first in spec order, then unknown headers as typed, then second copies of a
@@ -274,7 +278,8 @@ def _input_columns(validation: Validation) -> list[tuple[int, str]]:
     for i, header in enumerate(table.headers):
         if i in used or (header or "").strip():
             continue
-        if any(i < len(row) and row[i] not in (None, "") for row in table.rows):
+        cells = columns[i] if columns is not None else table.columns()[i].tolist()
+        if any(value not in (None, "") for value in cells):
             out.append((i, f"(column {get_column_letter(i + 1)})"))
     reserved = {"row", *RESULT_COLUMNS}
     seen: set[str] = set()
@@ -523,13 +528,15 @@ def _problem_text(p: Problem) -> str:
     return p.message
 
 
-def _input_values(rows: Sequence[Sequence[object]], indexes: Sequence[int]
-                  ) -> list[Sequence[object]]:
-    """Columns ``indexes`` of ``rows``, None where a row is shorter."""
-    if all(len(r) > max(indexes, default=-1) for r in rows):
-        columns = list(zip(*rows, strict=False))
-        return [columns[i] if i < len(columns) else () for i in indexes]
-    return [[r[i] if i < len(r) else None for r in rows] for i in indexes]
+def _column_lists(table: RawTable) -> list[list[Cell]]:
+    """The table's cells column by column, empty cells None: read from the columns the reader
+    keeps, so the table's row lists are never built (at 100,000 rows they outlive the write)."""
+    return [cells.tolist() for cells in table.columns()]
+
+
+def _lines(columns: Sequence[Sequence[object]], n: int) -> Iterable[Sequence[object]]:
+    """The ``n`` rows of ``columns``, one tuple at a time."""
+    return zip(*columns, strict=True) if columns else itertools.repeat((), n)
 
 
 def write_results(
@@ -552,8 +559,8 @@ def write_results(
 
     wb, ws = _new_stream("Results")
     table = validation.table
-    rows = table.rows
-    inputs = _input_columns(validation)
+    columns = _column_lists(table)
+    inputs = _input_columns(validation, columns)
     header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
     errors: dict[int, list[str]] = {}
     for p in validation.problems:
@@ -567,25 +574,20 @@ def write_results(
                     if _is_id_column(name, validation.spec) or name == "sessionId"}
     widths = {c: len(h) for c, h in enumerate(header, start=1)}
     widths[1] = max(widths[1], _column_width(table.row_numbers))
-    for c, column in enumerate(_input_values(rows, [i for i, _ in inputs]), start=2):
-        widths[c] = max(widths[c], _column_width(column))
+    for c, (i, _) in enumerate(inputs, start=2):
+        widths[c] = max(widths[c], _column_width(columns[i]))
     for c, column in enumerate(zip(*results, strict=True), start=status_col):
         widths[c] = max(widths[c], _column_width(column))
     message_col = status_col + 2
-    _prepare_sheet(ws, widths, last_row=len(rows) + 1, last_column=len(header))
+    _prepare_sheet(ws, widths, last_row=len(results) + 1, last_column=len(header))
     ws.column_dimensions[get_column_letter(message_col)].width = max(
         12, min(80, widths[message_col] + 2))
 
     cells = _Cells(ws)
     ws.append(cells.header(header))
-    indexes = [i for i, _ in inputs]
-    needed = max(indexes, default=-1)  # rows as read are all this long; a hand-built one may not
-    for row_number, values, (status, session_id, message, attempts) in zip(
-            table.row_numbers, rows, results, strict=True):
-        if len(values) > needed:
-            line = [values[i] for i in indexes]
-        else:
-            line = [values[i] if i < len(values) else None for i in indexes]
+    lines = _lines([columns[i] for i, _ in inputs], len(results))
+    for row_number, line, (status, session_id, message, attempts) in zip(
+            table.row_numbers, lines, results, strict=True):
         out = cells.line(line, text_columns, start=2)
         out.insert(0, row_number)
         out.append(cells(status_col, status, fill=STATUS_COLOURS.get(status)))
@@ -593,7 +595,7 @@ def write_results(
         out.append(cells(message_col, message))
         out.append(attempts)
         ws.append(out)
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(rows) + 1)}"
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(results) + 1)}"
 
     _write_summary(cast("_Stream", wb.create_sheet("Summary")), summary, counts)
     _write_problems(cast("_Stream", wb.create_sheet("Problems")),
@@ -698,29 +700,32 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
     spec = validation.spec
     id_columns = {hm.index[n] for n in spec.names if n in hm.index and _is_id_column(n, spec)}
     notes = _notes(validation)
-    # Rows in sheet order, one line each; a repeated row number keeps its last line.
-    lines = dict(sorted(zip(table.row_numbers, table.rows, strict=True), key=lambda x: x[0]))
-
-    longest = max(map(len, lines.values()), default=0)
-    width = max([len(table.headers), longest, *(c for _, c in notes)])
+    columns = _column_lists(table)
+    width = max([len(table.headers), *(c for _, c in notes)])
     widths = {c: len(h or "") for c, h in enumerate(table.headers, start=1)}
-    padded = (_pad(r, longest) for r in lines.values())
-    for c, column in enumerate(zip(*padded, strict=True), start=1):
+    for c, column in enumerate(columns, start=1):
         widths[c] = max(widths.get(c, 0), _column_width(column))
-    last_row = max([1, *lines, *(r for r, _ in notes)])
+    last_row = max([1, *table.row_numbers, *(r for r, _ in notes)])
     _prepare_sheet(ws, widths, last_row=last_row, last_column=max(1, width))
 
     cells = _Cells(ws)
     ws.append(_report_header(cells, table.headers, notes))
+    marked_rows = {r for r, _ in notes}
+    text_columns = {i + 1 for i in id_columns}
     written = 1
-    for row_number, values in lines.items():
+    for row_number, values in _in_sheet_order(table.row_numbers,
+                                              _lines(columns, len(table.row_numbers))):
         if row_number <= written:  # the header's row: nowhere to put it
             continue
         for _ in range(written + 1, row_number):
             ws.append([])  # a blank row of the sheet stays blank
-        ws.append([_report_cell(cells, row_number, c, value, notes,
-                                text_format=c - 1 in id_columns and isinstance(value, str))
-                   for c, value in enumerate(_pad(values, width), start=1)])
+        line = _pad(values, width)
+        if row_number in marked_rows:
+            ws.append([_report_cell(cells, row_number, c, value, notes,
+                                    text_format=c - 1 in id_columns and isinstance(value, str))
+                       for c, value in enumerate(line, start=1)])
+        else:
+            ws.append(cells.line(line, text_columns))
         written = row_number
 
     _write_problems(cast("_Stream", wb.create_sheet("Problems")),
@@ -732,6 +737,16 @@ def _safe_sheet_title(name: str) -> str:
     """Excel sheet titles: at most 31 characters, none of ``[]:*?/\\``, not "Problems"."""
     title = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'")[:31] or "Sheet"
     return "Sheet" if title.lower() == "problems" else title
+
+
+def _in_sheet_order(numbers: Sequence[int], lines: Iterable[Sequence[object]]
+                    ) -> Iterable[tuple[int, Sequence[object]]]:
+    """(row number, line) in sheet order, as the reader gives them; a table built otherwise is
+    sorted, a repeated row number keeping its last line."""
+    pairs = zip(numbers, lines, strict=True)
+    if all(a < b for a, b in itertools.pairwise(numbers)):
+        return pairs
+    return dict(sorted(pairs, key=lambda pair: pair[0])).items()
 
 
 def _pad(values: Sequence[object], width: int) -> Sequence[object]:
