@@ -119,11 +119,25 @@ class Series:
         return max(s.peak_mb for s in self.samples)
 
 
+#: Where every child runs: ``python -m`` puts the working directory before PYTHONPATH, so a
+#: child started inside a checkout would import that checkout whatever ``--before`` says.
+#: (An empty folder, made by `main`.)
+NEUTRAL = Path(tempfile.gettempdir())
+
+
 def env_for(code: Path, *, lxml: bool = True) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(code), ZOHO_ACCESS_TOKEN=TOKEN)
     if not lxml:
         env["OPENPYXL_LXML"] = "False"  # openpyxl's own switch: as if lxml were not installed
     return env
+
+
+def check_side(code: Path, env: dict[str, str]) -> None:
+    """The child of a side imports that side's code (not an editable install, not the cwd)."""
+    found = subprocess.run([PY, "-c", "import bulkschedule; print(bulkschedule.__file__)"],
+                           env=env, cwd=NEUTRAL, capture_output=True, text=True, check=True)
+    if not Path(found.stdout.strip()).resolve().is_relative_to(code.resolve()):
+        raise SystemExit(f"a child meant to run {code} imports {found.stdout.strip()}")
 
 
 def measure(argv: Sequence[str], env: dict[str, str], *, ok: Sequence[int] = (0, 1),
@@ -132,7 +146,7 @@ def measure(argv: Sequence[str], env: dict[str, str], *, ok: Sequence[int] = (0,
     err = stderr_to.open("wb") if stderr_to else subprocess.PIPE
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, cwd=NEUTRAL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = code = os.waitstatus_to_exitcode(status)
@@ -167,7 +181,7 @@ def processes(path: Path, sides: dict[str, tuple[Path, bool]], repeat: int, tmp:
     for side, (code, lxml) in sides.items():  # does it do the work? (and warms the file cache)
         (tmp / side).mkdir(exist_ok=True)
         summary = json.loads(subprocess.run(commands(side)["validate --json"], env=env_for(
-            code, lxml=lxml), capture_output=True, text=True, check=False).stdout)
+            code, lxml=lxml), capture_output=True, text=True, check=False, cwd=NEUTRAL).stdout)
         if summary["rows"] != n_rows(path) or summary["errors"] == 0:
             raise SystemExit(f"{side}: unexpected validate output {str(summary)[:300]}")
     series = {(side, name): Series() for side in sides for name in commands(side)}
@@ -303,7 +317,8 @@ def writer_child(path: Path, repeat: int) -> None:
 def writer(path: Path, code: Path, repeat: int) -> bool:
     argv = [PY, str(Path(__file__).resolve()), "--writer-child", str(path), "--repeat",
             str(repeat)]
-    done = subprocess.run(argv, env=env_for(code), stdout=subprocess.PIPE, text=True, check=True)
+    done = subprocess.run(argv, env=env_for(code), stdout=subprocess.PIPE, text=True, check=True,
+                          cwd=NEUTRAL)
     found = json.loads(done.stdout)
     med = {k: statistics.median(v) for k, v in found["cpu"].items()}
     print(f"\n2. the results workbook against openpyxl's write-only mode alone, "
@@ -327,7 +342,7 @@ def start_sandbox(code: Path, org: Path, log: Path) -> tuple[subprocess.Popen[by
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [PY, "-m", "bulkschedule", "sandbox", "--port", "0", "--rate", "100000/1", "--data",
-             str(org)], env=env_for(code), stdout=subprocess.DEVNULL, stderr=out)
+             str(org)], env=env_for(code), stdout=subprocess.DEVNULL, stderr=out, cwd=NEUTRAL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         found = re.search(r"listening on (\S+)", log.read_text(errors="replace"))
@@ -424,6 +439,10 @@ def main() -> int:
     sides: dict[str, tuple[Path, bool]] = {"after": (AFTER, True)}
     if args.before:
         sides = {"before": (args.before.resolve(), args.before_lxml), **sides}
+    global NEUTRAL
+    NEUTRAL = Path(tempfile.mkdtemp(prefix="bulkschedule-pipeline-cwd-"))
+    for code, lxml in sides.values():
+        check_side(code, env_for(code, lxml=lxml))
     path = sheet(args.rows, args.bad)
     load = os.getloadavg()[0]
     print(f"{args.rows:,} rows, {args.bad:,} bad, {args.repeat} rounds, {os.cpu_count()} CPUs, "
@@ -437,6 +456,7 @@ def main() -> int:
         if "send" not in skip:
             counts = [int(n) for n in args.send_rows.split(",")]
             ok &= send(sides, counts, args.repeat, Path(tmp))
+    shutil.rmtree(NEUTRAL, ignore_errors=True)
     print("\ntargets met" if ok else "\nTARGETS MISSED")
     return 0 if ok else 1
 
