@@ -315,6 +315,7 @@ _TYPE_FORMATS: dict[type, str] = {
     dt.time: TIME_FORMAT,
 }
 _PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+_NOTHING_KEPT: dict[object, XlCell] = {}
 
 
 class _Stream(Protocol):
@@ -350,16 +351,21 @@ class _Cells:
 
     A value that needs no style goes in as it is: openpyxl writes it through one cell of its own.
     A value that needs one (a date format, Text for an ID, a fill, a bold header) goes in a styled
-    cell kept per column and style and reused row after row: a write-only sheet writes each row
-    before ``append`` returns, so the cell is free again for the next row (one per column, since
-    a row's cells are all set before it is appended). Text that looks like a formula or an error
-    code or holds characters XML cannot carry, and a cell with a comment, are rare and get a cell
-    of their own.
+    cell kept per column, style and value, and used again whenever that value comes back: a
+    write-only sheet writes each row before ``append`` returns, so a cell is free again for the
+    next row (a column has one cell in a row, so keeping cells per column is enough). An ID column
+    holds few distinct values, so most of its cells are neither made nor filled again. Past
+    `KEEP_VALUES` values, the oldest value's cell takes the new value. Text that looks like a
+    formula or an error code or holds characters XML cannot carry, and a cell with a comment, are
+    rare and get a cell of their own.
     """
+
+    #: Distinct values kept per column and style.
+    KEEP_VALUES = 512
 
     def __init__(self, ws: _Stream) -> None:
         self.ws = cast("_WorkbookChild", ws)  # what a cell's parent is typed as
-        self._kept: dict[tuple[int, str | None, str | None, bool], XlCell] = {}
+        self._kept: dict[tuple[int, str | None, str | None, bool], dict[object, XlCell]] = {}
         self._fills: dict[str, PatternFill] = {}
 
     def __call__(self, column: int, value: object, *, text_format: bool = False,
@@ -380,10 +386,17 @@ class _Cells:
             return self.own(value, text_format=text_format, fill=fill, bold=bold)
         if fmt is None and fill is None and not bold:
             return value
-        cell = self._kept.get((column, fmt, fill, bold))
+        kept = self._kept.get((column, fmt, fill, bold))
+        if kept is None:
+            kept = self._kept[column, fmt, fill, bold] = {}
+        cell = kept.get(value)
         if cell is None:
-            cell = self._kept[column, fmt, fill, bold] = self._styled(fmt, fill, bold)
-        cell.value = cast("CellValue", value)
+            if len(kept) < self.KEEP_VALUES:
+                cell = self._styled(fmt, fill, bold)
+            else:  # this column's cell of its oldest kept value: in no row waiting to be written
+                cell = kept.pop(next(iter(kept)))
+            cell.value = cast("CellValue", value)
+            kept[value] = cell
         return cell
 
     def own(self, value: object, *, text_format: bool = False, fill: str | None = None,
@@ -425,13 +438,17 @@ class _Cells:
         with the common cases (a number, plain text outside an ID column) decided here, without
         a call: a row of 18 cells 100,000 times is where a streamed workbook's time goes."""
         out: list[object] = []
+        kept = self._kept
         for c, value in enumerate(values, start):
             kind = value.__class__
             if kind is str:
                 text = cast(str, value)
-                if (c in text_columns or not text or text[0] in _CAREFUL_START
-                        or not text.isprintable()):
-                    value = self(c, text, text_format=c in text_columns)
+                if c in text_columns:
+                    # only plain text is kept: a kept cell needs no further check
+                    cell = kept.get((c, TEXT_FORMAT, None, False), _NOTHING_KEPT).get(text)
+                    value = cell if cell is not None else self(c, text, text_format=True)
+                elif not text or text[0] in _CAREFUL_START or not text.isprintable():
+                    value = self(c, text)
             elif kind not in _PLAIN_TYPES:
                 value = self(c, value, text_format=c in text_columns)
             out.append(value)
