@@ -117,6 +117,10 @@ def redact(text: str) -> str:
     return text
 
 
+#: Field types that cannot hold a secret.
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -138,7 +142,11 @@ class RedactFilter(logging.Filter):
         record.msg, record.args = redact(message), None
         fields = vars(record)
         for key in fields.keys() - _STANDARD_ATTRS:
-            fields[key] = _redact_value(fields[key])
+            value = fields[key]
+            if value.__class__ is str:
+                fields[key] = redact(value)
+            elif value.__class__ not in _SCALARS:  # a row's line: numbers and None, mostly
+                fields[key] = _redact_value(value)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
