@@ -1,5 +1,6 @@
-"""`Journal.lookup_many`: a dry run's preview reads the journal in bulk, and reads the same thing
-as one `lookup` per row."""
+"""The journal's per-row costs at scale: a dry run's preview reads in bulk (`lookup_many`, the
+same answers as one `lookup` per row), and a real run waits for the disk once per row, for the
+claim that protects the send, not for the records that settle it."""
 
 from __future__ import annotations
 
@@ -64,3 +65,43 @@ def test_leaves_no_transaction_open(journal: Journal, tmp_path: Path) -> None:
     with Journal(tmp_path / "state") as other:  # and another connection can write at once
         other.claim(BASE, req(3), run)
     assert journal.lookup(BASE, req(3)) is not None
+
+
+def test_only_what_protects_a_send_waits_for_the_disk(journal: Journal) -> None:
+    """Claims commit at synchronous FULL; settling a row commits at NORMAL, then FULL again."""
+    seen: list[tuple[str, int]] = []
+    db = journal._db
+
+    def trace(statement: str) -> None:
+        if statement in ("COMMIT", "ROLLBACK"):
+            seen.append((statement, db.execute("PRAGMA synchronous").fetchone()[0]))
+
+    FULL, NORMAL = 2, 1
+    run = journal.start_run("term.csv", BASE)
+    db.set_trace_callback(trace)
+    a, b, c, d = req(2), req(3), req(4), req(5)
+    for r in (a, b, c, d):
+        journal.claim(BASE, r, run)
+    assert [level for _, level in seen] == [FULL] * 4
+    seen.clear()
+    journal.record_created(BASE, a, run, "478346000000000002")
+    journal.record_failed(BASE, b, run, "refused")
+    journal.release(BASE, c, run)
+    journal.note(BASE, d, run, "listing")
+    journal.record_unknown(BASE, d, run, "no reply")
+    journal.heartbeat(run)
+    assert [level for _, level in seen] == [NORMAL] * 6
+    seen.clear()
+    journal.forget(BASE, a.identity)
+    journal.finish_run(run, {"created": 1})
+    assert [level for _, level in seen] == [FULL] * 2
+    db.set_trace_callback(None)
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == FULL
+    assert journal.lookup(BASE, b).status == FAILED  # type: ignore[union-attr]
+
+
+def test_a_failed_quick_write_leaves_the_connection_durable(journal: Journal) -> None:
+    with pytest.raises(RuntimeError), journal._tx(durable=False):
+        raise RuntimeError("boom")
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert not journal._db.in_transaction

@@ -179,6 +179,8 @@ class Journal:
 
     Every public method that changes state runs in its own ``BEGIN IMMEDIATE`` transaction and
     commits before returning, so a crash right after a call leaves the journal telling the truth.
+    A claim (and a run's start and finish, and `forget`) also waits for the disk, so it survives a
+    power cut; a settled row, a note and a heartbeat do not need to (see `_tx`).
     Methods are synchronous and short (single-row statements); they are called from the event loop
     directly.
     """
@@ -218,16 +220,31 @@ class Journal:
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the database write lock up front (no upgrade deadlock)."""
-        self._db.execute("BEGIN IMMEDIATE")
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the database write lock up front (no upgrade deadlock).
+
+        ``durable=False`` commits without waiting for the disk (``synchronous = NORMAL``): safe
+        after a process crash, and after a power cut the write can only be lost together with
+        every later one, since the next durable commit (the next claim) syncs the whole log. It
+        is for records whose loss leaves a row as its claim left it, in flight for a run that is
+        then dead, which the next run reconciles by listing before it sends (never twice): a
+        settled row, a note, a heartbeat. A claim is always durable: it is what protects a send.
+        At 20,000 rows that is one wait for the disk per row instead of two.
+        """
+        if not durable:
+            self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
-            self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = FULL")
 
     def close(self) -> None:
         self._db.close()
@@ -276,7 +293,7 @@ class Journal:
 
     def heartbeat(self, run_id: int) -> None:
         """Prove the run is alive, so its in-flight rows are not taken for a crashed run's."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (self.now(), run_id))
 
     def finish_run(
@@ -428,7 +445,7 @@ class Journal:
         names both so the operator can delete one. Returns the sessionId the journal now holds.
         """
         base = normalise_base(api_base)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             row = db.execute(
                 "SELECT status, session_id FROM rows WHERE api_base = ? AND identity = ?",
                 (base, req.identity),
@@ -500,7 +517,7 @@ class Journal:
         there would let another live run claim it as stale and list (and maybe send) at the same
         time. If this run dies meanwhile, the ``inflight`` row of a dead run is stale anyway.
         """
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE rows SET message = ?, attempts = attempts + ?, updated_at = ?"
                 " WHERE api_base = ? AND identity = ? AND run_id = ? AND status = ?",
@@ -521,7 +538,7 @@ class Journal:
     ) -> bool:
         """Move a row this run holds to ``status``. A row another run has since taken over (we were
         judged dead) is left alone: its new owner decides. Returns whether anything changed."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE rows SET status = ?, message = ?, attempts = attempts + ?, updated_at = ?"
                 " WHERE api_base = ? AND identity = ? AND run_id = ? AND status IN (?, ?)",
