@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -151,3 +152,54 @@ def test_rotation_happens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_bad_format_rejected() -> None:
     with pytest.raises(ValueError, match="yaml"):
         logs.setup_logging(None, "yaml", stream=io.StringIO())
+
+
+def _redact_in_full(text: str) -> str:
+    """`logs.redact` without its shortcut: every registered secret, then every pattern."""
+    for secret in sorted(logs._secrets, key=len, reverse=True):
+        text = text.replace(secret, logs.MASK)
+    for pattern, replacement in logs._TOKEN_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@pytest.mark.parametrize("text", [
+    "row 5: created sessionId=478346000010001234",
+    "row 6: failed - INVALID_INPUT date",
+    "Authorization: ZOHO-OAUTHTOKEN abc.def",
+    "authorization: zoho-oauthtoken abc.def",
+    "Bearer abcdef",
+    "token 1000.0123456789abcdef.0123456789ABCDEF here",
+    "https://x/token?REFRESH_TOKEN=abc&client_secret=def",
+    '{"Access_Token": "abc", "x": 1}',
+    # not ASCII: a case-blind pattern matches more than lower() maps (the long s is an s to it)
+    "https://x/token?acce\u017fs_token=abc",
+    "r\u00e9union room 1000.0123456789abcdef.0123456789abcdef",
+])
+def test_redact_shortcut_changes_nothing(text: str) -> None:
+    """The quick test that skips the patterns never skips a line they would change."""
+    logs.register_secret(CLIENT_SECRET)
+    assert logs.redact(text) == _redact_in_full(text)
+    assert logs.redact(text + " " + CLIENT_SECRET) == _redact_in_full(text + " " + CLIENT_SECRET)
+
+
+def test_registered_secrets_longest_first_whenever_registered() -> None:
+    logs.register_secret("abcdefgh")
+    logs.register_secret("abcdefgh-and-more")
+    assert logs.redact("x abcdefgh-and-more y abcdefgh") == "x *** y ***"
+    logs.clear_secrets()
+    assert logs.redact("abcdefgh") == "abcdefgh"
+
+
+def test_text_time_is_each_record_own_second() -> None:
+    formatter = logs.TextFormatter()
+
+    def at(created: float) -> str:
+        record = logging.LogRecord("bulkschedule", logging.INFO, "", 0, "hello", None, None)
+        record.created = created
+        return formatter.format(record)[:19]
+
+    first, again, later = at(1_800_000_000.2), at(1_800_000_000.9), at(1_800_000_001.1)
+    assert first == again == dt.datetime.fromtimestamp(1_800_000_000).strftime("%Y-%m-%d %H:%M:%S")
+    assert later == dt.datetime.fromtimestamp(1_800_000_001).strftime("%Y-%m-%d %H:%M:%S")
+    assert at(1_800_000_000.5) == first  # back to an earlier second

@@ -1280,6 +1280,9 @@ def test_preview_flags_a_repeated_identity() -> None:
         def lookup(self, api_base: str, req: Request) -> None:
             return None
 
+        def lookup_many(self, api_base: str, reqs: list[Request]) -> dict[str, object]:
+            return {}
+
     out = preview([a, same, other], journal=NoJournal(), api_base=BASE)  # type: ignore[arg-type]
     assert [out[r].status for r in (2, 3, 4)] == [
         Status.WOULD_CREATE,

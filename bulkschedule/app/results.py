@@ -26,15 +26,18 @@ heavy"): the CLI must answer ``--help`` without loading it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
+import functools
 import io
+import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from bulkschedule.core.files import atomic_write
 from bulkschedule.core.problems import Outcome, Problem, Status
@@ -43,9 +46,16 @@ from bulkschedule.sheet.schema import Validation
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl import Workbook
+    from openpyxl.cell import _CellSetValue as CellValue
     from openpyxl.cell.cell import Cell as XlCell
+    from openpyxl.comments import Comment
     from openpyxl.styles import PatternFill
+    from openpyxl.workbook.child import _WorkbookChild
+    from openpyxl.worksheet.dimensions import ColumnDimension, DimensionHolder
+    from openpyxl.worksheet.filters import AutoFilter
     from openpyxl.worksheet.worksheet import Worksheet
+
+    from bulkschedule.sheet.reader import Cell, RawTable
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -211,8 +221,20 @@ def _write_table(
 
 
 def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
-    """Save a workbook with `_write_atomic`."""
-    atomic_write(path, wb.save)
+    """Save a workbook with `core.files.atomic_write`.
+
+    A streamed sheet that was never saved is closed on the way out, so that its open stream is
+    not left to the garbage collector (which would finish it after its file is gone).
+    """
+    try:
+        atomic_write(path, wb.save)
+    except BaseException:
+        if wb.write_only:
+            for ws in wb.worksheets:
+                if not getattr(ws, "closed", True):
+                    with contextlib.suppress(Exception):
+                        ws.close()
+        raise
 
 
 def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
@@ -234,7 +256,8 @@ def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
 # which input columns, under which names
 
 
-def _input_columns(validation: Validation) -> list[tuple[int, str]]:
+def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] | None = None
+                   ) -> list[tuple[int, str]]:
     """(index in the raw row, output header) for every input column worth copying.
 
     Canonical columns first in spec order, then unknown headers as typed, then second copies of a
@@ -255,7 +278,8 @@ def _input_columns(validation: Validation) -> list[tuple[int, str]]:
     for i, header in enumerate(table.headers):
         if i in used or (header or "").strip():
             continue
-        if any(i < len(row) and row[i] not in (None, "") for row in table.rows):
+        cells = columns[i] if columns is not None else table.columns()[i].tolist()
+        if any(value not in (None, "") for value in cells):
             out.append((i, f"(column {get_column_letter(i + 1)})"))
     reserved = {"row", *RESULT_COLUMNS}
     seen: set[str] = set()
@@ -277,6 +301,219 @@ def _is_id_column(header: str, spec: Spec) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# streaming sheets: the results workbook and the report, written row by row
+
+
+#: First characters of text that openpyxl would store as a formula (``=``) or an error (``#N/A``),
+#: or that Excel would read as a formula when the cell is edited (``+ - @``).
+_CAREFUL_START = frozenset("=+-@#")
+
+#: The number format of a typed cell, by exact type (subclasses take `set_cell`'s slow path).
+_TYPE_FORMATS: dict[type, str] = {
+    dt.datetime: DATETIME_FORMAT,
+    dt.date: DATE_FORMAT,
+    dt.time: TIME_FORMAT,
+}
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+_NOTHING_KEPT: dict[object, XlCell] = {}
+
+
+class _Stream(Protocol):
+    """What we use of openpyxl's write-only sheet (its stubs leave out what ``_setup`` adds)."""
+
+    freeze_panes: str | None
+    column_dimensions: DimensionHolder[str, ColumnDimension]
+    auto_filter: AutoFilter
+    #: openpyxl's writer sizes a sheet (``<dimension>``) by this, when the sheet has it.
+    calculate_dimension: Callable[[], str]
+
+    def append(self, iterable: Iterable[object]) -> None: ...
+
+
+@functools.cache
+def _kept_cell_type() -> type[XlCell]:
+    """openpyxl's cell, with a constant ``repr``: ``append`` formats the repr of every cell
+    object it is given (into an error it then catches, on its way to seeing it is a cell), and
+    that formatting was a tenth of the time spent on a kept cell."""
+    from openpyxl.cell.cell import Cell  # lazy: heavy
+
+    class KeptCell(Cell):
+        __slots__ = ()
+
+        def __repr__(self) -> str:
+            return "<kept cell>"
+
+    return KeptCell
+
+
+class _Cells:
+    """Turns values into what a write-only sheet's ``append`` takes, by `set_cell`'s rules.
+
+    A value that needs no style goes in as it is: openpyxl writes it through one cell of its own.
+    A value that needs one (a date format, Text for an ID, a fill, a bold header) goes in a styled
+    cell kept per column, style and value, and used again whenever that value comes back: a
+    write-only sheet writes each row before ``append`` returns, so a cell is free again for the
+    next row (a column has one cell in a row, so keeping cells per column is enough). An ID column
+    holds few distinct values, so most of its cells are neither made nor filled again. Past
+    `KEEP_VALUES` values, the oldest value's cell takes the new value. Text that looks like a
+    formula or an error code or holds characters XML cannot carry, and a cell with a comment, are
+    rare and get a cell of their own.
+    """
+
+    #: Distinct values kept per column and style.
+    KEEP_VALUES = 512
+
+    def __init__(self, ws: _Stream) -> None:
+        self.ws = cast("_WorkbookChild", ws)  # what a cell's parent is typed as
+        self._kept: dict[tuple[int, str | None, str | None, bool], dict[object, XlCell]] = {}
+        self._fills: dict[str, PatternFill] = {}
+
+    def __call__(self, column: int, value: object, *, text_format: bool = False,
+                 fill: str | None = None, bold: bool = False) -> object:
+        """``value`` for ``column`` (1-based), plain or in a styled cell."""
+        kind = value.__class__
+        if kind is str:
+            text = cast(str, value)
+            if text and (text[0] in _CAREFUL_START
+                         or (not text.isprintable() and _ILLEGAL.search(text))):
+                return self.own(text, text_format=text_format, fill=fill, bold=bold)
+            fmt = TEXT_FORMAT if text_format else None
+        elif kind in _PLAIN_TYPES:
+            fmt = None
+        elif kind in _TYPE_FORMATS:
+            fmt = _TYPE_FORMATS[kind]
+        else:
+            return self.own(value, text_format=text_format, fill=fill, bold=bold)
+        if fmt is None and fill is None and not bold:
+            return value
+        kept = self._kept.get((column, fmt, fill, bold))
+        if kept is None:
+            kept = self._kept[column, fmt, fill, bold] = {}
+        cell = kept.get(value)
+        if cell is None:
+            if len(kept) < self.KEEP_VALUES:
+                cell = self._styled(fmt, fill, bold)
+            else:  # this column's cell of its oldest kept value: in no row waiting to be written
+                cell = kept.pop(next(iter(kept)))
+            cell.value = cast("CellValue", value)
+            kept[value] = cell
+        return cell
+
+    def own(self, value: object, *, text_format: bool = False, fill: str | None = None,
+            bold: bool = False, comment: Comment | None = None) -> XlCell:
+        """A cell of its own for ``value``, written by `set_cell` itself."""
+        from openpyxl.cell import WriteOnlyCell  # lazy: heavy
+
+        cell = WriteOnlyCell(self.ws)
+        set_cell(cell, value, text_format=text_format)
+        self._style(cell, fill, bold)
+        if comment is not None:
+            cell.comment = comment
+        return cell
+
+    def _styled(self, fmt: str | None, fill: str | None, bold: bool) -> XlCell:
+        cell = _kept_cell_type()(self.ws, row=1, column=1)
+        if fmt is not None:
+            cell.number_format = fmt
+        self._style(cell, fill, bold)
+        return cell
+
+    def _style(self, cell: XlCell, fill: str | None, bold: bool) -> None:
+        if fill is not None:
+            if fill not in self._fills:
+                self._fills[fill] = _fill(fill)
+            cell.fill = self._fills[fill]
+        if bold:
+            from openpyxl.styles import Font  # lazy: heavy
+
+            cell.font = Font(bold=True)
+
+    def header(self, names: Sequence[object]) -> list[object]:
+        """The header row: bold on the header fill, as `_style_header` makes it."""
+        return [self(c, name, fill=HEADER_FILL, bold=True) for c, name in enumerate(names, 1)]
+
+    def line(self, values: Iterable[object], text_columns: Container[int] = (), *,
+             start: int = 1) -> list[object]:
+        """`__call__` for each of ``values`` (columns from ``start``; Text in ``text_columns``),
+        with the common cases (a number, plain text outside an ID column) decided here, without
+        a call: a row of 18 cells 100,000 times is where a streamed workbook's time goes."""
+        out: list[object] = []
+        kept = self._kept
+        for c, value in enumerate(values, start):
+            kind = value.__class__
+            if kind is str:
+                text = cast(str, value)
+                if c in text_columns:
+                    # only plain text is kept: a kept cell needs no further check
+                    cell = kept.get((c, TEXT_FORMAT, None, False), _NOTHING_KEPT).get(text)
+                    value = cell if cell is not None else self(c, text, text_format=True)
+                elif not text or text[0] in _CAREFUL_START or not text.isprintable():
+                    value = self(c, text)
+            elif kind not in _PLAIN_TYPES:
+                value = self(c, value, text_format=c in text_columns)
+            out.append(value)
+        return out
+
+
+def _column_width(values: Iterable[object]) -> int:
+    """The widest of ``values`` (`_display_width`), each distinct value measured once."""
+    try:
+        distinct: Iterable[object] = set(values)
+    except TypeError:  # an unhashable value: measure them all
+        distinct = list(values)
+    return max(map(_display_width, distinct), default=0)
+
+
+def _new_stream(title: str) -> tuple[Workbook, _Stream]:
+    """A write-only workbook whose first sheet is called ``title``, and that sheet."""
+    from openpyxl import Workbook  # lazy: heavy
+
+    wb = Workbook(write_only=True)
+    wb.properties.creator = "bulkschedule"
+    wb.properties.created = _FIXED_CREATED
+    return wb, cast("_Stream", wb.create_sheet(title))
+
+
+def _prepare_sheet(ws: _Stream, widths: Mapping[int, int], *, last_row: int,
+                   last_column: int, caps: Mapping[int, int] | None = None,
+                   cap: int = 50) -> None:
+    """What a streamed sheet needs before its first row: the frozen header, the column widths
+    (`_autofit`, then ``caps``) and its size (the ``dimension`` a read-only reader sizes it by).
+    """
+    from openpyxl.utils import get_column_letter  # lazy: heavy
+
+    ws.freeze_panes = "A2"
+    for col, width in widths.items():
+        fitted = max(6, min(cap, width + 2))
+        if caps and col in caps:
+            fitted = min(fitted, caps[col])
+        ws.column_dimensions[get_column_letter(col)].width = fitted
+    ref = f"A1:{get_column_letter(max(1, last_column))}{max(1, last_row)}"
+    # A write-only sheet has no size of its own; openpyxl writes one if the sheet can say it.
+    ws.calculate_dimension = lambda: ref
+
+
+def _stream_table(ws: _Stream, header: Sequence[str],
+                  rows: Sequence[Sequence[object]], *, caps: Mapping[str, int] | None = None,
+                  autofilter: bool = True) -> None:
+    """`_write_table` for a write-only sheet: header row (bold, frozen, filtered unless not
+    ``autofilter``) then rows, with fitted widths."""
+    from openpyxl.utils import get_column_letter  # lazy: heavy
+
+    widths = {c: len(name) for c, name in enumerate(header, start=1)}
+    for c, column in enumerate(zip(*rows, strict=False), start=1):
+        widths[c] = max(widths.get(c, 0), _column_width(column))
+    limits = {c: caps[name] for c, name in enumerate(header, start=1) if caps and name in caps}
+    _prepare_sheet(ws, widths, last_row=len(rows) + 1, last_column=len(header), caps=limits)
+    cells = _Cells(ws)
+    ws.append(cells.header(header))
+    for values in rows:
+        ws.append(cells.line(values))
+    if autofilter:
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(rows) + 1}"
+
+
+# --------------------------------------------------------------------------------------------
 # results workbook
 
 
@@ -285,19 +522,20 @@ def _row_status(
     validation: Validation,
     outcomes: Mapping[int, Outcome],
     errors: Mapping[int, list[str]],
-) -> tuple[str, str | None, str, int | None]:
-    """(status, sessionId, message, attempts) for one spreadsheet row."""
+) -> tuple[str, str | None, str | None, int | None]:
+    """(status, sessionId, message or None, attempts) for one spreadsheet row."""
     outcome = outcomes.get(row)
     if outcome is not None:
-        return str(outcome.status), outcome.session_id, outcome.message, outcome.attempts
+        return (str(outcome.status), outcome.session_id, outcome.message or None,
+                outcome.attempts)
     if row in errors:
-        return str(Status.INVALID), None, "; ".join(errors[row]), None
+        return str(Status.INVALID), None, "; ".join(errors[row]) or None, None
     if validation.fatal:  # a missing column: the row is fine but the sheet cannot be sent
         sheet = [_problem_text(p) for p in validation.problems if p.row is None and p.is_error]
         return str(Status.INVALID), None, "; ".join(sheet) or "the sheet cannot be sent", None
     if row in validation.error_rows:
         return str(Status.INVALID), None, "has errors (see the Problems sheet)", None
-    return str(Status.PENDING), None, "", None
+    return str(Status.PENDING), None, None, None
 
 
 def _problem_text(p: Problem) -> str:
@@ -305,6 +543,17 @@ def _problem_text(p: Problem) -> str:
     if p.column and not p.message.startswith(p.column):
         return f"{p.column}: {p.message}"
     return p.message
+
+
+def _column_lists(table: RawTable) -> list[list[Cell]]:
+    """The table's cells column by column, empty cells None: read from the columns the reader
+    keeps, so the table's row lists are never built (at 100,000 rows they outlive the write)."""
+    return [cells.tolist() for cells in table.columns()]
+
+
+def _lines(columns: Sequence[Sequence[object]], n: int) -> Iterable[Sequence[object]]:
+    """The ``n`` rows of ``columns``, one tuple at a time."""
+    return zip(*columns, strict=True) if columns else itertools.repeat((), n)
 
 
 def write_results(
@@ -319,49 +568,55 @@ def write_results(
     then ``status``, ``sessionId``, ``message``, ``attempts``. A row without an Outcome is
     ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
     ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
+
+    Streamed (openpyxl's write-only mode): memory stays flat however long the sheet, and each
+    column's width is measured over its distinct values before the first row is written.
     """
     from openpyxl.utils import get_column_letter  # lazy: heavy
 
-    wb, ws = _new_workbook("Results")
+    wb, ws = _new_stream("Results")
     table = validation.table
-    inputs = _input_columns(validation)
+    columns = _column_lists(table)
+    inputs = _input_columns(validation, columns)
     header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
     errors: dict[int, list[str]] = {}
     for p in validation.problems:
         if p.row is not None and p.is_error:
             errors.setdefault(p.row, []).append(_problem_text(p))
+    results = [_row_status(r, validation, outcomes, errors) for r in table.row_numbers]
+    counts: Counter[str] = Counter(status for status, *_ in results)
 
-    for c, name in enumerate(header, start=1):
-        set_cell(_cell(ws, 1, c), name)
     status_col = 2 + len(inputs)
     text_columns = {c for c, name in enumerate(header, start=1)
                     if _is_id_column(name, validation.spec) or name == "sessionId"}
-    widths: dict[int, int] = {c: len(h) for c, h in enumerate(header, start=1)}
-    counts: Counter[str] = Counter()
-    for r, (row_number, values) in enumerate(zip(table.row_numbers, table.rows, strict=True), 2):
-        status, session_id, message, attempts = _row_status(
-            row_number, validation, outcomes, errors
-        )
-        counts[status] += 1
-        line: list[object] = [row_number]
-        line += [values[i] if i < len(values) else None for i, _ in inputs]
-        line += [status, session_id, message or None, attempts]
-        for c, value in enumerate(line, start=1):
-            set_cell(_cell(ws, r, c), value, text_format=c in text_columns)
-            widths[c] = max(widths[c], _display_width(value))
-        colour = STATUS_COLOURS.get(status)
-        if colour:
-            ws.cell(row=r, column=status_col).fill = _fill(colour)
+    widths = {c: len(h) for c, h in enumerate(header, start=1)}
+    widths[1] = max(widths[1], _column_width(table.row_numbers))
+    for c, (i, _) in enumerate(inputs, start=2):
+        widths[c] = max(widths[c], _column_width(columns[i]))
+    for c, column in enumerate(zip(*results, strict=True), start=status_col):
+        widths[c] = max(widths[c], _column_width(column))
+    message_col = status_col + 2
+    _prepare_sheet(ws, widths, last_row=len(results) + 1, last_column=len(header))
+    ws.column_dimensions[get_column_letter(message_col)].width = max(
+        12, min(80, widths[message_col] + 2))
 
-    _style_header(ws, len(header))
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(table.rows) + 1)}"
-    _autofit(ws, widths)
-    ws.column_dimensions[get_column_letter(status_col + 2)].width = max(
-        12, min(80, widths[status_col + 2] + 2)
-    )
+    cells = _Cells(ws)
+    ws.append(cells.header(header))
+    lines = _lines([columns[i] for i, _ in inputs], len(results))
+    for row_number, line, (status, session_id, message, attempts) in zip(
+            table.row_numbers, lines, results, strict=True):
+        out = cells.line(line, text_columns, start=2)
+        out.insert(0, row_number)
+        out.append(cells(status_col, status, fill=STATUS_COLOURS.get(status)))
+        out.append(cells(status_col + 1, session_id, text_format=True))
+        out.append(cells(message_col, message))
+        out.append(attempts)
+        ws.append(out)
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(results) + 1)}"
 
-    _write_summary(wb.create_sheet("Summary"), summary, counts)
-    _write_problems(wb.create_sheet("Problems"), validation.problems)
+    _write_summary(cast("_Stream", wb.create_sheet("Summary")), summary, counts)
+    _write_problems(cast("_Stream", wb.create_sheet("Problems")),
+                    validation.problems)
     _save_atomic(wb, path)
 
 
@@ -378,22 +633,24 @@ def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[
             yield [name, str(value)]
 
 
-def _write_summary(ws: Worksheet, summary: Mapping[str, object], counts: Counter[str]) -> None:
+def _write_summary(ws: _Stream, summary: Mapping[str, object],
+                   counts: Counter[str]) -> None:
     lines = list(_summary_lines(summary))
     lines.append([None, None])
     lines.append(["rows by status", None])
     for status in Status:
         lines.append([str(status), counts.get(str(status), 0)])
-    _write_table(ws, ["item", "value"], lines, caps={"value": 80})
-    ws.auto_filter.ref = None  # a key/value list; a filter only gets in the way
+    # a key/value list; a filter only gets in the way
+    _stream_table(ws, ["item", "value"], lines, caps={"value": 80}, autofilter=False)
 
 
-def _write_problems(ws: Worksheet, problems: Iterable[Problem], *, codes: bool = False) -> None:
+def _write_problems(ws: _Stream, problems: Iterable[Problem], *,
+                    codes: bool = False) -> None:
     """The Problems sheet: `PROBLEM_COLUMNS`, then each problem's ``code`` when ``codes``."""
     header = [*PROBLEM_COLUMNS, "code"] if codes else list(PROBLEM_COLUMNS)
     rows = [[p.row, p.column, p.value, p.severity, p.message, p.code][: len(header)]
             for p in problems]
-    _write_table(ws, header, rows, caps={"value": 40, "message": 100})
+    _stream_table(ws, header, rows, caps={"value": 40, "message": 100})
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,35 +673,10 @@ def _locate_column(validation: Validation, column: str | None) -> int | None:
     return None
 
 
-def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
-    """Write a copy of the sheet with every problem marked where it is.
-
-    Rows keep their spreadsheet row numbers (blank rows stay blank) so "row 14" in the console
-    is row 14 here too. A problem cell gets a red fill for an error, yellow for a warning, and
-    its messages as a comment. Problems about the whole sheet, or about a column the sheet does
-    not have, can only be listed: the ``Problems`` sheet lists every problem.
-    """
-    from openpyxl.comments import Comment  # lazy: heavy
-
-    wb, ws = _new_workbook(_safe_sheet_title(validation.table.sheet or "Sheet"))
-    table = validation.table
-    hm = validation.headers
-    spec = validation.spec
-
-    widths: dict[int, int] = {}
-    for c, header in enumerate(table.headers, start=1):
-        set_cell(_cell(ws, 1, c), header)
-        widths[c] = len(header or "")
-    id_columns = {hm.index[n] for n in spec.names if n in hm.index and _is_id_column(n, spec)}
-    for row_number, values in zip(table.row_numbers, table.rows, strict=True):
-        for i, value in enumerate(values):
-            set_cell(_cell(ws, row_number, i + 1), value,
-                     text_format=i in id_columns and isinstance(value, str))
-            widths[i + 1] = max(widths.get(i + 1, 0), _display_width(value))
-
-    # Collect messages per cell; an error anywhere in a cell wins over a warning.
+def _notes(validation: Validation) -> dict[tuple[int, int], list[Problem]]:
+    """The problems to mark, by (spreadsheet row, 1-based column); row 1 is the header."""
     notes: dict[tuple[int, int], list[Problem]] = {}
-    known_rows = set(table.row_numbers)
+    known_rows = set(validation.table.row_numbers)
     for p in validation.problems:
         index = _locate_column(validation, p.column)
         if p.row is None:
@@ -454,19 +686,67 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
         if p.row not in known_rows:
             continue
         notes.setdefault((p.row, (index if index is not None else 0) + 1), []).append(p)
-    for (r, c), found in notes.items():
-        cell = ws.cell(row=r, column=c)
-        is_error = any(p.is_error for p in found)
-        cell.fill = _fill(ERROR_FILL if is_error else WARNING_FILL)
-        text = "\n".join(f"{p.severity}: {_problem_text(p)}" for p in found)
-        comment = Comment(text, "bulkschedule")
-        comment.width = 300
-        comment.height = min(400, 40 + 30 * len(found) + len(text) // 2)
-        cell.comment = comment
+    return notes
 
-    _style_header(ws, max(1, len(table.headers)))
-    _autofit(ws, widths)
-    _write_problems(wb.create_sheet("Problems"), validation.problems, codes=True)
+
+def _note(found: Sequence[Problem]) -> tuple[str, Comment]:
+    """A marked cell's fill (an error anywhere in it wins over a warning) and comment."""
+    from openpyxl.comments import Comment  # lazy: heavy
+
+    is_error = any(p.is_error for p in found)
+    text = "\n".join(f"{p.severity}: {_problem_text(p)}" for p in found)
+    comment = Comment(text, "bulkschedule")
+    comment.width = 300
+    comment.height = min(400, 40 + 30 * len(found) + len(text) // 2)
+    return (ERROR_FILL if is_error else WARNING_FILL), comment
+
+
+def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
+    """Write a copy of the sheet with every problem marked where it is.
+
+    Rows keep their spreadsheet row numbers (blank rows stay blank) so "row 14" in the console
+    is row 14 here too. A problem cell gets a red fill for an error, yellow for a warning, and
+    its messages as a comment. Problems about the whole sheet, or about a column the sheet does
+    not have, can only be listed: the ``Problems`` sheet lists every problem.
+
+    Streamed like `write_results`.
+    """
+    table = validation.table
+    wb, ws = _new_stream(_safe_sheet_title(table.sheet or "Sheet"))
+    hm = validation.headers
+    spec = validation.spec
+    id_columns = {hm.index[n] for n in spec.names if n in hm.index and _is_id_column(n, spec)}
+    notes = _notes(validation)
+    columns = _column_lists(table)
+    width = max([len(table.headers), *(c for _, c in notes)])
+    widths = {c: len(h or "") for c, h in enumerate(table.headers, start=1)}
+    for c, column in enumerate(columns, start=1):
+        widths[c] = max(widths.get(c, 0), _column_width(column))
+    last_row = max([1, *table.row_numbers, *(r for r, _ in notes)])
+    _prepare_sheet(ws, widths, last_row=last_row, last_column=max(1, width))
+
+    cells = _Cells(ws)
+    ws.append(_report_header(cells, table.headers, notes))
+    marked_rows = {r for r, _ in notes}
+    text_columns = {i + 1 for i in id_columns}
+    written = 1
+    for row_number, values in _in_sheet_order(table.row_numbers,
+                                              _lines(columns, len(table.row_numbers))):
+        if row_number <= written:  # the header's row: nowhere to put it
+            continue
+        for _ in range(written + 1, row_number):
+            ws.append([])  # a blank row of the sheet stays blank
+        line = _pad(values, width)
+        if row_number in marked_rows:
+            ws.append([_report_cell(cells, row_number, c, value, notes,
+                                    text_format=c - 1 in id_columns and isinstance(value, str))
+                       for c, value in enumerate(line, start=1)])
+        else:
+            ws.append(cells.line(line, text_columns))
+        written = row_number
+
+    _write_problems(cast("_Stream", wb.create_sheet("Problems")),
+                    validation.problems, codes=True)
     _save_atomic(wb, path)
 
 
@@ -474,6 +754,46 @@ def _safe_sheet_title(name: str) -> str:
     """Excel sheet titles: at most 31 characters, none of ``[]:*?/\\``, not "Problems"."""
     title = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'")[:31] or "Sheet"
     return "Sheet" if title.lower() == "problems" else title
+
+
+def _in_sheet_order(numbers: Sequence[int], lines: Iterable[Sequence[object]]
+                    ) -> Iterable[tuple[int, Sequence[object]]]:
+    """(row number, line) in sheet order, as the reader gives them; a table built otherwise is
+    sorted, a repeated row number keeping its last line."""
+    pairs = zip(numbers, lines, strict=True)
+    if all(a < b for a, b in itertools.pairwise(numbers)):
+        return pairs
+    return dict(sorted(pairs, key=lambda pair: pair[0])).items()
+
+
+def _pad(values: Sequence[object], width: int) -> Sequence[object]:
+    """``values`` with Nones added up to ``width``."""
+    return values if len(values) >= width else [*values, *([None] * (width - len(values)))]
+
+
+def _report_header(cells: _Cells, headers: Sequence[str],
+                   notes: Mapping[tuple[int, int], Sequence[Problem]]) -> list[object]:
+    """The header row as typed, bold on the header fill (a marked header cell keeps that fill
+    and gets its comment)."""
+    out: list[object] = []
+    for c, name in enumerate(headers or [None], start=1):
+        found = notes.get((1, c))
+        if found:
+            out.append(cells.own(name, fill=HEADER_FILL, bold=True, comment=_note(found)[1]))
+        else:
+            out.append(cells(c, name, fill=HEADER_FILL, bold=True))
+    return out
+
+
+def _report_cell(cells: _Cells, row: int, column: int, value: object,
+                 notes: Mapping[tuple[int, int], Sequence[Problem]], *,
+                 text_format: bool = False) -> object:
+    """One cell of the report: the value as read, marked if a problem is about it."""
+    found = notes.get((row, column))
+    if found:
+        fill, comment = _note(found)
+        return cells.own(value, text_format=text_format, fill=fill, comment=comment)
+    return cells(column, value, text_format=text_format)
 
 
 # --------------------------------------------------------------------------------------------

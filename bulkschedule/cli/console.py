@@ -22,11 +22,12 @@ import click
 
 from bulkschedule.app import inbox as ib
 from bulkschedule.app.inbox import SheetResult
-from bulkschedule.app.job import JobResult, requests_for
+from bulkschedule.app.job import JobResult
 from bulkschedule.app.logs import log_lock, log_outcome
 from bulkschedule.app.progress import Tally
 from bulkschedule.core.problems import Problem, Status
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
+from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.schema import Validation
 
 
@@ -98,19 +99,39 @@ def format_problems(problems: Sequence[Problem], width: int | None = None) -> li
     return out
 
 
-def echo_problems(problems: Sequence[Problem], width: int | None = None) -> None:
-    """The problem table on stdout."""
-    for line in format_problems(problems, width):
+#: How many problems a command's table shows: at 100,000 rows the full table can run to thousands
+#: of lines that nobody reads on a terminal or in cron mail; the rest are counted, and the line
+#: under the table says where the full list is.
+PROBLEMS_SHOWN = 50
+
+
+def more_problems_line(problems: Sequence[Problem], shown: int, where: str) -> str | None:
+    """``... and 950 more problems (1,000 in all): <where>``, or None when all were shown."""
+    more = len(problems) - shown
+    if more <= 0:
+        return None
+    return (f"... and {more:,} more {'problem' if more == 1 else 'problems'} "
+            f"({len(problems):,} in all): {where}")
+
+
+def echo_problems(problems: Sequence[Problem], width: int | None = None, *,
+                  shown: int = PROBLEMS_SHOWN, where: str = "--json lists every one") -> None:
+    """The problem table on stdout: the first ``shown`` problems (in sheet order), then how many
+    more there are and ``where`` the full list is."""
+    for line in format_problems(problems[:shown], width):
         click.echo(line.rstrip())
+    more = more_problems_line(problems, shown, where)
+    if more is not None:
+        click.echo(more)
 
 
 def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
     """A dry run: what would be sent, the first ``shown`` payloads in full."""
-    requests = {r.row: r for r in requests_for(result.validation)}
+    sessions = {s.row: s for s in result.validation.sessions}
     out: list[str] = []
     for row, outcome in sorted(result.outcomes.items()):
-        if outcome.status == Status.WOULD_CREATE and row in requests and shown > 0:
-            req = requests[row]
+        if outcome.status == Status.WOULD_CREATE and row in sessions and shown > 0:
+            req = build_request(sessions[row])  # only the few shown: 100,000 cost a second
             out += [f"row {row}: POST {req.path}", f"  sessionData={json.dumps(req.session_data)}"]
             shown -= 1
         elif outcome.status in (Status.EXISTS, Status.CHANGED):

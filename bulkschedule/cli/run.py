@@ -80,16 +80,18 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, read
     online = not offline and not validation.fatal and (
         validation.valid > 0 or any(p.code.startswith("name.") for p in validation.problems))
     if not online:
-        _show(validation)
+        _show(validation, results_path)
     leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
                             sandbox=sandbox, speed=speed, yes=yes,
                             online=reading if online else None)))
 
 
-def _show(validation: Validation) -> None:
+def _show(validation: Validation, results_path: Path) -> None:
     for note in validation.table.notes:
         click.echo(f"note: {note}")
-    echo_problems(validation.problems)
+    echo_problems(validation.problems,
+                  where=f"every one is on the Problems sheet of {results_path}; "
+                        f"bulkschedule validate --json (or --report OUT.xlsx) lists them too")
     click.echo(summary_line(validation))
 
 
@@ -139,7 +141,7 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
         if online is not None:
             found = await _check_org(validation, target, online, settings, dry_run=dry_run)
             validation, held = found.validation, found.held
-            _show(validation)
+            _show(validation, results_path)
             n = validation.valid - len(held)
         elif not dry_run and not yes and n and sys.stdin.isatty():
             minutes = n / send.rate_calls * send.rate_period / 60

@@ -118,7 +118,10 @@ def validate(settings: Settings, sheet: str, reading: Reading, online: bool, as_
     else:
         for note in validation.table.notes:
             click.echo(f"note: {note}")
-        echo_problems(validation.problems)
+        where = (f"every one is marked in {report} and listed by --json" if report is not None
+                 else "--json lists every one; --report OUT.xlsx marks each in a copy of the "
+                      "sheet")
+        echo_problems(validation.problems, where=where)
         if validation.problems:
             click.echo()
         click.echo(summary_line(validation))

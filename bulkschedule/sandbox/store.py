@@ -41,6 +41,12 @@ class SessionStore:
                 name TEXT NOT NULL, date TEXT NOT NULL, start_time TEXT NOT NULL,
                 record TEXT NOT NULL)"""
         )
+        # Without these, every create scans every stored session twice (the duplicate check and
+        # the next id): 4 ms a create at 20,000 sessions, the whole of a fast client's time.
+        self._conn.execute("CREATE INDEX IF NOT EXISTS sessions_identity"
+                           " ON sessions (module_id, name, date, start_time)")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS sessions_number"
+                           " ON sessions (CAST(session_id AS INTEGER))")
         self._conn.commit()
 
     def next_id(self) -> int:

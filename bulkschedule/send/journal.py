@@ -44,7 +44,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +68,9 @@ UNKNOWN = "unknown"  # a call may have created it; reconcile by listing before a
 CREATED = "created"  # exists in Zoho with ``session_id``
 FAILED = "failed"  # the server refused it (nothing created); a later run may try again
 RELEASED = "released"  # claimed, then given back with nothing created (lockout, 5xx, stop)
+
+#: Identities per query of `Journal.lookup_many` (SQLite allows at least 999 parameters).
+LOOKUP_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -192,6 +195,8 @@ class Journal:
 
     Every public method that changes state runs in its own ``BEGIN IMMEDIATE`` transaction and
     commits before returning, so a crash right after a call leaves the journal telling the truth.
+    A claim (and a run's start and finish, and `forget`) also waits for the disk, so it survives a
+    power cut; a settled row, a note and a heartbeat do not need to (see `_tx`).
     Methods are synchronous and short (single-row statements); they are called from the event loop
     directly.
     """
@@ -268,14 +273,25 @@ class Journal:
     # -- plumbing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _tx(self, *, running: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, running: bool = True, durable: bool = True
+            ) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the database write lock up front (no upgrade deadlock).
 
         An SQLite error inside it (the disk is full, the file went bad, another process held the
         lock past the busy timeout) is rolled back and raised as a `StateError` naming the file:
         callers stop the run on it rather than carry on with a journal that no longer records.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous = NORMAL``): safe
+        after a process crash, and after a power cut the write can only be lost together with
+        every later one, since the next durable commit (the next claim) syncs the whole log. It
+        is for records whose loss leaves a row as its claim left it, in flight for a run that is
+        then dead, which the next run reconciles by listing before it sends (never twice): a
+        settled row, a note, a heartbeat. A claim is always durable: it is what protects a send.
+        At 20,000 rows that is one wait for the disk per row instead of two.
         """
         try:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as err:
             raise state_error(err, self.path, running=running) from err
@@ -288,6 +304,10 @@ class Journal:
             if isinstance(exc, sqlite3.Error):
                 raise state_error(exc, self.path, running=running) from exc
             raise
+        finally:
+            if not durable:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA synchronous = FULL")
 
     def close(self) -> None:
         self._db.close()
@@ -336,7 +356,7 @@ class Journal:
 
     def heartbeat(self, run_id: int) -> None:
         """Prove the run is alive, so its in-flight rows are not taken for a crashed run's."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (self.now(), run_id))
 
     def finish_run(
@@ -488,7 +508,7 @@ class Journal:
         names both so the operator can delete one. Returns the sessionId the journal now holds.
         """
         base = normalise_base(api_base)
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             row = db.execute(
                 "SELECT status, session_id FROM rows WHERE api_base = ? AND identity = ?",
                 (base, req.identity),
@@ -560,7 +580,7 @@ class Journal:
         there would let another live run claim it as stale and list (and maybe send) at the same
         time. If this run dies meanwhile, the ``inflight`` row of a dead run is stale anyway.
         """
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE rows SET message = ?, attempts = attempts + ?, updated_at = ?"
                 " WHERE api_base = ? AND identity = ? AND run_id = ? AND status = ?",
@@ -581,7 +601,7 @@ class Journal:
     ) -> bool:
         """Move a row this run holds to ``status``. A row another run has since taken over (we were
         judged dead) is left alone: its new owner decides. Returns whether anything changed."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             cur = db.execute(
                 "UPDATE rows SET status = ?, message = ?, attempts = attempts + ?, updated_at = ?"
                 " WHERE api_base = ? AND identity = ? AND run_id = ? AND status IN (?, ?)",
@@ -602,6 +622,27 @@ class Journal:
     def lookup(self, api_base: str, req: Request) -> Entry | None:
         """What the journal knows about this row's identity (dry run, reports); changes nothing."""
         return self.entry(api_base, req.identity)
+
+    def lookup_many(self, api_base: str, requests: Iterable[Request]) -> dict[str, Entry]:
+        """`lookup` for many rows at once (a dry run's preview): identity -> what the journal
+        knows, identities it has never seen left out. One query per `LOOKUP_CHUNK` identities
+        instead of one per row, all read from one snapshot; changes nothing."""
+        base = normalise_base(api_base)
+        identities = list(dict.fromkeys(req.identity for req in requests))
+        found: dict[str, Entry] = {}
+        self._db.execute("BEGIN")  # a read transaction: every chunk sees the same journal
+        try:
+            for start in range(0, len(identities), LOOKUP_CHUNK):
+                chunk = identities[start : start + LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT * FROM rows WHERE api_base = ? AND identity IN ({marks})",
+                    (base, *chunk),
+                )
+                found.update((r["identity"], _entry(r)) for r in rows)
+        finally:
+            self._db.execute("COMMIT")
+        return found
 
     def entry(self, api_base: str, identity: str) -> Entry | None:
         r = self._db.execute(

@@ -68,7 +68,7 @@ from bulkschedule.send.events import (
     guarded,
 )
 from bulkschedule.send.interfaces import Client, Gate, RunConfig
-from bulkschedule.send.journal import CREATED, INFLIGHT, UNKNOWN, ClaimKind, Journal
+from bulkschedule.send.journal import CREATED, INFLIGHT, UNKNOWN, ClaimKind, Entry, Journal
 from bulkschedule.send.ledger import Ledger
 from bulkschedule.send.limiter import Clock
 from bulkschedule.send.pool import Pool
@@ -340,12 +340,13 @@ def preview(requests: Sequence[Request], *, journal: Journal, api_base: str) -> 
     """Dry run: what a real run would do with each row, from the journal alone (no calls)."""
     out: dict[int, Outcome] = {}
     first: dict[str, Request] = {}
+    known = journal.lookup_many(api_base, requests)
     for req in requests:
         earlier = first.setdefault(req.identity, req)
         if earlier is not req:
             out[req.row] = _preview_repeat(req, earlier)
         else:
-            out[req.row] = _preview_one(req, journal, api_base)
+            out[req.row] = _preview_one(req, journal, known.get(req.identity))
     return out
 
 
@@ -356,8 +357,7 @@ def _preview_repeat(req: Request, earlier: Request) -> Outcome:
     return Outcome(req.row, Status.CHANGED, None, msg.preview_same_identity(earlier.row))
 
 
-def _preview_one(req: Request, journal: Journal, api_base: str) -> Outcome:
-    entry = journal.lookup(api_base, req)
+def _preview_one(req: Request, journal: Journal, entry: Entry | None) -> Outcome:
     if entry is None:
         return Outcome(req.row, Status.WOULD_CREATE)
     if entry.status == CREATED:
