@@ -312,3 +312,33 @@ async def test_template_online_offers_the_org_in_drop_downs_that_resolve_back(
                             *api_args(sb, tmp_path / "state"), env=env)
         assert checked.code == 0, checked.out + checked.err
         assert json.loads(checked.out)["valid"] == 1
+
+
+async def test_reports_keep_the_names_as_typed_and_list_the_ids_they_became(
+        tmp_path: Path) -> None:
+    async with Sandbox(org()) as sb:
+        path = sheet(tmp_path / "names.csv", [
+            row("By name", course="New starter programme", trainer="Henry Adams"),
+            row("By ID", date="11-02-2027"),
+        ])
+        env = cli_env(tmp_path / "home")
+        args = [*api_args(sb, tmp_path / "state"), "--today", TODAY]
+        report = tmp_path / "checked.xlsx"
+        checked = await cli("validate", str(path), "--online", "--report", str(report), *args,
+                            env=env)
+        assert checked.code == 0, checked.out + checked.err
+        results = tmp_path / "names.results.xlsx"
+        ran = await cli("run", str(path), "--results", str(results), "--yes", *args, env=env)
+        assert ran.code == 0, ran.err
+    for workbook in (report, results):
+        wb = openpyxl.load_workbook(workbook, read_only=True)
+        names = [tuple(r) for r in wb["Names"].iter_rows(values_only=True)]
+        assert names == [("row", "column", "typed", "id"),
+                         (2, "courseId", "New starter programme", COURSE),
+                         (2, "trainerErecno", "Henry Adams", HENRY)]
+        wb.close()
+    wb = openpyxl.load_workbook(results, read_only=True)
+    header, first, *_ = wb["Results"].iter_rows(values_only=True)
+    assert first[header.index("courseId")] == "New starter programme"  # as typed
+    assert first[header.index("status")] == "created"
+    wb.close()

@@ -617,6 +617,7 @@ def write_results(
     _write_summary(cast("_Stream", wb.create_sheet("Summary")), summary, counts)
     _write_problems(cast("_Stream", wb.create_sheet("Problems")),
                     validation.problems)
+    _write_names(wb, validation)
     _save_atomic(wb, path)
 
 
@@ -642,6 +643,21 @@ def _write_summary(ws: _Stream, summary: Mapping[str, object],
         lines.append([str(status), counts.get(str(status), 0)])
     # a key/value list; a filter only gets in the way
     _stream_table(ws, ["item", "value"], lines, caps={"value": 80}, autofilter=False)
+
+
+#: The columns of the ``Names`` sheet: where a name was typed in an ID column, and its ID.
+NAMES_COLUMNS: tuple[str, ...] = ("row", "column", "typed", "id")
+
+
+def _write_names(wb: Workbook, validation: Validation) -> None:
+    """The ``Names`` sheet, when the sheet named things instead of typing IDs: each cell's name
+    as typed beside the ID it resolved to (the Results sheet keeps the cells as typed)."""
+    if not validation.resolved:
+        return
+    rows = [[row, column, typed, ident]
+            for (row, column), (typed, ident) in sorted(validation.resolved.items())]
+    _stream_table(cast("_Stream", wb.create_sheet("Names")), list(NAMES_COLUMNS), rows,
+                  caps={"typed": 60})
 
 
 def _write_problems(ws: _Stream, problems: Iterable[Problem], *,
@@ -747,6 +763,7 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
 
     _write_problems(cast("_Stream", wb.create_sheet("Problems")),
                     validation.problems, codes=True)
+    _write_names(wb, validation)
     _save_atomic(wb, path)
 
 
