@@ -18,6 +18,7 @@ median. CPU time is the steadier figure when other processes share the cores, so
 
     python benchmarks/pipeline.py [--rows 100000] [--bad 1000] [--repeat 3] [--before DIR]
                                   [--send-rows 5000,20000] [--skip processes,writer,send]
+                                  [--other-writers DIR]
 """
 
 from __future__ import annotations
@@ -303,9 +304,48 @@ def writer_child(path: Path, repeat: int) -> None:
     def ours() -> None:
         results.write_results(out / "ours.xlsx", validation, outcomes, {"file": str(path)})
 
-    cpu: dict[str, list[float]] = {"plain": [], "styled": [], "ours": []}
+    def xlsxwriter() -> None:
+        """The same cells with their styles in XlsxWriter's constant-memory mode (for the record
+        of the choice: it is not a dependency)."""
+        import xlsxwriter as xw
+
+        wb = xw.Workbook(str(out / "xlsxwriter.xlsx"), {"constant_memory": True})
+        ws = wb.add_worksheet("Results")
+        text_format = wb.add_format({"num_format": "@"})
+        fills = {s: wb.add_format({"bg_color": f"#{c}", "pattern": 1})
+                 for s, c in results.STATUS_COLOURS.items()}
+        ws.write_row(0, 0, header)
+        texts = set(text)
+        for r, line in enumerate(lines, start=1):
+            for c, value in enumerate(line):
+                if value is None:
+                    continue
+                if c == status_at:
+                    ws.write_string(r, c, value, fills[value])
+                elif isinstance(value, str):
+                    ws.write_string(r, c, value, text_format if c in texts else None)
+                else:
+                    ws.write_number(r, c, value)
+        wb.close()
+
+    def rustpy() -> None:
+        """rustpy-xlsxwriter, values only: it styles whole columns or rows, never one cell."""
+        import rustpy_xlsxwriter as rx
+
+        records = ({h: v for h, v in zip(header, line, strict=True)} for line in lines)
+        rx.write_worksheet(records, str(out / "rustpy.xlsx"), sheet_name="Results")
+
+    writers = [("plain", plain), ("styled", styled), ("ours", ours)]
+    for name, f, module in (("xlsxwriter", xlsxwriter, "xlsxwriter"),
+                            ("rustpy", rustpy, "rustpy_xlsxwriter")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        writers.append((name, f))
+    cpu: dict[str, list[float]] = {name: [] for name, _ in writers}
     for _ in range(repeat):
-        for name, f in (("plain", plain), ("styled", styled), ("ours", ours)):
+        for name, f in writers:
             start = time.process_time()
             f()
             cpu[name].append(time.process_time() - start)
@@ -314,10 +354,13 @@ def writer_child(path: Path, repeat: int) -> None:
     print(json.dumps({"cpu": cpu, "lxml": LXML, "cells": len(lines) * len(header)}))
 
 
-def writer(path: Path, code: Path, repeat: int) -> bool:
+def writer(path: Path, code: Path, repeat: int, others: Path | None) -> bool:
     argv = [PY, str(Path(__file__).resolve()), "--writer-child", str(path), "--repeat",
             str(repeat)]
-    done = subprocess.run(argv, env=env_for(code), stdout=subprocess.PIPE, text=True, check=True,
+    env = env_for(code)
+    if others is not None:  # where XlsxWriter / rustpy-xlsxwriter are installed, to compare
+        env["PYTHONPATH"] += os.pathsep + str(others)
+    done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, text=True, check=True,
                           cwd=NEUTRAL)
     found = json.loads(done.stdout)
     med = {k: statistics.median(v) for k, v in found["cpu"].items()}
@@ -330,6 +373,11 @@ def writer(path: Path, code: Path, repeat: int) -> bool:
     print(f"{'write_results (3 sheets, widths, atomic)':<44}{med['ours']:>8.2f}   "
           f"{ratio:.2f}x the same cells ({plain:.2f}x plain values)   target <=1.3x "
           f"{'ok' if ratio <= 1.3 else 'MISS'}")
+    others = {"xlsxwriter": "XlsxWriter constant_memory, the same cells with styles",
+              "rustpy": "rustpy-xlsxwriter, values only (no cell styles)"}
+    for name, label in others.items():
+        if name in med:
+            print(f"{label:<60}{med[name]:>8.2f}   {med[name] / med['ours']:.2f}x write_results")
     return ratio <= 1.3
 
 
@@ -429,6 +477,9 @@ def main() -> int:
                          "default)")
     ap.add_argument("--send-rows", default="5000,20000")
     ap.add_argument("--skip", default="", help="comma-separated: processes, writer, send")
+    ap.add_argument("--other-writers", type=Path, metavar="DIR",
+                    help="a folder holding xlsxwriter and/or rustpy_xlsxwriter (pip install "
+                         "--target DIR ...): the writer comparison includes them")
     ap.add_argument("--writer-child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.writer_child:
@@ -452,7 +503,7 @@ def main() -> int:
         if "processes" not in skip:
             ok &= processes(path, sides, args.repeat, Path(tmp))
         if "writer" not in skip:
-            ok &= writer(path, AFTER, args.repeat)
+            ok &= writer(path, AFTER, args.repeat, args.other_writers)
         if "send" not in skip:
             counts = [int(n) for n in args.send_rows.split(",")]
             ok &= send(sides, counts, args.repeat, Path(tmp))
