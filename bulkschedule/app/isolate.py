@@ -19,8 +19,8 @@ decision, and a read is bounded by its caps anyway. As with any multiprocessing 
 
 The answer comes back pickled, and is unpickled with an allowlist of the classes a `Validation`
 is made of (`_Unpickler`): a child whose reader a file managed to subvert can still hand back
-only data, never code for the caller to run. Objects both sides already hold (the column spec)
-travel as a name, not as their contents (`_SHARED`).
+only data, never code for the caller to run. The column spec, which both sides already hold,
+travels as a reference to `sheet.columns.SPEC` (`Spec.__reduce__`), not as its contents.
 
 Every door that reads someone else's file uses this one module (the inbox, the upload page): the
 forkserver and its preload list are process-wide, so there is one of each. A `ChildGroup` lets a
@@ -46,13 +46,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bulkschedule.app import job
 from bulkschedule.core.errors import JobError, ReadError
-from bulkschedule.sheet.columns import SPEC, Spec
 from bulkschedule.sheet.schema import Validation
 
 __all__ = ["ChildGroup", "IsolationError", "IsolationUnavailable", "ReadLimits", "load_isolated",
@@ -401,7 +399,7 @@ def _answer(func: Callable[..., Any], args: tuple[Any, ...]) -> bytes:
 
 def _dumps(payload: tuple[str, Any]) -> bytes:
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
+    pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(payload)
     return buffer.getvalue()
 
 
@@ -429,36 +427,6 @@ def _lower(kind: int, soft: int, hard: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 # the answer, taken back
-
-#: Objects both processes hold (module-level constants), sent as their name: the column spec
-#: holds read-only mappings and a generated class, which pickle cannot (and need not) copy.
-_SHARED: dict[str, object] = {"spec": SPEC}
-_SHARED_NAMES = {id(value): name for name, value in _SHARED.items()}
-
-
-class _Pickler(pickle.Pickler):
-    """The child's answer: `_SHARED` objects by name."""
-
-    def persistent_id(self, obj: Any) -> str | None:
-        name = _SHARED_NAMES.get(id(obj))
-        return name if name is not None and _SHARED[name] is obj else None
-
-
-def _shared(name: str) -> object:
-    """In the child: a `_SHARED` object the caller sent by name (as an argument)."""
-    return _SHARED[name]
-
-
-def _reduce_spec(spec: Spec) -> tuple[Callable[[str], object], tuple[str]]:
-    if spec is not SPEC:
-        raise pickle.PicklingError("only the built-in column spec can be sent to a child")
-    return _shared, ("spec",)
-
-
-# The arguments go to the child through multiprocessing's own pickler: the spec by name too.
-ForkingPickler.register(Spec, _reduce_spec)
-
-
 
 class _Unpickler(pickle.Unpickler):
     """Only the classes a `Validation` is made of: a pickle is a program, and this one was
@@ -489,7 +457,3 @@ class _Unpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
         return super().find_class(module, name)
 
-    def persistent_load(self, pid: Any) -> Any:
-        if not isinstance(pid, str) or pid not in _SHARED:
-            raise pickle.UnpicklingError(f"unknown shared object {pid!r}")
-        return _SHARED[pid]
