@@ -150,6 +150,8 @@ def set_cell(cell: XlCell, value: object, *, text_format: bool = False) -> None:
 
 def _display_width(value: object) -> int:
     """Roughly how many characters ``value`` takes on screen, for column widths."""
+    if isinstance(value, str) and value.isprintable():  # no line break in it either
+        return len(value)
     if value is None:
         return 0
     if isinstance(value, dt.datetime):
