@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bulkschedule.core.problems import Problem, error, warning
 from bulkschedule.org.resolve import normalise_name
+from bulkschedule.sheet.parse import format_time
 from bulkschedule.zoho.records import Batch, Course, ListedSession, Module, Room, Trainer
 
 PUBLISHED = frozenset({"published", "publish", "1"})
@@ -67,10 +68,6 @@ class Found:
 
 def _minutes(t: dt.time | None) -> int | None:
     return None if t is None else t.hour * 60 + t.minute
-
-
-def _clock(t: dt.time) -> str:
-    return f"{t.hour % 12 or 12:02d}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
 
 
 def matches(row: Row, session: ListedSession) -> bool:
@@ -194,10 +191,10 @@ def _double_booked(row: Row, busy: Bookings, itself: Found | None) -> list[Probl
             assert s.end is not None
             out.append(error(
                 row.row, column, who,
-                f'{what.capitalize()} {who} already teaches "{s.name}" {_clock(s.start)}–'
-                f"{_clock(s.end)} on {row.date:%d-%m-%Y} in Zoho (session {s.id}){more}"
+                f'{what.capitalize()} {who} already teaches "{s.name}" {format_time(s.start)}–'
+                f"{format_time(s.end)} on {row.date:%d-%m-%Y} in Zoho (session {s.id}){more}"
                 if what == "trainer" else
-                f'Room {who} is already booked for "{s.name}" {_clock(s.start)}–'
-                f"{_clock(s.end)} on {row.date:%d-%m-%Y} in Zoho (session {s.id}){more}",
+                f'Room {who} is already booked for "{s.name}" {format_time(s.start)}–'
+                f"{format_time(s.end)} on {row.date:%d-%m-%Y} in Zoho (session {s.id}){more}",
                 code=code))
     return out

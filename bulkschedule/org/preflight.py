@@ -19,6 +19,7 @@ from bulkschedule.org.catalogue import Catalogue, describe_batch
 from bulkschedule.org.checks import OrgView, Row
 from bulkschedule.org.resolve import Entry, Index, Resolution, is_id
 from bulkschedule.sheet.columns import map_headers
+from bulkschedule.sheet.parse import ParseError, parse_id
 from bulkschedule.sheet.reader import Cells, RawTable
 from bulkschedule.sheet.schema import Validation
 
@@ -187,13 +188,14 @@ class _Resolver:
 
 
 def _as_id(raw: object) -> str | None:
-    if isinstance(raw, str) and is_id(raw.strip()):
-        return raw.strip()
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
-        return str(raw)
-    if isinstance(raw, float) and raw.is_integer() and 0 <= raw < 2**53:
-        return str(int(raw))
-    return None
+    """The ID a cell holds, as the sheet's own parser reads one, or None (a blank cell, or one
+    that is not an ID: the sheet's checks report it)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_id(raw)
+    except ParseError:
+        return None
 
 
 async def _index(catalogue: Catalogue, kind: str, parent: tuple[str, ...]) -> Index | None:
