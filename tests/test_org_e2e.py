@@ -225,11 +225,14 @@ async def test_two_state_folders_one_after_the_other_create_nothing_twice(
         assert {r.message for r in again.values()} == {"already in Zoho"}
         ids = {s["sessionName"]: s["sessionId"] for s in sb.sessions()}
         assert all(r.session_id == ids[str(r.name)] for r in again.values())
-        # and it was journalled: a third run in state-b reads no listing at all
+        # and it was journalled: a third run in state-b reads only the module's session listing
+        # (to compare each row with what Zoho holds now), no course, batch or module lists
         reads = sb.stats()["reads"]
         third = await cli("run", str(path), "--results", str(tmp_path / "c.xlsx"), "--yes",
                           "--today", TODAY, *api_args(sb, tmp_path / "state-b"), env=env)
-        assert third.code == 0 and sb.stats()["reads"] == reads
+        assert third.code == 0 and sb.stats()["reads"] == reads + 1
+        assert sb.stats()["created"] == 6
+        assert {r.status for r in read_results(tmp_path / "c.xlsx").values()} == {"exists"}
 
 
 async def test_an_org_that_cannot_be_read_warns_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ import aiohttp
 from bulkschedule.app.results import write_results
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK, PayloadStyle
 from bulkschedule.core.errors import AuthError, JobError, ReadError, StateError
-from bulkschedule.core.problems import DONE_STATUSES, Outcome, Status
+from bulkschedule.core.problems import DONE_STATUSES, PLANNED_STATUSES, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.preflight import resolve_offline, with_problems
@@ -31,6 +31,8 @@ from bulkschedule.send.events import guarded
 from bulkschedule.send.faults import state_error
 from bulkschedule.send.journal import LOCK_WAIT, ClaimKind, Journal, open_journal
 from bulkschedule.send.limiter import Clock, SystemClock
+from bulkschedule.send.messages import already_created
+from bulkschedule.send.plan import Action, Plan, Step, Zoho, make_plan
 from bulkschedule.send.runner import (
     Event,
     OutcomeEvent,
@@ -46,7 +48,6 @@ from bulkschedule.sheet.payload import build_request, oversized
 from bulkschedule.sheet.reader import read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
-from bulkschedule.zoho.records import ListedSession
 from bulkschedule.zoho.urls import check_base_url
 
 __all__ = [
@@ -64,6 +65,8 @@ DEFAULT_LIMITS = ReadLimits()
 
 #: The message of a row whose session was found in Zoho before sending (issue 11's contract).
 ALREADY_IN_ZOHO = "already in Zoho"
+#: A row whose session differs from it, in a run that does not update.
+ADD_UPDATE = "its session in Zoho differs from the row; run with --update to update it"
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class JobResult:
     halted: str | None = None  # why the run stopped taking rows (a fatal answer), if it did
     counts: dict[str, int] = field(default_factory=dict)
     run_id: int | None = None  # the journal's id for this run (history, web pages)
+    plan: Plan | None = None  # what the run decided for each row before sending
 
 
 def load(
@@ -142,6 +146,37 @@ def requests_for(validation: Validation) -> list[Request]:
     return [build_request(s) for s in validation.sessions]
 
 
+def named_on_invalid_rows(validation: Validation) -> list[str]:
+    """The sessionIds typed on rows that are not valid (the sheet names them all the same)."""
+    at = validation.headers.index.get("sessionId")
+    if at is None:
+        return []
+    valid = {s.row for s in validation.sessions}
+    cells = validation.table.columns()[at].tolist()
+    return [str(c).strip() for row, c in zip(validation.table.row_numbers, cells, strict=True)
+            if row not in valid and c not in (None, "")]
+
+
+def plan_document(result: JobResult) -> dict[str, Any]:
+    """``run --dry-run --json``: ``{"file", "rows", "plan": {"create", "update", "unchanged",
+    "invalid"}, "actions": [{"row", "action", "sessionId", "changes": {field: [old, new]}}]}``,
+    one action per input row (a contract: scripts read it)."""
+    steps = result.plan.by_row() if result.plan is not None else {}
+    actions = []
+    counts = {str(a): 0 for a in Action}
+    for row, outcome in sorted(result.outcomes.items()):
+        step = steps.get(row)
+        action = Action.INVALID if step is None else step.action
+        if outcome.status == Status.INVALID:
+            action = Action.INVALID
+        counts[str(action)] += 1
+        actions.append({"row": row, "action": str(action),
+                        "sessionId": outcome.session_id if step is not None else None,
+                        "changes": {k: list(v) for k, v in (outcome.changes or {}).items()}})
+    return {"file": str(result.validation.table.file), "rows": len(result.outcomes),
+            "plan": counts, "actions": actions}
+
+
 def default_results_path(sheet: str | Path) -> Path:
     """``term.xlsx`` -> ``term.results.xlsx`` beside it."""
     p = Path(sheet)
@@ -188,7 +223,7 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
 
 
 def exit_code_for(outcomes: Mapping[int, Outcome], *, dry_run: bool) -> int:
-    ok = {Status.WOULD_CREATE, Status.EXISTS} if dry_run else DONE_STATUSES
+    ok = PLANNED_STATUSES if dry_run else DONE_STATUSES
     return EXIT_OK if all(o.status in ok for o in outcomes.values()) else EXIT_INCOMPLETE
 
 
@@ -236,7 +271,8 @@ async def send(
     on_register: Callable[[int], None] | None = None,
     clock: Clock | None = None,
     summary_extra: Mapping[str, object] | None = None,
-    held: Mapping[int, ListedSession] | None = None,
+    zoho: Zoho | None = None,
+    update: bool = False,
     journal_wait: float = LOCK_WAIT,
 ) -> JobResult:
     """Send the valid rows of ``validation`` (or preview them) and write the results workbook.
@@ -252,8 +288,13 @@ async def send(
     have left become ``unknown`` (the next run settles them by listing before it sends anything);
     rows still waiting for the lock or a rate-limit slot are ``pending``.
     The workbook is written whatever happens, including a stop signal or a fatal answer.
-    ``held``: rows whose session Zoho already holds (the online stage found them listed and the
-    journal did not know them): recorded in the journal and reported ``exists``, never sent.
+
+    Before anything is sent, every row gets its action (`send.plan`): rows that are no session
+    yet are created; rows that are one (by sessionId, journal or a match in ``zoho``, the
+    online stage's listings) and hold the same are ``exists``, never sent; rows whose session
+    differs are updated with ``update`` (``updated``; ``would-update`` in a dry run), else
+    reported ``changed`` with their changes. A session found in Zoho that the journal did not
+    know is recorded in it (never created again).
 
     The state folder and its journal: one that cannot be used (unwritable folder, unreadable
     journal, held by another process for more than ``journal_wait`` seconds, with a warning in
@@ -269,7 +310,7 @@ async def send(
                                 clock=clock or SystemClock(),
                                 hooks=Hooks(on_event, on_start, on_register),
                                 stops=Stops(stop, hard_stop), journal_wait=journal_wait,
-                                held=held or {})
+                                zoho=zoho, update=update)
     sent: dict[int, Outcome] = {}
     status = "finished"
     failure: StateError | None = None
@@ -308,7 +349,7 @@ class _SheetRun:
 
     def __init__(self, validation: Validation, settings: SendSettings, base: str, *,
                  journal: Journal, dry_run: bool, clock: Clock, hooks: Hooks,
-                 stops: Stops, held: Mapping[int, ListedSession]) -> None:
+                 stops: Stops, zoho: Zoho | None, update: bool) -> None:
         self.validation = validation
         self.settings = settings
         self.base = base
@@ -317,7 +358,9 @@ class _SheetRun:
         self.hooks = hooks
         self.stops = stops
         self.requests = requests_for(validation)
-        self.held = held
+        self.zoho = zoho
+        self.update = update
+        self.plan: Plan | None = None
         self.started = time.time()
         self.journal = journal
         self.run_id = self.journal.start_run(str(validation.table.file), base,
@@ -330,7 +373,7 @@ class _SheetRun:
     @classmethod
     async def start(cls, validation: Validation, settings: SendSettings, base: str, *,
                     dry_run: bool, clock: Clock, hooks: Hooks, stops: Stops,
-                    journal_wait: float, held: Mapping[int, ListedSession]) -> _SheetRun:
+                    journal_wait: float, zoho: Zoho | None, update: bool) -> _SheetRun:
         """Open the journal (waiting for another run's write, with a warning) and register the
         run: a `JobError` naming the state folder or the journal if either cannot be used."""
         try:
@@ -340,7 +383,7 @@ class _SheetRun:
             raise JobError(str(err)) from err
         try:
             return cls(validation, settings, base, journal=journal, dry_run=dry_run, clock=clock,
-                       hooks=hooks, stops=stops, held=held)
+                       hooks=hooks, stops=stops, zoho=zoho, update=update)
         except BaseException as exc:
             journal.close()
             if isinstance(exc, StateError):  # registering the run failed: nothing was sent
@@ -384,8 +427,9 @@ class _SheetRun:
 
     async def _preview_or_send(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
                                ) -> dict[int, Outcome]:
-        adopted = self._adopt_held()
-        requests = [r for r in self.requests if r.row not in adopted]
+        self.plan = self._make_plan()
+        adopted = self._settle_planned(self.plan.steps)
+        requests = [s.req for s in self.plan.steps if s.req.row not in adopted]
         if self.dry_run:
             return {**preview(requests, journal=self.journal, api_base=self.base), **adopted}
         if not requests:
@@ -406,26 +450,65 @@ class _SheetRun:
         # Cut short, the runner still settled every row (OutcomeEvents) on its way out: rows
         # whose request may have left are unknown; rows still waiting for the lock or a
         # rate-limit slot, and rows never reached, are pending.
-        return {**(self.seen if done is None else done), **adopted}
+        sent = self.seen if done is None else done
+        for step in self.plan.steps:  # an update's outcome carries what it changed
+            if step.action is Action.UPDATE and step.req.row in sent:
+                sent[step.req.row].changes = step.changes
+        return {**sent, **adopted}
 
-    def _adopt_held(self) -> dict[int, Outcome]:
-        """Rows whose session Zoho already holds: recorded in the journal as created (never in a
-        dry run), reported ``exists`` with that sessionId, and never sent."""
+    def _make_plan(self) -> Plan:
+        """Every valid row's action, from the journal and what the online stage listed."""
+        entries = self.journal.lookup_many(self.base, self.requests)
+        named = [r.session_id for r in self.requests if r.session_id is not None]
+        elsewhere = named_on_invalid_rows(self.validation)
+        return make_plan(self.requests, journal=entries,
+                         sessions=self.journal.by_session(self.base, named), zoho=self.zoho,
+                         invalid=self.validation.n_rows - len(self.requests),
+                         named_elsewhere=elsewhere)
+
+    def _settle_planned(self, steps: Sequence[Step]) -> dict[int, Outcome]:
+        """The rows that need no call: unchanged (``exists``), differing without ``update``
+        (``changed``) or in a dry run (``would-update``), and a second row for one session
+        (``invalid``). A session found in Zoho that the journal did not know is recorded."""
         out: dict[int, Outcome] = {}
-        for req in self.requests:
-            listed = self.held.get(req.row)
-            if listed is None:
+        for step in steps:
+            if step.action is Action.CREATE or (step.action is Action.UPDATE and self.update
+                                                and not self.dry_run):
                 continue
-            if not self.dry_run:
-                claim = self.journal.claim(self.base, req, self.run_id)
-                if claim.kind == ClaimKind.BUSY:
-                    continue  # in flight in a live run: the runner settles it
-                if claim.kind != ClaimKind.CREATED:
-                    self.journal.record_created(self.base, req, self.run_id, listed.id,
-                                                message=ALREADY_IN_ZOHO)
-            out[req.row] = Outcome(req.row, Status.EXISTS, listed.id, ALREADY_IN_ZOHO)
-            self.tell(OutcomeEvent(out[req.row]))
+            outcome = self._planned(step)
+            if outcome is None:
+                continue
+            out[step.req.row] = outcome
+            self.tell(OutcomeEvent(outcome))
         return out
+
+    def _planned(self, step: Step) -> Outcome | None:
+        req, sid = step.req, step.session_id
+        if step.action is Action.INVALID:
+            return Outcome(req.row, Status.INVALID, None, step.note)
+        found = self.zoho is not None and req.row in self.zoho.matched and \
+            self.zoho.matched[req.row].id == sid
+        if found and not self.dry_run and not self._recorded(req, step):
+            return None  # in flight in a live run: the runner settles it
+        if step.action is Action.UNCHANGED:
+            message = ALREADY_IN_ZOHO if found else step.note or already_created(sid)
+            return Outcome(req.row, Status.EXISTS, sid, message)
+        status = Status.WOULD_UPDATE if self.dry_run else Status.CHANGED
+        message = step.note or ("" if self.dry_run else ADD_UPDATE)
+        return Outcome(req.row, status, sid, message, changes=step.changes)
+
+    def _recorded(self, req: Request, step: Step) -> bool:
+        """Record a session found in Zoho as this row's, unless the journal has it already;
+        False if the row is in flight in a live run (the runner settles it)."""
+        claim = self.journal.claim(self.base, req, self.run_id)
+        if claim.kind == ClaimKind.BUSY:
+            return False
+        if claim.kind != ClaimKind.CREATED:
+            assert step.session_id is not None
+            self.journal.record_created(self.base, req, self.run_id, step.session_id,
+                                        message=ALREADY_IN_ZOHO,
+                                        as_sent=step.action is Action.UNCHANGED)
+        return True
 
     def _run_config(self) -> RunConfig:
         return RunConfig(workers=self.settings.workers, lock_seconds=self.settings.lock,
@@ -503,4 +586,5 @@ class _SheetRun:
         if self.halted and not any(o.status in DONE_STATUSES for o in sent.values()):
             code = EXIT_CANNOT_START  # e.g. the credentials or scope were refused on the first call
         return JobResult(self.validation, report.outcomes, results_path, report.summary, code,
-                         self.halted[0] if self.halted else None, report.counts, self.run_id)
+                         self.halted[0] if self.halted else None, report.counts, self.run_id,
+                         self.plan)

@@ -2,8 +2,10 @@
 checks, and the sessions Zoho already holds.
 
 Reads share the run's budget (`send.api.open_api`: the same lock gate and window as creates) and
-are spent only where they can change an outcome: rows the journal already settled cost nothing,
-and session listings are read only for modules that have rows still to send. When the org cannot
+are spent only where they can change an outcome: the sessions of every module the sheet touches
+are listed (to find sessions Zoho holds, to compare each row with its session, and to list what
+only Zoho holds: `send.plan`), while the org checks run only on rows that the journal has not
+recorded as sent exactly so (the others cost no course, batch or module reads). When the org cannot
 be read (a missing scope, 404, a reply of a shape the client cannot read) the stage says so in
 one warning and the offline checks stand; ``strict`` callers (``validate --online``, ``org``)
 get a `JobError` instead.
@@ -21,7 +23,6 @@ from typing import TypeVar
 import aiohttp
 
 from bulkschedule.core.errors import ApiError, AuthError, JobError, StateError
-from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.catalogue import KINDS, Catalogue, Spent, ages, describe_batch
 from bulkschedule.org.checks import OrgView, check, existing
@@ -31,6 +32,7 @@ from bulkschedule.org.resolve import normalise_name
 from bulkschedule.send.api import SendSettings, open_api
 from bulkschedule.send.journal import CREATED, Journal, normalise_base, open_journal
 from bulkschedule.send.limiter import Clock
+from bulkschedule.send.plan import Zoho
 from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.reader import RawTable
 from bulkschedule.sheet.schema import SessionRow, Validation, validate
@@ -50,11 +52,17 @@ class Online:
     """What the online stage found."""
 
     validation: Validation
-    #: rows whose session Zoho already holds (module, name, date, start) and the journal does not
-    held: dict[int, ListedSession] = field(default_factory=dict)
+    #: the sessions of the modules the sheet touches, and the rows they match; None if the
+    #: listings could not be read
+    zoho: Zoho | None = None
     spent: Spent = field(default_factory=Spent)
     calls: int = 0
     warning: str | None = None  #: why the org could not be read, when it could not
+
+    @property
+    def held(self) -> Mapping[int, ListedSession]:
+        """Rows whose session Zoho already holds (module, name, date and start time)."""
+        return {} if self.zoho is None else self.zoho.matched
 
     def line(self) -> str:
         """The one line every reading command prints: calls spent, answers from the cache."""
@@ -96,13 +104,37 @@ async def _open_journal(settings: SendSettings) -> Journal:
 
 
 def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str) -> list[SessionRow]:
-    """Rows the journal has not recorded as created: only these can change by reading."""
+    """Rows the journal has not recorded as created exactly so (by their identity, without a
+    sessionId of their own): only these need the org checks."""
     out = []
     for row in rows:
-        entry = journal.lookup(base, build_request(row))
-        if entry is None or entry.status != CREATED:
+        req = build_request(row)
+        entry = journal.lookup(base, req)
+        if req.session_id is not None or entry is None or entry.status != CREATED \
+                or entry.fingerprint != req.fingerprint:
             out.append(row)
     return out
+
+
+def _sheet_sessions(rows: Sequence[SessionRow], journal: Journal, base: str,
+                    matched: Mapping[int, ListedSession]) -> set[str]:
+    """The sessions the rows are (by sessionId, journal or match): their bookings are the
+    rows' own."""
+    out = {m.id for m in matched.values()}
+    for row in rows:
+        req = build_request(row)
+        if req.session_id is not None:
+            out.add(req.session_id)
+        else:
+            entry = journal.lookup(base, req)
+            if entry is not None and entry.session_id:
+                out.add(entry.session_id)
+    return out
+
+
+def _zoho(rows: Sequence[SessionRow], sessions: Mapping[str, list[ListedSession]]) -> Zoho:
+    return Zoho(dict(sessions), {row: f.session for row, f in
+                                 existing(rows, OrgView(sessions=dict(sessions))).items()})
 
 
 def _why(err: ApiError) -> str:
@@ -149,7 +181,7 @@ async def check_online(
                     raise JobError(f"cannot read the org: {_why(err)}") from err
                 found.warning = (f"could not read the org ({_why(err)}); going on with the "
                                  "offline checks")
-                await _held_only(found, catalogue, journal, base)
+                await _held_only(found, catalogue)
             except aiohttp.ClientError as err:
                 raise JobError(f"cannot reach {base}: {err}") from err
         found.calls = counter.calls
@@ -166,22 +198,23 @@ async def _stage(found: Online, table: RawTable, catalogue: Catalogue, journal: 
                            module=reading.module, month_first=reading.month_first)
         validation = with_problems(checked, names.problems, table=table, names=names)
     found.validation = validation
-    if validation.fatal:
+    if validation.fatal or not validation.sessions:
         return
-    rows = _unsettled(validation.sessions, journal, base)
-    if not rows:
-        return  # every row already recorded: nothing to read
-    modules = {(r.course_id, r.batch_id, r.module_id) for r in rows}
+    every = validation.sessions
+    rows = _unsettled(every, journal, base)
+    modules = {(r.course_id, r.batch_id, r.module_id) for r in every}
     view = await org_view(catalogue, rows, list_sessions_of=modules)
-    found.held = {row: f.session for row, f in existing(rows, view).items()}
-    found.validation = with_problems(validation, check(rows, view))
+    zoho = _zoho(every, view.sessions)
+    found.zoho = zoho
+    if rows:
+        own = _sheet_sessions(every, journal, base, zoho.matched)
+        found.validation = with_problems(validation, check(rows, view, sheet_sessions=own))
 
 
-async def _held_only(found: Online, catalogue: Catalogue, journal: Journal, base: str) -> None:
-    """The org's lists could not be read: still find the sessions Zoho holds through the module
-    listings (which reconciliation relies on anyway); if those fail too, the journal stands."""
-    rows = _unsettled(found.validation.sessions, journal, base) if not found.validation.fatal \
-        else []
+async def _held_only(found: Online, catalogue: Catalogue) -> None:
+    """The org's lists could not be read: still list the sessions of the modules the sheet
+    touches (which reconciliation relies on anyway); if those fail too, the journal stands."""
+    rows = [] if found.validation.fatal else found.validation.sessions
     if not rows:
         return
     from_listings: dict[str, list[ListedSession]] = {}
@@ -190,13 +223,7 @@ async def _held_only(found: Online, catalogue: Catalogue, journal: Journal, base
             from_listings[m] = await catalogue.sessions(c, b, m)
     except ApiError:
         return
-    view = OrgView(sessions=from_listings)
-    found.held = {row: f.session for row, f in existing(rows, view).items()}
-
-
-def held_requests(validation: Validation, held: dict[int, ListedSession]) -> list[Request]:
-    """The requests of rows Zoho already holds, to record in the journal before sending."""
-    return [build_request(s) for s in validation.sessions if s.row in held]
+    found.zoho = _zoho(rows, from_listings)
 
 
 # --------------------------------------------------------------------------------------------

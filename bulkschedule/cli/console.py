@@ -25,7 +25,7 @@ from bulkschedule.app.inbox import SheetResult
 from bulkschedule.app.job import JobResult
 from bulkschedule.app.logs import log_lock, log_outcome
 from bulkschedule.app.progress import Tally
-from bulkschedule.core.problems import Problem, Status
+from bulkschedule.core.problems import Problem, Status, changes_text
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
 from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.schema import Validation
@@ -134,11 +134,22 @@ def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
             req = build_request(sessions[row])  # only the few shown: 100,000 cost a second
             out += [f"row {row}: POST {req.path}", f"  sessionData={json.dumps(req.session_data)}"]
             shown -= 1
+        elif outcome.status == Status.WOULD_UPDATE:
+            out.append(f"row {row}: would update session {outcome.session_id}: "
+                       f"{changes_text(outcome.changes) or outcome.message}")
         elif outcome.status in (Status.EXISTS, Status.CHANGED):
             out.append(f"row {row}: {outcome.status}: {outcome.message}")
+    if result.plan is not None:
+        counts = result.plan.counts()
+        out.append("plan: " + ", ".join(f"{counts[a]} {PLAN_WORDS[a]}" for a in PLAN_WORDS))
     would = sum(1 for o in result.outcomes.values() if o.status == Status.WOULD_CREATE)
     out.append(f"dry run: {would} sessions would be created; nothing was sent")
     return out
+
+
+#: How the dry run's plan line names each action.
+PLAN_WORDS = {"create": "to create", "update": "to update", "unchanged": "unchanged",
+              "invalid": "invalid"}
 
 
 def _shown(path: Path | None, root: Path) -> str:

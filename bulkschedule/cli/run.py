@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -48,6 +51,11 @@ SPEED = Number(1, 1000)
 @click.option("--results", metavar="OUT.xlsx",
               help="Where to write the results workbook (default: <sheet>.results.xlsx).")
 @click.option("--dry-run", is_flag=True, help="Validate and show what would be sent; send nothing.")
+@click.option("--update", is_flag=True,
+              help="Also update the sessions whose row differs from them (PATCH); without it "
+                   "such rows are only reported 'changed'.")
+@click.option("--json", "as_json", is_flag=True,
+              help="With --dry-run: print the plan as JSON (every row's action and changes).")
 @setting_options("send")
 @sheet_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before sending.")
@@ -59,18 +67,36 @@ SPEED = Number(1, 1000)
               help="Skip the checks against the org and the look for sessions Zoho already "
                    "holds (the journal alone then guards against duplicates).")
 @today_option
-def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, reading: Reading,
-        yes: bool, sandbox: bool, speed: float, offline: bool, today: dt.date | None) -> None:
+def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, update: bool,
+        as_json: bool, reading: Reading, yes: bool, sandbox: bool, speed: float, offline: bool,
+        today: dt.date | None) -> None:
     """Create a Zoho LMS session for every valid row of SHEET, at the API's pace.
 
     Valid rows are sent; invalid rows are reported, never sent. A session is never created twice:
-    re-running the same sheet sends only what is not yet created. Writes a results workbook with
-    every row's status and sessionId.
+    re-running the same sheet sends only what is not yet created. A row that is a session
+    already (its sessionId, as in a results workbook given back, or the journal's record) and
+    differs from it is updated with --update. Writes a results workbook with every row's status,
+    sessionId and changes.
 
-    Exit code 0 when every row is created (now or earlier), 1 when some rows are invalid, failed
-    or not confirmed, 2 when nothing could start, 130/143 when stopped by SIGINT/SIGTERM.
+    Exit code 0 when every row is created, exists or is updated (a dry run: would be), 1 when
+    some rows are invalid, changed, failed or not confirmed, 2 when nothing could start, 130/143
+    when stopped by SIGINT/SIGTERM.
     """
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run (it prints the plan)")
     sandbox_conflicts(settings, sandbox=sandbox, speed=speed)
+    stdout = sys.stdout
+    # with --json, stdout carries the JSON alone: every line for people goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        code = _run(settings, sheet, results, reading, today=today, json_to=stdout if as_json
+                    else None, dry_run=dry_run, update=update, sandbox=sandbox, speed=speed,
+                    yes=yes, offline=offline)
+    leave(code)
+
+
+def _run(settings: Settings, sheet: str, results: str | None, reading: Reading, *,
+         today: dt.date | None, json_to: TextIO | None, dry_run: bool, update: bool,
+         sandbox: bool, speed: float, yes: bool, offline: bool) -> int:
     logger = start_logging(settings)
     validation = read_and_validate(sheet, reading, today=today, names_from=org_cache(settings),
                                    payload_style=settings.payload_style,
@@ -81,9 +107,9 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, read
         validation.valid > 0 or any(p.code.startswith("name.") for p in validation.problems))
     if not online:
         _show(validation, results_path)
-    leave(asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
-                            sandbox=sandbox, speed=speed, yes=yes,
-                            online=reading if online else None)))
+    return asyncio.run(_send(settings, validation, results_path, logger, dry_run=dry_run,
+                             update=update, sandbox=sandbox, speed=speed, yes=yes,
+                             online=reading if online else None, json_to=json_to))
 
 
 def _show(validation: Validation, results_path: Path) -> None:
@@ -118,8 +144,8 @@ async def _check_org(validation: Validation, target: Target, reading: Reading,
 
 
 async def _send(settings: Settings, validation: Validation, results_path: Path,
-                logger: logging.Logger, *, dry_run: bool, sandbox: bool, speed: float,
-                yes: bool, online: Reading | None) -> int:
+                logger: logging.Logger, *, dry_run: bool, update: bool, sandbox: bool,
+                speed: float, yes: bool, online: Reading | None, json_to: TextIO | None) -> int:
     """Open the target, ask (at a terminal), send with live progress, and report: the exit
     code."""
     signals = Signals("\nstopping: finishing the calls in flight, then writing the results "
@@ -137,12 +163,12 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
                        f"{send.rate_calls} calls / {send.rate_period:g} s and a "
                        f"{send.lock_seconds:g} s lockout"
                        + (f", all {send.speed:g}x faster" if send.speed != 1 else ""))
-        held = {}
+        zoho = None
         if online is not None:
             found = await _check_org(validation, target, online, settings, dry_run=dry_run)
-            validation, held = found.validation, found.held
+            validation, zoho = found.validation, found.zoho
             _show(validation, results_path)
-            n = validation.valid - len(held)
+            n = validation.valid - len(found.held)
         elif not dry_run and not yes and n and sys.stdin.isatty():
             minutes = n / send.rate_calls * send.rate_period / 60
             if not click.confirm(f"Create up to {n} sessions at {send.api_base} (at "
@@ -158,7 +184,7 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
             result = await job.send(validation, send, tokens=target.tokens,
                                     results_path=results_path, dry_run=dry_run,
                                     stop=signals.stop, hard_stop=signals.hard_stop,
-                                    on_event=progress, held=held)
+                                    on_event=progress, zoho=zoho, update=update)
         except OSError as err:
             fail(f"cannot write the results workbook {results_path}: {err.strerror or err}")
         finally:
@@ -168,6 +194,8 @@ async def _send(settings: Settings, validation: Validation, results_path: Path,
         if dry_run:
             for line in preview_lines(result):
                 click.echo(line)
+            if json_to is not None:
+                json_to.write(json.dumps(job.plan_document(result), ensure_ascii=False) + "\n")
         if target.sandbox is not None:
             click.echo(sandbox_stats_line(target.sandbox.stats(), send.period))
 

@@ -11,6 +11,7 @@ docs/validation-rules.md lists every code; tests/test_problem_codes.py keeps the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -67,6 +68,8 @@ CODES: dict[str, str] = {
     # across rows
     "row.duplicate": "The same session (module, name, date and start time) as an earlier row.",
     "key.duplicate": "The same key as an earlier row.",
+    "sessionid.duplicate": "The same sessionId as an earlier row: two rows cannot both be one "
+                           "Zoho session.",
     "trainer.double_booked": "The trainer is booked for overlapping times on the same date.",
     "room.double_booked": "The room is booked for overlapping times on the same date.",
     # names instead of IDs (bulkschedule.org)
@@ -167,22 +170,38 @@ class Status(StrEnum):
     UNKNOWN = "unknown"  # may have been created; could not be confirmed either way
     PENDING = "pending"  # not reached (run interrupted or stopped)
     WOULD_CREATE = "would-create"  # dry run: valid and would be sent
+    UPDATED = "updated"  # its session differed from the row and was updated (run --update)
+    WOULD_UPDATE = "would-update"  # dry run: its session differs from the row
 
 
-#: Statuses that count as done for the exit code: the session exists in Zoho.
-DONE_STATUSES = frozenset({Status.CREATED, Status.EXISTS})
+#: Statuses that count as done for the exit code: the session exists in Zoho as the row says.
+DONE_STATUSES = frozenset({Status.CREATED, Status.EXISTS, Status.UPDATED})
+#: The same for a dry run: what the run would leave done.
+PLANNED_STATUSES = frozenset({Status.WOULD_CREATE, Status.WOULD_UPDATE, Status.EXISTS})
+
+#: What differs between a row and its session: field -> (what Zoho holds, what the row says).
+Changes = Mapping[str, tuple[str, str]]
+
+
+def changes_text(changes: Changes | None) -> str:
+    """``startTime: 10:00 AM → 11:00 AM; roomId: (none) → 478346000010125093``."""
+    return "; ".join(f"{name}: {old or '(none)'} → {new or '(none)'}"
+                     for name, (old, new) in (changes or {}).items())
 
 
 @dataclass(slots=True)
 class Outcome:
-    """The fate of one input row after a run (or a dry run)."""
+    """The fate of one input row after a run (or a dry run). ``changes``: for a row whose
+    session differs from it (``changed``, ``updated``, ``would-update``), what differs."""
 
     row: int
     status: Status
     session_id: str | None = None
     message: str = ""
     attempts: int = 0
+    changes: Changes | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row, "status": str(self.status), "session_id": self.session_id,
-                "message": self.message, "attempts": self.attempts}
+                "message": self.message, "attempts": self.attempts,
+                "changes": {k: list(v) for k, v in (self.changes or {}).items()}}

@@ -21,6 +21,8 @@ class Request:
     session_data: dict[str, str]  # exactly the sessionData JSON object, all values strings
     identity: str  # key:<key> or module/name/date/start; the journal prefixes the API base
     fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
+    #: the session this request updates (PATCH), or None to create one (POST)
+    session_id: str | None = None
 
     @property
     def path(self) -> str:
@@ -73,9 +75,12 @@ def encode(session_data: Mapping[str, str], style: str) -> Encoded:
 
 def too_large(request: Request, style: str) -> str | None:
     """Why ``request`` cannot be sent in ``style``, or None: the request line (``POST path?query
-    HTTP/1.1``) over `MAX_REQUEST_LINE`, or the body over `MAX_BODY`."""
+    HTTP/1.1``, or PATCH with the sessionId for an update) over `MAX_REQUEST_LINE`, or the body
+    over `MAX_BODY`."""
     encoded = encode(request.session_data, style)
-    line = len(f"POST {request.path}{encoded.suffix} HTTP/1.1")
+    target = f"PATCH {request.path}/{request.session_id}" if request.session_id \
+        else f"POST {request.path}"
+    line = len(f"{target}{encoded.suffix} HTTP/1.1")
     if line > MAX_REQUEST_LINE:
         return (f"its request line would be {line:,} bytes, over the {MAX_REQUEST_LINE:,} "
                 "servers accept: shorten the name or description, or send with "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,13 +91,17 @@ def existing(rows: Iterable[Row], org: OrgView) -> dict[int, Found]:
     return out
 
 
-def check(rows: Sequence[Row], org: OrgView) -> list[Problem]:
+def check(rows: Sequence[Row], org: OrgView, *, sheet_sessions: Collection[str] = ()
+          ) -> list[Problem]:
     """Every online problem of ``rows``, in row order: structure, dates, people and places,
-    bookings against what Zoho holds, unpublished courses (a warning, once per course)."""
+    bookings against what Zoho holds, unpublished courses (a warning, once per course).
+
+    ``sheet_sessions``: sessions the sheet's rows are (they may move): their bookings are the
+    rows', which the sheet's own double-booking check already compares."""
     problems: list[Problem] = []
     warned: set[str] = set()
     found = existing(rows, org)
-    busy = _bookings(org)
+    busy = _bookings(org, skip=sheet_sessions)
     for row in rows:
         problems.extend(_structure(row, org))
         problems.extend(_people_and_places(row, org))
@@ -157,11 +161,14 @@ def _people_and_places(row: Row, org: OrgView) -> list[Problem]:
 Bookings = Mapping[tuple[str, str, dt.date], list[ListedSession]]
 
 
-def _bookings(org: OrgView) -> dict[tuple[str, str, dt.date], list[ListedSession]]:
-    """Held sessions by (what, who, date): what is "trainer" or "room"."""
+def _bookings(org: OrgView, *, skip: Collection[str] = ()
+              ) -> dict[tuple[str, str, dt.date], list[ListedSession]]:
+    """Held sessions by (what, who, date): what is "trainer" or "room"; ``skip``'s left out."""
     out: dict[tuple[str, str, dt.date], list[ListedSession]] = defaultdict(list)
     for listed in org.sessions.values():
         for s in listed:
+            if s.id in skip:
+                continue
             if s.trainer_erecno:
                 out["trainer", s.trainer_erecno, s.date].append(s)
             if s.room_id:

@@ -35,6 +35,12 @@ class Client(Protocol):
         shared pace (gate + limiter) before every HTTP call and refreshes auth once itself."""
         ...
 
+    async def patch_session(self, req: Request) -> str:
+        """PATCH session ``req.session_id`` with the whole ``req.session_data`` (paced like a
+        create); return its sessionId. A lost reply is a ServerError (an update may be sent
+        again), a deleted session a Rejected."""
+        ...
+
     async def find_session(self, req: Request) -> str | None:
         """List the module's sessions (paced) and return the sessionId matching ``req``."""
         ...

@@ -60,7 +60,8 @@ from bulkschedule.send.faults import (
 )
 
 JOURNAL_FILE = "journal.sqlite3"
-SCHEMA_VERSION = 1
+#: 2: ``sent`` and ``pending`` (what was last sent for a session, and an update not yet confirmed)
+SCHEMA_VERSION = 2
 
 #: Journal row states (the ``rows.status`` column).
 INFLIGHT = "inflight"  # claimed by a run; a call may be on the wire
@@ -100,10 +101,16 @@ CREATE TABLE IF NOT EXISTS rows (
     attempts     INTEGER NOT NULL DEFAULT 0,
     message      TEXT    NOT NULL DEFAULT '',
     updated_at   REAL    NOT NULL,
+    sent         TEXT,
+    pending      TEXT,
     PRIMARY KEY (api_base, identity)
 );
 CREATE INDEX IF NOT EXISTS rows_status ON rows (status);
 """
+#: Columns added since version 1, for a journal written by an earlier version.
+_ADDED_COLUMNS = (("sent", "TEXT"), ("pending", "TEXT"))
+#: Made after the columns exist (an older journal gets them first).
+_INDEXES = "CREATE INDEX IF NOT EXISTS rows_session ON rows (api_base, session_id)"
 
 
 class ClaimKind(StrEnum):
@@ -137,6 +144,10 @@ class Entry:
     attempts: int
     message: str
     updated_at: float
+    #: the ``sessionData`` last sent for this session (None: not recorded, e.g. found by listing)
+    sent: dict[str, str] | None = None
+    #: an update begun and not confirmed: what it sends (it may or may not have landed)
+    pending: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +277,11 @@ class Journal:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            have = {r["name"] for r in db.execute("PRAGMA table_info(rows)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+            db.execute(_INDEXES)
             if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -448,12 +464,12 @@ class Journal:
                     return claim
             db.execute(
                 "INSERT INTO rows (api_base, identity, status, fingerprint, run_id, sheet_row,"
-                " path, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?)"
+                " path, message, updated_at, sent) VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, ?)"
                 " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
                 " fingerprint = excluded.fingerprint, run_id = excluded.run_id,"
                 " sheet_row = excluded.sheet_row, path = excluded.path,"
                 " message = CASE WHEN ? THEN rows.message ELSE '' END,"
-                " updated_at = excluded.updated_at",
+                " updated_at = excluded.updated_at, sent = excluded.sent",
                 (
                     base,
                     req.identity,
@@ -463,6 +479,7 @@ class Journal:
                     req.row,
                     req.path,
                     now,
+                    _json(req.session_data),
                     claim.kind == ClaimKind.STALE,
                 ),
             )
@@ -500,12 +517,17 @@ class Journal:
         *,
         attempts: int = 0,
         message: str = "",
+        as_sent: bool = True,
     ) -> str:
         """Record that the session exists. Always written, owned or not: it is the truth.
 
         If the identity was already recorded as created under a *different* sessionId (a duplicate
         slipped through, e.g. a run judged dead came back), the first id is kept and the message
         names both so the operator can delete one. Returns the sessionId the journal now holds.
+
+        ``as_sent=False``: the session was found in Zoho with details that differ from ``req``
+        (or were not compared): neither its fingerprint nor what was sent is recorded, so a later
+        run compares afresh instead of taking the row as unchanged.
         """
         base = normalise_base(api_base)
         with self._tx(durable=False) as db:
@@ -529,25 +551,26 @@ class Journal:
                 return str(row["session_id"])
             db.execute(
                 "INSERT INTO rows (api_base, identity, status, session_id, fingerprint, run_id,"
-                " sheet_row, path, attempts, message, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " sheet_row, path, attempts, message, updated_at, sent)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
                 " session_id = excluded.session_id, fingerprint = excluded.fingerprint,"
                 " run_id = excluded.run_id, sheet_row = excluded.sheet_row, path = excluded.path,"
                 " attempts = rows.attempts + excluded.attempts, message = excluded.message,"
-                " updated_at = excluded.updated_at",
+                " updated_at = excluded.updated_at, sent = excluded.sent",
                 (
                     base,
                     req.identity,
                     CREATED,
                     session_id,
-                    req.fingerprint,
+                    req.fingerprint if as_sent else "",
                     run_id,
                     req.row,
                     req.path,
                     attempts,
                     message,
                     self.now(),
+                    _json(req.session_data) if as_sent else None,
                 ),
             )
             return session_id
@@ -618,6 +641,80 @@ class Journal:
                 ),
             )
             return cur.rowcount == 1
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def begin_update(self, api_base: str, req: Request, run_id: int) -> None:
+        """Before an update of session ``req.session_id`` leaves: what it sends, as ``pending``
+        on every identity recorded for that session (or on ``req``'s, recorded as created, if
+        none is). Durable: a run that dies mid-update leaves the journal saying it may not have
+        landed, so the next run sends it again (an update may be: it sets the same values)."""
+        assert req.session_id is not None
+        base = normalise_base(api_base)
+        pending = _json(req.session_data)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE rows SET pending = ?, updated_at = ? WHERE api_base = ? AND session_id = ?",
+                (pending, self.now(), base, req.session_id),
+            )
+            if cur.rowcount == 0:
+                db.execute(
+                    "INSERT INTO rows (api_base, identity, status, session_id, fingerprint,"
+                    " run_id, sheet_row, path, message, updated_at, pending)"
+                    " VALUES (?, ?, ?, ?, '', ?, ?, ?, '', ?, ?)"
+                    " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
+                    " session_id = excluded.session_id, fingerprint = '',"
+                    " pending = excluded.pending, updated_at = excluded.updated_at"
+                    " WHERE rows.status != 'created'",
+                    (base, req.identity, CREATED, req.session_id, run_id, req.row, req.path,
+                     self.now(), pending),
+                )
+
+    def record_updated(self, api_base: str, req: Request, run_id: int, *,
+                       attempts: int = 0) -> bool:
+        """Session ``req.session_id`` now holds ``req``'s details: recorded as sent on every
+        identity of that session, and ``req``'s own identity added if the journal lacked it (so
+        the edited row, even without its sessionId, is that session from now on)."""
+        assert req.session_id is not None
+        base = normalise_base(api_base)
+        now = self.now()
+        sent = _json(req.session_data)
+        with self._tx(durable=False) as db:
+            db.execute(
+                "UPDATE rows SET sent = ?, pending = NULL, fingerprint = ?, run_id = ?,"
+                " attempts = attempts + ?, message = 'updated', updated_at = ?"
+                " WHERE api_base = ? AND session_id = ?",
+                (sent, req.fingerprint, run_id, attempts, now, base, req.session_id),
+            )
+            db.execute(
+                "INSERT INTO rows (api_base, identity, status, session_id, fingerprint, run_id,"
+                " sheet_row, path, message, updated_at, sent)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'updated', ?, ?)"
+                " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
+                " session_id = excluded.session_id, fingerprint = excluded.fingerprint,"
+                " sent = excluded.sent, pending = NULL, message = excluded.message,"
+                " updated_at = excluded.updated_at WHERE rows.status != 'created'",
+                (base, req.identity, CREATED, req.session_id, req.fingerprint, run_id, req.row,
+                 req.path, now, sent),
+            )
+        return True
+
+    def by_session(self, api_base: str, session_ids: Iterable[str]) -> dict[str, Entry]:
+        """sessionId -> what the journal knows of it (the latest entry when several identities
+        name it), for the sessions given; changes nothing."""
+        base = normalise_base(api_base)
+        wanted = list(dict.fromkeys(session_ids))
+        found: dict[str, Entry] = {}
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT * FROM rows WHERE api_base = ? AND status = ? AND session_id IN ({marks})"
+                " ORDER BY updated_at",
+                (base, CREATED, *chunk),
+            )
+            found.update((r["session_id"], _entry(r)) for r in rows)
+        return found
 
     def lookup(self, api_base: str, req: Request) -> Entry | None:
         """What the journal knows about this row's identity (dry run, reports); changes nothing."""
@@ -734,4 +831,24 @@ def _entry(r: sqlite3.Row) -> Entry:
         attempts=r["attempts"],
         message=r["message"],
         updated_at=r["updated_at"],
+        sent=_data(r["sent"]),
+        pending=_data(r["pending"]),
     )
+
+
+def _json(data: Mapping[str, str]) -> str:
+    return json.dumps(dict(data), ensure_ascii=False, separators=(",", ":"))
+
+
+def _data(text: str | None) -> dict[str, str] | None:
+    """A recorded ``sessionData``; None if there is none or it cannot be read (then it is as
+    if nothing had been recorded: the row is compared afresh)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): str(v) for k, v in data.items()}

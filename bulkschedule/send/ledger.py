@@ -36,6 +36,9 @@ T = TypeVar("T")
 #: A row settled after the journal stopped recording: what it still holds for the row.
 NOT_RECORDED = ("the journal could not record this (it still holds the row in flight, so the next "
                 "run looks it up in Zoho before sending it)")
+#: An update confirmed after the journal stopped recording.
+NOT_RECORDED_UPDATE = ("the journal could not record this (it still holds the update as not "
+                       "confirmed, so the next run sends it again)")
 JOURNAL_FAILED_WHILE_SENDING = (
     "The run stopped (the journal could not be written) while this row was being sent; it may "
     f"have been created; {msg.UNKNOWN_NEXT_RUN}."
@@ -165,6 +168,29 @@ class Ledger:
         message = NOT_RECORDED if stored is None else msg.possible_duplicate(session_id, stored)
         self.finish(item, self.outcome(item, Status.CREATED, message, session_id))
 
+    def begin_update(self, item: Item) -> bool:
+        """Record what an update sends before it leaves; False (the run stops, the row is
+        pending) if the journal cannot."""
+        try:
+            self.journal.begin_update(self.api_base, item.req, self.run_id)
+        except StateError as exc:
+            self.journal_failed(exc)
+            self.finish(item, self.halt_outcome(item))
+            return False
+        return True
+
+    def updated(self, item: Item) -> None:
+        """The session now holds the row's details."""
+        attempts = item.new_attempts()
+        recorded = self._write(
+            lambda: self.journal.record_updated(
+                self.api_base, item.req, self.run_id, attempts=attempts
+            ),
+            False,
+        )
+        message = msg.UPDATED if recorded else f"{msg.UPDATED}; {NOT_RECORDED_UPDATE}"
+        self.finish(item, self.outcome(item, Status.UPDATED, message, item.req.session_id))
+
     def found(self, item: Item, session_id: str) -> None:
         """A listing found the row: created by this run's lost reply, or by an earlier run."""
         attempts = item.new_attempts()
@@ -237,6 +263,15 @@ class Ledger:
 
     # -- settling what a stop (or a bug) left -----------------------------------------------------
 
+    def _update_may_have_left(self, item: Item) -> bool:
+        """An update whose request may have left: settled ``unknown`` (the journal keeps it as
+        not confirmed, so the next run sends it again); True if so."""
+        if item.req.session_id is None or item.provably_unsent or not item.attempts:
+            return False
+        self.finish(item, self.outcome(item, Status.UNKNOWN, msg.update_unconfirmed(),
+                                       item.req.session_id))
+        return True
+
     def halt_outcome(self, item: Item) -> Outcome:
         """What a row the run stopped before (or while) sending becomes."""
         if item.unresolved:
@@ -266,6 +301,8 @@ class Ledger:
         run, e.g. a hard stop)."""
         if item.done:
             return
+        if self._update_may_have_left(item):
+            return
         if not item.claimed or item.provably_unsent:
             self.release_unsent(item, self.halt_outcome(item))
         elif item.unresolved:  # an earlier request got no reply (any call now is a listing)
@@ -278,7 +315,7 @@ class Ledger:
         run stops; the row is pending if its request provably did not leave (a failed claim
         sends nothing), else unknown (the journal still holds it in flight: looked up first)."""
         self.journal_failed(exc)
-        if item.done:
+        if item.done or self._update_may_have_left(item):
             return
         if not item.claimed or item.provably_unsent:
             self.release_unsent(item, self.halt_outcome(item))
@@ -287,7 +324,7 @@ class Ledger:
 
     def unexpected(self, item: Item, exc: Exception) -> None:
         """A bug or an unclassified failure: never lose the row."""
-        if item.done:
+        if item.done or self._update_may_have_left(item):
             return
         if not item.claimed or item.provably_unsent:
             failed = self.outcome(item, Status.FAILED, msg.unexpected_unsent(exc))

@@ -19,6 +19,8 @@ NOT_REACHED = "Could not reach Zoho"
 
 #: The journal note of a row found by listing.
 FOUND_BY_LISTING = "found by listing"
+#: An update Zoho confirmed.
+UPDATED = "updated"
 
 
 # -- halting ---------------------------------------------------------------------------------------
@@ -209,3 +211,8 @@ def preview_maybe_created() -> str:
 def preview_last_time(message: str) -> str:
     note = f" Last time: {message}" if message else ""
     return note.strip()
+
+
+def update_unconfirmed() -> str:
+    return ("The run stopped while this row's update was being sent; it may or may not have "
+            "landed, and the next run sends it again (an update may be sent twice).")

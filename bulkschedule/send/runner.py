@@ -124,6 +124,9 @@ class Sender:
 
     async def process(self, item: Item) -> None:
         """Take ``item`` as far as this worker can: settled, or back on the queue."""
+        if item.req.session_id is not None:
+            await self._update(item)
+            return
         if not self._claim(item):
             return
         while True:
@@ -177,13 +180,24 @@ class Sender:
             return
         self.pool.requeue(item, self.config.busy_poll)
 
-    # -- creating ---------------------------------------------------------------------------------
+    # -- creating and updating --------------------------------------------------------------------
+
+    async def _update(self, item: Item) -> None:
+        """One update call (PATCH) of the session ``item.req.session_id``. No claim: an update
+        may be sent twice (it sets the same values), so the journal records what it sends
+        before it goes, and a lost reply is retried like a 5xx."""
+        if not self.ledger.begin_update(item):
+            return
+        await self._send(item)
 
     async def _send(self, item: Item) -> bool:
-        """One create call. Returns False only when the reply was lost (reconcile, then retry)."""
+        """One create (or update) call. Returns False only when a create's reply was lost
+        (reconcile, then retry)."""
         item.attempts += 1
+        updating = item.req.session_id is not None
+        method = self.client.patch_session if updating else self.client.create_session
         try:
-            session_id = await call(item, self.halt.stopping, self.client.create_session)
+            session_id = await call(item, self.halt.stopping, method)
         except (Withheld, asyncio.CancelledError):
             if not item.left and not item.may_be_sending:
                 item.attempts -= 1  # it never left (not yet journalled: no write since +1)
@@ -198,7 +212,10 @@ class Sender:
         except ApiError as exc:
             self._refused(item, exc)
         else:
-            self.ledger.created(item, session_id)
+            if updating:
+                self.ledger.updated(item)
+            else:
+                self.ledger.created(item, session_id)
         return True
 
     def _refused(self, item: Item, exc: ApiError) -> None:

@@ -94,7 +94,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("key", "text", False, "Optional: your own unique ID for the row. When given, it is what "
            "makes a row the same row across re-runs, so you may rename or move the session.",
            "T1-W1-IND", ("rowkey", "uniqueid", "ref"), None),
+    Column("sessionId", "id", False, "Optional: the Zoho session this row is (every results "
+           "workbook has it). Given, the row updates that session instead of creating one; "
+           "leave it blank for a new session.",
+           "478346000020113001", (), None),
 )
+
+#: Columns a results workbook adds after the input columns. A contract: scripts read these names.
+#: ``sessionId`` is also an input column: a results workbook given back as input names its sessions.
+RESULT_COLUMNS: tuple[str, ...] = ("status", "sessionId", "message", "attempts", "changes")
+#: Headers a results workbook carries that are not input (the rest of `RESULT_COLUMNS` and its
+#: ``row``): read back as input they are ignored quietly, not reported as unknown columns.
+OUTPUT_HEADERS: frozenset[str] = frozenset(
+    {"row", *(name.lower() for name in RESULT_COLUMNS if name != "sessionId")})
 
 _STRIP = re.compile(r"[\s_\-]+")
 
@@ -217,6 +229,8 @@ def map_headers(headers: Sequence[str | None], spec: Spec = SPEC) -> HeaderMap:
         if not text:
             continue
         name = canonical(text, spec)
+        if name is None and normalise(text) in OUTPUT_HEADERS:
+            continue  # a results workbook's own column, given back as input
         if name is None:
             hm.unknown.append((i, text, suggest(text, spec)))
         elif name in hm.index:

@@ -53,6 +53,7 @@ def build_request(row: SessionRow, spec: Spec = SPEC) -> Request:
         session_data=data,
         identity=identity(row),
         fingerprint=fingerprint(course_id, batch_id, module_id, data, spec),
+        session_id=getattr(row, "session_id", None),
     )
 
 

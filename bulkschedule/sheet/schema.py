@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         lock_until: dt.date | None = None
         grade_category_id: str | None = None
         key: str | None = None
+        session_id: str | None = None
 else:
     SessionRow = SPEC.row_type
 
@@ -677,6 +678,12 @@ def _cross_row_problems(frame: pd.DataFrame, cols: dict[str, _Parsed]) -> list[P
         keys, ["key"], "key",
         lambda first: f"The key is also used in row {first}: each row's key must be unique",
         "key.duplicate",
+    ))
+    found.extend(_duplicates(
+        keys, ["sessionId"], "sessionId",
+        lambda first: (f"Row {first} already names this session (the same sessionId): one row "
+                       "per session"),
+        "sessionid.duplicate",
     ))
     found.extend(_double_bookings(keys, repeated, "trainerErecno", "Trainer",
                                   "trainer.double_booked"))

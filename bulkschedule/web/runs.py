@@ -31,8 +31,8 @@ from bulkschedule.web.access import Refused
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from bulkschedule.app.target import Target
+    from bulkschedule.send.plan import Zoho
     from bulkschedule.sheet.schema import Validation
-    from bulkschedule.zoho.records import ListedSession
 
 log = logging.getLogger("bulkschedule")
 
@@ -217,13 +217,13 @@ class Runs:
 
     async def start(self, upload_id: str, folder: Path, meta: Mapping[str, Any],
                     validation: Validation, *, dry_run: bool, target: Target,
-                    held: Mapping[int, ListedSession] | None = None,
+                    zoho: Zoho | None = None, update: bool = False,
                     note: str | None = None) -> LiveRun:
         """Start `job.send` as a task; return its run once the journal has registered it (its
         journal id is the run's id everywhere: page, event stream, history, download).
-        ``held``: rows whose session Zoho already holds (the online stage found them), reported
-        ``exists`` and never sent; ``note``: a warning the run starts with (an org that could
-        not be read)."""
+        ``zoho``: what the online stage listed (sessions Zoho already holds are never created
+        again); ``update``: also update the sessions whose row differs; ``note``: a warning the
+        run starts with (an org that could not be read)."""
         current = self.current()
         if current is not None:
             raise Busy(current)
@@ -240,7 +240,7 @@ class Runs:
             registered.set()
 
         run.task = asyncio.create_task(self._execute(run, validation, target, on_register,
-                                                     held or {}))
+                                                     zoho, update))
         waiter = asyncio.ensure_future(registered.wait())
         try:
             await asyncio.wait({run.task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -257,7 +257,7 @@ class Runs:
 
     async def _execute(self, run: LiveRun, validation: Validation, target: Target,
                        on_register: Callable[[int], None],
-                       held: Mapping[int, ListedSession]) -> None:
+                       zoho: Zoho | None, update: bool) -> None:
         def started(to_send: int, known: int) -> None:
             if run.state == "starting":
                 run.state = "running"
@@ -270,7 +270,8 @@ class Runs:
                 validation, target.send, tokens=target.tokens, results_path=run.results_path,
                 dry_run=run.dry_run, stop=run.stop, hard_stop=run.hard_stop,
                 on_event=run.on_event, on_start=started, on_register=on_register,
-                summary_extra={"file": run.name, "started from": "upload page"}, held=held)
+                summary_extra={"file": run.name, "started from": "upload page"}, zoho=zoho,
+                update=update)
         except job.JobError as err:
             run.state, run.message = "failed", redact(str(err))
         except OSError as err:

@@ -365,7 +365,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
             raise Refused(409, "Nothing to send: no row of this sheet is valid.")
         try:
             run = await st.book.start(upload_id, folder, meta, validation, dry_run=dry_run,
-                                      target=target, held=found.held, note=found.warning)
+                                      target=target, zoho=found.zoho, note=found.warning)
         except Busy as busy:
             return pages.busy_page(_view(request), busy.run)
     await asyncio.to_thread(st.uploads.touch, folder)  # used: kept for another retention period

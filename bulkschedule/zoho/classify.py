@@ -342,8 +342,8 @@ def classify_update(
     if status == 404 and not _is_locked(status, info):
         raise Rejected(
             f"Zoho has no session {session_id} any more ({describe(info, status)}): it was "
-            "deleted in Zoho; to create it again, run `bulkschedule forget` for this row and "
-            "run the sheet again",
+            "deleted in Zoho; to create it again, clear the row's sessionId cell, run "
+            "`bulkschedule forget SHEET --row N` for the row and run the sheet again",
             status=status,
             code=info.code,
         )

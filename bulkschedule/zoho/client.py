@@ -199,6 +199,13 @@ class LmsClient:
             classify=classify,
         )
 
+    async def patch_session(self, req: Request) -> str:
+        """`update_session` for a request that names its session (``req.session_id``)."""
+        if req.session_id is None:
+            raise ValueError("patch_session needs a request with a session_id")
+        return await self.update_session(req.course_id, req.batch_id, req.module_id,
+                                         req.session_id, req.session_data)
+
     def _encode(self, session_data: Mapping[str, str]) -> tuple[str, bytes | None, dict[str, str]]:
         """(query suffix, body, headers) carrying ``sessionData`` in the configured style."""
         encoded = encode(session_data, self._style)
