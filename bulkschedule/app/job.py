@@ -29,7 +29,7 @@ from bulkschedule.org.preflight import resolve_offline, with_problems
 from bulkschedule.send.api import SendSettings, open_api
 from bulkschedule.send.events import guarded
 from bulkschedule.send.faults import state_error
-from bulkschedule.send.journal import LOCK_WAIT, ClaimKind, Journal, open_journal
+from bulkschedule.send.journal import LOCK_WAIT, ClaimKind, Entry, Journal, open_journal
 from bulkschedule.send.limiter import Clock, SystemClock
 from bulkschedule.send.messages import already_created
 from bulkschedule.send.plan import Action, Plan, Step, Zoho, make_plan
@@ -427,11 +427,13 @@ class _SheetRun:
 
     async def _preview_or_send(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
                                ) -> dict[int, Outcome]:
-        self.plan = self._make_plan()
+        entries = self.journal.lookup_many(self.base, self.requests)
+        self.plan = self._make_plan(entries)
         adopted = self._settle_planned(self.plan.steps)
         requests = [s.req for s in self.plan.steps if s.req.row not in adopted]
         if self.dry_run:
-            return {**preview(requests, journal=self.journal, api_base=self.base), **adopted}
+            return {**preview(requests, journal=self.journal, api_base=self.base, known=entries),
+                    **adopted}
         if not requests:
             return adopted
         async with open_api(self.base, self.settings, shared=self.journal.path, tokens=tokens,
@@ -456,9 +458,9 @@ class _SheetRun:
                 sent[step.req.row].changes = step.changes
         return {**sent, **adopted}
 
-    def _make_plan(self) -> Plan:
-        """Every valid row's action, from the journal and what the online stage listed."""
-        entries = self.journal.lookup_many(self.base, self.requests)
+    def _make_plan(self, entries: Mapping[str, Entry]) -> Plan:
+        """Every valid row's action, from the journal's ``entries`` of the rows and what the
+        online stage listed."""
         named = [r.session_id for r in self.requests if r.session_id is not None]
         elsewhere = named_on_invalid_rows(self.validation)
         return make_plan(self.requests, journal=entries,

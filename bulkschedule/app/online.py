@@ -103,33 +103,24 @@ async def _open_journal(settings: SendSettings) -> Journal:
         raise JobError(str(err)) from err
 
 
-def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str) -> list[SessionRow]:
-    """Rows the journal has not recorded as created exactly so (by their identity, without a
-    sessionId of their own): only these need the org checks."""
+def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str
+               ) -> tuple[list[SessionRow], set[str]]:
+    """(the rows the journal has not recorded as created exactly so, by their identity and
+    without a sessionId of their own: only these need the org checks; the sessions the rows
+    are, by sessionId or journal: their bookings are the rows' own)."""
     out = []
+    own: set[str] = set()
     for row in rows:
         req = build_request(row)
         entry = journal.lookup(base, req)
+        if req.session_id is not None:
+            own.add(req.session_id)
+        elif entry is not None and entry.session_id:
+            own.add(entry.session_id)
         if req.session_id is not None or entry is None or entry.status != CREATED \
                 or entry.fingerprint != req.fingerprint:
             out.append(row)
-    return out
-
-
-def _sheet_sessions(rows: Sequence[SessionRow], journal: Journal, base: str,
-                    matched: Mapping[int, ListedSession]) -> set[str]:
-    """The sessions the rows are (by sessionId, journal or match): their bookings are the
-    rows' own."""
-    out = {m.id for m in matched.values()}
-    for row in rows:
-        req = build_request(row)
-        if req.session_id is not None:
-            out.add(req.session_id)
-        else:
-            entry = journal.lookup(base, req)
-            if entry is not None and entry.session_id:
-                out.add(entry.session_id)
-    return out
+    return out, own
 
 
 def _zoho(rows: Sequence[SessionRow], sessions: Mapping[str, list[ListedSession]]) -> Zoho:
@@ -201,13 +192,13 @@ async def _stage(found: Online, table: RawTable, catalogue: Catalogue, journal: 
     if validation.fatal or not validation.sessions:
         return
     every = validation.sessions
-    rows = _unsettled(every, journal, base)
+    rows, own = _unsettled(every, journal, base)
     modules = {(r.course_id, r.batch_id, r.module_id) for r in every}
     view = await org_view(catalogue, rows, list_sessions_of=modules)
     zoho = _zoho(every, view.sessions)
     found.zoho = zoho
     if rows:
-        own = _sheet_sessions(every, journal, base, zoho.matched)
+        own |= {m.id for m in zoho.matched.values()}
         found.validation = with_problems(validation, check(rows, view, sheet_sessions=own))
 
 

@@ -353,11 +353,14 @@ async def send_all(
     return {r.row: ledger.outcomes[r.row] for r in requests}
 
 
-def preview(requests: Sequence[Request], *, journal: Journal, api_base: str) -> dict[int, Outcome]:
-    """Dry run: what a real run would do with each row, from the journal alone (no calls)."""
+def preview(requests: Sequence[Request], *, journal: Journal, api_base: str,
+            known: Mapping[str, Entry] | None = None) -> dict[int, Outcome]:
+    """Dry run: what a real run would do with each row, from the journal alone (no calls).
+    ``known``: the journal's entries of these rows, when the caller has read them already."""
     out: dict[int, Outcome] = {}
     first: dict[str, Request] = {}
-    known = journal.lookup_many(api_base, requests)
+    if known is None:
+        known = journal.lookup_many(api_base, requests)
     for req in requests:
         earlier = first.setdefault(req.identity, req)
         if earlier is not req:
