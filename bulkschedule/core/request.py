@@ -21,6 +21,7 @@ class Request:
     session_data: dict[str, str]  # exactly the sessionData JSON object, all values strings
     identity: str  # key:<key> or module/name/date/start; the journal prefixes the API base
     fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
+    occurrence: int | None = None  # n of a repeating row's session (from 1); None: not repeating
 
     @property
     def path(self) -> str:
