@@ -264,9 +264,15 @@ def skip_cell(cell: object, parse_date: Callable[[str], dt.date]) -> tuple[dt.da
 def fill(template: str, *, n: int, count: int, day: dt.date) -> str:
     """``name``/``description`` with ``{n}``, ``{count}`` and ``{date}`` filled in; other braces
     are left as typed (a name may contain them)."""
-    return (template.replace("{n}", str(n)).replace("{count}", str(count))
-            .replace("{date}", _fmt(day)))
+    out = template
+    if "{n}" in out:
+        out = out.replace("{n}", str(n))
+    if "{count}" in out:
+        out = out.replace("{count}", str(count))
+    if "{date}" in out:
+        out = out.replace("{date}", _fmt(day))
+    return out
 
 
 def _fmt(day: dt.date) -> str:
-    return day.strftime("%d-%m-%Y")
+    return f"{day.day:02d}-{day.month:02d}-{day.year:04d}"

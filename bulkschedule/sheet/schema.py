@@ -817,13 +817,14 @@ class _Expanded:
         self._columns: dict[str, _Parsed] | None = None
 
     def _per_entry(self, values: np.ndarray,
-                   change: Callable[[Any, int, int, dt.date, dt.date], Any]) -> np.ndarray:
+                   change: Callable[[Any, int, int, dt.date, dt.date], Any],
+                   when: Callable[[Any], bool] | None = None) -> np.ndarray:
         """``values`` (per row) spread over the entries, each expanded row's entries given
-        ``change(value, n, count, day, first day)``."""
+        ``change(value, n, count, day, first day)`` (only where ``when(value)``, if given)."""
         out: np.ndarray = values[self.src]
         for pos, days in self.dates.items():
             value = values[pos]
-            if value is None:
+            if value is None or (when is not None and not when(value)):
                 continue
             at = int(self.first[pos])
             out[at:at + len(days)] = [change(value, k, len(days), day, days[0])
@@ -838,15 +839,23 @@ class _Expanded:
         out: dict[str, _Parsed] = {}
         for name, col in cols.items():
             if name == "date":
-                out[name] = _Parsed.per_entry(col.kind, self._per_entry(
-                    col.values, lambda _, n, count, day, first: day))
+                out[name] = _Parsed.per_entry(col.kind, self._days())
             elif name == "lockUntil":
                 out[name] = _Parsed.per_entry(col.kind, self._lock_until(col.values))
             elif name in ("name", "description"):
-                out[name] = _Parsed.per_entry(col.kind, self._per_entry(col.values, _fill))
+                out[name] = _Parsed.per_entry(col.kind, self._per_entry(
+                    col.values, _fill, lambda text: "{" in text))
             else:
                 out[name] = col.take(self.src)
         self._columns = out
+        return out
+
+    def _days(self) -> np.ndarray:
+        """The date of each entry: a session's own, or its row's."""
+        out: np.ndarray = self.own[self.src]
+        for pos, days in self.dates.items():
+            at = int(self.first[pos])
+            out[at:at + len(days)] = days
         return out
 
     def _lock_until(self, locks: np.ndarray) -> np.ndarray:
@@ -877,7 +886,7 @@ class _Expanded:
 
 
 def _fill(text: Any, n: int, count: int, day: dt.date, first: dt.date) -> Any:
-    return recurrence.fill(text, n=n, count=count, day=day) if "{" in text else text
+    return recurrence.fill(text, n=n, count=count, day=day)
 
 
 def _expand(
@@ -1248,14 +1257,15 @@ def _sessions(
     does not repeat). ``cols``, ``row_numbers`` and ``occurrence`` have one entry per session
     (a repeating row's dates expanded); ``ok`` picks the valid ones."""
     n = len(row_numbers[ok])
+    nones: list[Any] = [None] * n  # one list for every column the sheet does not have
 
     def values(name: str) -> list[Any]:
         if name not in cols:
-            return [None] * n
+            return nones
         found: list[Any] = cols[name].values[ok].tolist()
         return found
 
-    occurrences: list[Any] = [None] * n if occurrence is None else occurrence[ok].tolist()
+    occurrences: list[Any] = nones if occurrence is None else occurrence[ok].tolist()
     columns = (row_numbers[ok].tolist(), *(values(name) for name in spec.names), occurrences)
     # row_type._make without a Python call per row
     make = functools.partial(tuple.__new__, spec.row_type)
