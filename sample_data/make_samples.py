@@ -9,6 +9,9 @@ Writes:
   what a filled-in template looks like: IDs as Text cells, real date and time cells.
 * ``sample_data/sessions_with_errors.csv`` - one row per kind of problem, plus valid rows; what
   `tests/test_samples.py` expects of it is listed in `EXPECTED_PROBLEMS`.
+* ``sample_data/recurring.xlsx`` - a summer term (Apr-Jul 2027) built from a handful of repeating
+  rows and one single session, with two holidays on its Holidays sheet; what each row makes is
+  listed in `RECURRING_EXPANSIONS`.
 * ``templates/sessions.xlsx`` and ``templates/sessions.csv`` - what ``bulkschedule template``
   writes.
 * the generated tables in ``docs/spreadsheet-format.md`` (the columns, from the column spec) and
@@ -120,6 +123,77 @@ def write_sessions_xlsx(path: Path) -> None:
             set_cell(cell, value, text_format=kinds[name] == "id")
             if kinds[name] == "time" and value is not None:
                 cell.number_format = "hh:mm AM/PM"
+    wb.save(path)
+
+
+# The recurring sample: the summer term's batch (12-04-2027 to 02-07-2027), its two modules.
+SUMMER_BATCH = "478346000019479143"
+SUMMER_FOUNDATIONS = "478346000019479155"
+SUMMER_CUSTOMER = "478346000019479167"
+RIVERSIDE = "478346000010125115"
+
+#: The rows of sample_data/recurring.xlsx, as typed (dates and times as real cells).
+RECURRING_ROWS: tuple[dict[str, object], ...] = (
+    {"moduleId": SUMMER_FOUNDATIONS, "name": "Foundations workshop {n} of {count}",
+     "trainerErecno": TRAINERS[0], "type": "Classroom", "date": dt.date(2027, 4, 12),
+     "startTime": dt.time(9, 30), "endTime": dt.time(11, 0),
+     "description": "Week {n}: bring your workbook", "roomId": ROOMS[0],
+     "lockUntil": dt.date(2027, 4, 11), "key": "SUM-FND-WS", "repeat": "weekly",
+     "until": dt.date(2027, 6, 28)},
+    {"moduleId": SUMMER_FOUNDATIONS, "name": "Foundations check-in ({date})",
+     "trainerErecno": TRAINERS[1], "type": "E-learning", "date": dt.date(2027, 4, 14),
+     "startTime": dt.time(14, 0), "endTime": dt.time(14, 30), "repeat": "every 2 weeks",
+     "count": 6},
+    {"moduleId": SUMMER_CUSTOMER, "name": "Customer care: practice lab",
+     "trainerErecno": TRAINERS[2], "type": "Classroom", "date": dt.date(2027, 4, 13),
+     "startTime": dt.time(10, 0), "endTime": dt.time(12, 0), "roomId": ROOMS[1],
+     "key": "SUM-CC-LAB", "repeat": "Tue, Thu", "until": dt.date(2027, 7, 1),
+     "skip": "13-05-2027"},
+    {"moduleId": SUMMER_CUSTOMER, "name": "Customer care: morning huddle",
+     "trainerErecno": TRAINERS[1], "type": "E-learning", "date": dt.date(2027, 4, 12),
+     "startTime": dt.time(8, 30), "endTime": dt.time(8, 45), "repeat": "weekdays",
+     "until": dt.date(2027, 4, 23)},
+    {"moduleId": SUMMER_FOUNDATIONS, "name": "Foundations review {n}",
+     "trainerErecno": TRAINERS[2], "type": "Classroom", "date": dt.date(2027, 4, 16),
+     "startTime": dt.time(14, 0), "endTime": dt.time(15, 0), "roomId": RIVERSIDE,
+     "repeat": "every 2 weeks on Fri", "count": 5},
+    {"moduleId": SUMMER_CUSTOMER, "name": "Customer care assessment",
+     "trainerErecno": TRAINERS[0], "type": "Classroom", "date": dt.date(2027, 7, 2),
+     "startTime": dt.time(13, 0), "endTime": dt.time(15, 0), "roomId": ROOMS[0],
+     "key": "SUM-CC-ASSESS"},
+)
+#: The Holidays sheet of the recurring sample: (date or range, name).
+RECURRING_HOLIDAYS: tuple[tuple[object, str], ...] = (
+    (dt.date(2027, 5, 3), "Early May bank holiday"),
+    ("31-05-2027..04-06-2027", "Half term"),
+)
+#: What each repeating row of the recurring sample makes: row -> (sessions, first, last).
+RECURRING_EXPANSIONS: dict[int, tuple[int, dt.date, dt.date]] = {
+    2: (10, dt.date(2027, 4, 12), dt.date(2027, 6, 28)),  # 12 Mondays, 2 of them holidays
+    3: (6, dt.date(2027, 4, 14), dt.date(2027, 6, 23)),
+    4: (21, dt.date(2027, 4, 13), dt.date(2027, 7, 1)),  # 24, less 13 May and half term's 2
+    5: (10, dt.date(2027, 4, 12), dt.date(2027, 4, 23)),
+    6: (5, dt.date(2027, 4, 16), dt.date(2027, 6, 11)),
+}
+
+
+def write_recurring_xlsx(path: Path) -> None:
+    """The recurring sample, on the template (its Holidays sheet filled in)."""
+    wb = template_workbook()
+    ws = wb["Sessions"]
+    kinds = {c.name: c.kind for c in columns.COLUMNS}
+    for r, typed in enumerate(RECURRING_ROWS, start=2):
+        row = {"courseId": COURSE, "batchId": SUMMER_BATCH, **typed}
+        for c, name in enumerate(columns.NAMES, start=1):
+            value = row.get(name)
+            cell = ws.cell(row=r, column=c)
+            set_cell(cell, value, text_format=kinds[name] in ("id", "rule", "dates"))
+            if kinds[name] == "time" and value is not None:
+                cell.number_format = "hh:mm AM/PM"
+    holidays = wb["Holidays"]
+    for r, (day, label) in enumerate(RECURRING_HOLIDAYS, start=2):
+        set_cell(holidays.cell(row=r, column=1), day, text_format=isinstance(day, str))
+        set_cell(holidays.cell(row=r, column=2), label)
     wb.save(path)
 
 
@@ -281,13 +355,15 @@ def write_docs() -> list[str]:
 
 def main() -> None:
     write_sessions_xlsx(HERE / "sessions.xlsx")
+    write_recurring_xlsx(HERE / "recurring.xlsx")
     (HERE / "sessions_with_errors.csv").write_bytes(errors_csv().encode("utf-8"))
     templates = ROOT / "templates"
     templates.mkdir(exist_ok=True)
     write_template(templates / "sessions.xlsx")
     write_template_csv(templates / "sessions.csv")
     docs = write_docs()
-    for path in ("sample_data/sessions.xlsx", "sample_data/sessions_with_errors.csv",
+    for path in ("sample_data/sessions.xlsx", "sample_data/recurring.xlsx",
+                 "sample_data/sessions_with_errors.csv",
                  "templates/sessions.xlsx", "templates/sessions.csv", *docs):
         print(f"wrote {path}")
 

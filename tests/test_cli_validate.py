@@ -92,7 +92,8 @@ def test_json_is_one_object_and_nothing_else():
     result = run("validate", "--json", str(SAMPLES / "sessions_with_errors.csv"), *TODAY)
     assert result.exit_code == 1
     data = json.loads(result.stdout)  # fails if anything else is on stdout
-    assert set(data) == {"file", "rows", "valid", "errors", "warnings", "problems"}
+    assert set(data) == {"file", "rows", "valid", "errors", "warnings", "problems",
+                         "expansions"}
     assert (data["rows"], data["valid"], data["errors"], data["warnings"]) == (21, 6, 15, 3)
     assert set(data["problems"][0]) == {"row", "column", "value", "severity", "message", "code"}
     assert {"row": 8, "column": "date", "code": "date.impossible"}.items() <= next(
@@ -226,7 +227,7 @@ def test_template_default_name_and_no_overwrite(tmp_path, monkeypatch):
     result = run("template")
     assert result.exit_code == 0, result.output
     written = tmp_path / "sessions-template.xlsx"
-    assert openpyxl.load_workbook(written).sheetnames == ["Sessions", "Instructions"]
+    assert openpyxl.load_workbook(written).sheetnames == ["Sessions", "Instructions", "Holidays"]
     again = run("template")
     assert again.exit_code == 2
     _one_error_line(again)

@@ -108,10 +108,29 @@ def test_a_new_column_reaches_the_results_workbook(tmp_path: Path, spec: Spec) -
 
 def test_session_row_fields_follow_the_spec() -> None:
     assert SessionRow is SPEC.row_type
-    assert SessionRow._fields == ("row", *(c.attr for c in COLUMNS))
+    assert SessionRow._fields == ("row", *(c.attr for c in COLUMNS), *columns.DERIVED)
+    assert columns.DERIVED == ("occurrence",)
     assert SPEC.row_type._fields[SPEC.position("startTime")] == "start"
-    # the optional columns after the last required one default to None
-    assert SessionRow._field_defaults == {c.attr: None for c in COLUMNS if not c.required}
+    # the optional columns after the last required one default to None, as do derived fields
+    assert SessionRow._field_defaults == {
+        **{c.attr: None for c in COLUMNS if not c.required}, "occurrence": None}
+    # a derived spec gets them too, after its own columns
+    assert derive((*COLUMNS, VENUE)).row_type._fields[-2:] == ("venue_note", "occurrence")
+
+
+def test_no_column_may_take_a_derived_fields_name() -> None:
+    with pytest.raises(ValueError, match="derived"):
+        derive((*COLUMNS, Column("occurrence", "text", False, "n", "1")))
+
+
+def test_the_repeat_columns_are_optional_and_never_sent() -> None:
+    repeat = [columns.BY_NAME[n] for n in ("repeat", "until", "count", "skip")]
+    assert [c.kind for c in repeat] == ["rule", "date", "count", "dates"]
+    assert not any(c.required or c.api_field for c in repeat)
+    assert columns.NAMES.index("repeat") > columns.NAMES.index("key")
+    assert columns.BY_NAME["count"].attr == "repeat_count"  # a field "count" hides tuple.count
+    assert columns.canonical("Repeat Until") == "until"
+    assert columns.canonical("skip dates") == "skip"
 
 
 def test_derived_tables_of_todays_spec() -> None:
@@ -138,7 +157,10 @@ def test_attr_defaults_to_snake_case() -> None:
     assert columns.BY_NAME["gradeCategoryId"].attr == "grade_category_id"
 
 
-_KIND_TYPES = {"id": "str", "text": "str", "type": "str", "date": "dt.date", "time": "dt.time"}
+_KIND_TYPES = {"id": "str", "text": "str", "type": "str", "date": "dt.date", "time": "dt.time",
+               "rule": "str", "count": "int", "dates": "tuple[dt.date, ...]"}
+#: Fields of the runtime row that no column gives, with their annotation in the view.
+_DERIVED_TYPES = {"occurrence": "int | None"}
 
 
 def _typed_view() -> list[tuple[str, str, bool]]:
@@ -157,7 +179,11 @@ def test_the_typed_view_of_session_row_never_contradicts_the_spec() -> None:
     view = _typed_view()
     assert view[0] == ("row", "int", False)
     by_attr = {c.attr: c for c in COLUMNS}
+    assert set(_DERIVED_TYPES) == set(columns.DERIVED)
     for name, annotation, has_default in view[1:]:
+        if name in _DERIVED_TYPES:
+            assert (annotation, has_default) == (_DERIVED_TYPES[name], True), name
+            continue
         assert name in by_attr, f"SessionRow.{name} is not a column of the spec"
         col = by_attr[name]
         want = _KIND_TYPES[col.kind] + ("" if col.required else " | None")

@@ -33,6 +33,7 @@ from bulkschedule.app.isolate import (
     ReadLimits,
     _Unpickler,
     load_isolated,
+    load_sheet,
     run_isolated,
     warm,
 )
@@ -395,3 +396,14 @@ def test_the_read_caps_reach_the_inbox(tmp_path: Path, monkeypatch: pytest.Monke
                                        "512", "--state", str(tmp_path / "state")], env=env)
     assert result.exit_code == 0, result.output
     assert seen == [ReadLimits(memory_mb=512, cpu_seconds=7)]
+
+
+async def test_repeating_rows_and_holidays_cross_the_boundary() -> None:
+    """Expansions and the Holidays lines are among the classes a Validation is made of."""
+    options = {"today": TODAY, "repeating": True}
+    here = job.load(SAMPLES / "recurring.xlsx", **options)
+    there = await run_isolated(load_sheet, SAMPLES / "recurring.xlsx", options)
+    assert there.expansions == here.expansions and there.expansions
+    assert there.table.holidays == here.table.holidays and there.table.holidays
+    assert there.sessions == here.sessions
+    assert {s.occurrence for s in there.sessions} > {1, 2}

@@ -345,3 +345,33 @@ async def test_reports_keep_the_names_as_typed_and_list_the_ids_they_became(
     assert first[header.index("courseId")] == "New starter programme"  # as typed
     assert first[header.index("status")] == "created"
     wb.close()
+
+
+async def test_validate_online_checks_each_session_of_a_repeating_row(tmp_path: Path) -> None:
+    """Names resolved online re-validate the sheet with its holidays; every session is held to
+    the batch's dates and to what Zoho holds, and a problem names its session's date."""
+    async with Sandbox(org()) as sb:
+        sb.add_session(COURSE, BATCH, FOUNDATIONS, name="Held in Zoho", trainerErecno=HENRY,
+                       type="0", date="08-03-2027", startTime="10:30 AM", endTime="11:30 AM")
+        path = tmp_path / "term.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow([*HEADER, "repeat", "until"])
+            w.writerow([*row("Weekly {n}", trainer="Henry Adams", date="01-03-2027"),
+                        "weekly", "05-04-2027"])
+        holidays = tmp_path / "holidays.csv"
+        holidays.write_text("date,name\n15-03-2027,Staff day\n", encoding="utf-8")
+        done = await cli("validate", str(path), "--online", "--json", "--today", TODAY,
+                         "--holidays", str(holidays), *api_args(sb, tmp_path / "state"),
+                         env=cli_env(tmp_path / "home"))
+    assert done.code == 1, done.err
+    data = json.loads(done.out)
+    assert data["expansions"] == [{"row": 2, "sessions": 5, "first": "01-03-2027",
+                                   "last": "05-04-2027"}]
+    problems = [(p["row"], p["code"], p["message"]) for p in data["problems"]]
+    outside = [m for r, c, m in problems if c == "org.date_outside_batch"]
+    assert [m[:10] for m in outside] == ["29-03-2027", "05-04-2027"]
+    (busy,) = [m for r, c, m in problems if c == "org.trainer_busy"]
+    assert "on 08-03-2027" in busy and "Held in Zoho" in busy
+    assert {r for r, _, _ in problems} == {2}
+    assert not any(c.startswith("name.") for _, c, _ in problems)

@@ -13,8 +13,10 @@ from bulkschedule.sheet.recurrence import (
     Rule,
     expand,
     fill,
+    parse_count,
     parse_rule,
     parse_skip,
+    skip_cell,
 )
 
 D = dt.date
@@ -108,3 +110,24 @@ def test_placeholders_fill_and_other_braces_stay() -> None:
     text = fill("Spanish A1 – lesson {n} of {count} ({date}) {room}", n=3, count=22,
                 day=D(2027, 1, 19))
     assert text == "Spanish A1 – lesson 3 of 22 (19-01-2027) {room}"
+
+
+@pytest.mark.parametrize(("cell", "count"), [("3", 3), (" 10 ", 10), (4.0, 4), (370, 370)])
+def test_counts_read_from_text_and_number_cells(cell: object, count: int) -> None:
+    assert parse_count(cell) == count
+
+
+@pytest.mark.parametrize("cell", ["0", "371", "2.5", "ten", True, float("nan"), -1])
+def test_a_count_is_a_whole_number_from_1_to_the_limit(cell: object) -> None:
+    with pytest.raises(RecurrenceError) as info:
+        parse_count(cell)
+    assert info.value.code == "count.out_of_range" and str(MAX_OCCURRENCES) in info.value.message
+
+
+def test_a_skip_cell_may_be_a_date_cell_or_text() -> None:
+    assert skip_cell(dt.datetime(2027, 1, 4, 0, 0), parse_date) == (D(2027, 1, 4),)
+    assert skip_cell(D(2027, 1, 4), parse_date) == (D(2027, 1, 4),)
+    assert skip_cell("06-01-2027, 04-01-2027", parse_date) == (D(2027, 1, 4), D(2027, 1, 6))
+    with pytest.raises(RecurrenceError) as info:
+        skip_cell(46391.0, parse_date)
+    assert info.value.code == "skip.unreadable"

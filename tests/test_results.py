@@ -313,7 +313,7 @@ def test_template_content(tmp_path):
     out = tmp_path / "t.xlsx"
     results.write_template(out)
     wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == ["Sessions", "Instructions"]
+    assert wb.sheetnames == ["Sessions", "Instructions", "Holidays"]
     ws = wb["Sessions"]
     assert [c.value for c in ws[1]] == list(columns.NAMES)
     assert ws.freeze_panes == "A2"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import json
 from pathlib import Path
 
 import openpyxl
@@ -76,6 +77,71 @@ def test_term_cells_are_typed_as_an_admin_should_type_them(term):
         assert row[index["type"]] in ("Classroom", "E-learning")
     ws = openpyxl.load_workbook(SAMPLES / "sessions.xlsx")["Sessions"]
     assert ws["A2"].number_format == "@" and ws["G2"].number_format == "dd-mm-yyyy"
+
+
+@pytest.fixture(scope="module")
+def recurring():
+    table = read_table(SAMPLES / "recurring.xlsx")
+    return table, validate(table, today=TODAY)
+
+
+def test_recurring_term_is_clean_and_makes_what_the_script_says(recurring):
+    table, v = recurring
+    assert v.problems == [], v.problems
+    assert table.sheet == "Sessions" and len(table.holidays) == 3  # a header and two lines
+    assert {e.row: (e.sessions, e.first, e.last) for e in v.expansions} == \
+        ms.RECURRING_EXPANSIONS
+    singles = v.n_rows - len(v.expansions)
+    assert v.valid == singles + sum(e.sessions for e in v.expansions) >= 40
+    for e in v.expansions:
+        got = [s for s in v.sessions if s.row == e.row]
+        assert [s.occurrence for s in got] == list(range(1, e.sessions + 1))
+
+
+def test_recurring_term_skips_its_holidays_and_fills_its_placeholders(recurring):
+    _, v = recurring
+    dates = {s.date for s in v.sessions}
+    assert dt.date(2027, 5, 3) not in dates
+    assert not dates & {dt.date(2027, 5, 31) + dt.timedelta(days=i) for i in range(5)}
+    names = [s.name for s in v.sessions if s.row == 2]
+    assert (names[0], names[-1]) == ("Foundations workshop 1 of 10",
+                                     "Foundations workshop 10 of 10")
+    assert all("{" not in (s.name + (s.description or "")) for s in v.sessions)
+    assert all(s.lock_until == s.date - dt.timedelta(days=1) for s in v.sessions if s.row == 2)
+
+
+def test_recurring_term_fits_the_sandbox_org(recurring):
+    """Every ID is in the built-in sandbox's catalogue and every session inside its batch."""
+    _, v = recurring
+    org = json.loads((SAMPLES / "catalogue.json").read_text(encoding="utf-8"))
+    batches = {b["id"]: b for c in org["courses"] for b in c["batches"]}
+    trainers = {t["erecno"] for t in org["trainers"]}
+    rooms = {r["id"] for r in org["rooms"]}
+    for s in v.sessions:
+        batch = batches[s.batch_id]
+        assert s.course_id in {c["id"] for c in org["courses"] if batch in c["batches"]}
+        assert s.module_id in {m["id"] for m in batch["modules"]}
+        start, end = (dt.datetime.strptime(batch[k], "%d-%m-%Y").date()
+                      for k in ("startDate", "endDate"))
+        assert start <= s.date <= end, s
+        assert s.trainer_erecno in trainers and (s.room_id is None or s.room_id in rooms)
+
+
+def test_recurring_sample_is_what_the_script_writes(tmp_path):
+    fresh = tmp_path / "recurring.xlsx"
+    ms.write_recurring_xlsx(fresh)
+    assert _content(fresh) == _content(SAMPLES / "recurring.xlsx"), (
+        "sample_data/recurring.xlsx is stale: run python sample_data/make_samples.py"
+    )
+
+
+def _content(path):
+    wb = openpyxl.load_workbook(path)
+    return {
+        ws.title: [(c.coordinate, c.value, c.number_format) for row in ws.iter_rows()
+                   for c in row if c.value is not None]
+        for ws in wb.worksheets
+    }
 
 
 def test_errors_sample_shows_every_problem_kind_where_expected():

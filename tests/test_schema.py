@@ -67,7 +67,7 @@ def test_valid_row_becomes_an_exact_session_row() -> None:
         grade_category_id="478346000019553021", key="K1")]
     assert v.error_rows == set() and not v.fatal
     assert v.to_json() == {"file": "sheet.csv", "rows": 1, "valid": 1, "errors": 0,
-                           "warnings": 0, "problems": []}
+                           "warnings": 0, "problems": [], "expansions": []}
 
 
 def test_typed_workbook_cells() -> None:

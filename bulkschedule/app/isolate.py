@@ -435,7 +435,9 @@ class _Unpickler(pickle.Unpickler):
     ALLOWED = frozenset({
         ("bulkschedule.sheet.schema", "Validation"),
         ("bulkschedule.sheet.schema", "SessionRow"),
+        ("bulkschedule.sheet.schema", "Expansion"),
         ("bulkschedule.sheet.reader", "RawTable"),
+        ("bulkschedule.sheet.reader", "HolidayLine"),
         ("bulkschedule.sheet.reader", "Cells"),
         ("bulkschedule.sheet.columns", "HeaderMap"),
         ("bulkschedule.sheet.columns", "SPEC"),

@@ -45,7 +45,7 @@ from bulkschedule.send.runner import (
 )
 from bulkschedule.sheet.limits import ReadLimits
 from bulkschedule.sheet.payload import build_request, oversized
-from bulkschedule.sheet.reader import read_table
+from bulkschedule.sheet.reader import read_holidays, read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.urls import check_base_url
@@ -96,6 +96,8 @@ def load(
     names_from: OrgCache | None = None,
     payload_style: PayloadStyle = "query",
     limits: ReadLimits = DEFAULT_LIMITS,
+    holidays: str | Path | None = None,
+    repeating: bool = False,
 ) -> Validation:
     """Read and validate; an unreadable file is a `JobError` (one line, exit 2).
 
@@ -104,6 +106,12 @@ def load(
 
     Names typed in the ID columns resolve from ``names_from`` (the org cache, whatever its age);
     without it, or where it holds nothing of that kind, the problem says to use ``--online``.
+
+    ``holidays``: a file of dates no repeating row has a session on (``--holidays``), besides a
+    workbook's own Holidays sheet; unreadable, it is a `JobError` like the sheet.
+    ``repeating``: the caller can take the sessions of repeating rows (``validate``); for the
+    others, a sheet with a valid repeating row is a `JobError`: sending them, which keys its
+    outcomes by row, is not there yet.
     """
 
     if Path(sheet).suffix.lower() not in (".csv", ".txt"):
@@ -116,10 +124,24 @@ def load(
         raise JobError(str(err)) from err
     except OSError as err:
         raise JobError(f"{sheet}: cannot read the file: {err.strerror or err}") from err
+    if holidays is not None:
+        try:
+            table.holidays = (*table.holidays, *read_holidays(holidays, limits=limits))
+        except ReadError as err:
+            raise JobError(f"--holidays {err}") from err
+        except OSError as err:
+            raise JobError(f"--holidays {holidays}: cannot read the file: "
+                           f"{err.strerror or err}") from err
     names = resolve_offline(table, names_from,
                             given={"courseId": course, "batchId": batch, "moduleId": module})
     checked = validate(names.table, course=course, batch=batch, module=module,
                        month_first=month_first, today=today)
+    waiting = [e.row for e in checked.expansions if e.row not in checked.error_rows]
+    if waiting and not repeating:
+        shown = ", ".join(map(str, waiting[:3])) + (f" and {len(waiting) - 3} more"
+                                                     if len(waiting) > 3 else "")
+        raise JobError(f"{sheet}: row{'s' * (len(waiting) > 1)} {shown} repeat: repeating rows "
+                       "are validated but not yet sent (check them with bulkschedule validate)")
     unsendable = oversized(checked.sessions, payload_style) if not checked.fatal else []
     if not (names.resolved or names.problems or unsendable):
         return checked

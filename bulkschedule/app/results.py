@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from bulkschedule.core.files import atomic_write
 from bulkschedule.core.problems import Outcome, Problem, Status
 from bulkschedule.sheet.columns import SPEC, Column, Spec
+from bulkschedule.sheet.recurrence import MAX_OCCURRENCES
 from bulkschedule.sheet.schema import Validation
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -845,9 +846,41 @@ def _rules(spec: Spec) -> tuple[str, ...]:
         "lockUntil, when given, must be on or before the session date.",
         "A date in the past is a warning. The same session twice, a trainer or room booked twice "
         "at the same time, and a key used twice are reported.",
+        "A row can repeat (see Repeating rows below): repeat gives the rule, until the last date "
+        "or count how many sessions, and the row's date is the first session. A repeating row "
+        f"makes at most {MAX_OCCURRENCES} sessions, each checked like a row of its own.",
+        "skip lists dates without a session (dates or ranges such as 06-04-2027..10-04-2027, "
+        "separated by ; or ,). The dates on the Holidays sheet are skipped by every repeating "
+        "row (for a CSV sheet, give them with --holidays holidays.csv).",
+        "In a repeating row, name and description may use {n} (the session's number from 1), "
+        "{count} (how many there are) and {date} (dd-mm-yyyy): Spanish A1 – lesson {n} of "
+        "{count}.",
         "Check the sheet first: bulkschedule validate sessions.xlsx (add --report checked.xlsx "
         "for a copy with every problem marked).",
     )
+
+
+#: Examples of repeating rows on the Instructions sheet: (repeat, until, count, skip, date, what
+#: the row makes). tests/test_repeating.py checks each against the expansion.
+REPEAT_EXAMPLES: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("Tue, Thu", "15-04-2027", "", "06-04-2027..10-04-2027", "12-01-2027",
+     "Every Tuesday and Thursday from 12 January to 15 April 2027, not in the Easter week: "
+     "26 sessions"),
+    ("weekly", "", "10", "", "04-01-2027",
+     "10 sessions, one each Monday from 4 January 2027 (a skipped date does not use one up)"),
+    ("weekdays", "12-02-2027", "", "08-02-2027", "01-02-2027",
+     "Monday to Friday for two weeks, except 8 February: 9 sessions"),
+    ("every 2 weeks on Mon, Wed", "", "6", "", "04-01-2027",
+     "Monday and Wednesday every other week: 6 sessions, 4 January to 3 February 2027"),
+    ("daily", "", "5", "", "04-01-2027", "Five days in a row from 4 January 2027: 5 sessions"),
+    ("every 3 weeks", "31-03-2027", "", "", "06-01-2027",
+     "Every third Wednesday from 6 January to 31 March 2027: 5 sessions"),
+)
+#: Forms the ``repeat`` column reads, for the Instructions sheet.
+REPEAT_FORMS = ("daily; weekdays (Monday to Friday); weekly; every N weeks (N from 1 to 52); "
+                "a list of days such as Tue, Thu or Monday Wednesday (weekly on those days); "
+                "every 2 weeks on Mon, Wed. Case and extra spaces do not matter; days in English, "
+                "three letters or whole.")
 
 
 #: The number format of a template column, by kind (text and type columns stay General).
@@ -857,8 +890,8 @@ _KIND_WIDTHS: Mapping[str, int] = {"id": 21, "date": 12, "time": 11, "type": 12}
 
 
 def _template_format(col: Column) -> str | None:
-    if col.name == "key":
-        return TEXT_FORMAT  # keys like 0012 must not lose their zeros
+    if col.name == "key" or col.kind in ("rule", "dates"):
+        return TEXT_FORMAT  # keys like 0012 keep their zeros; a skip date stays as typed
     return _KIND_FORMATS.get(col.kind)
 
 
@@ -916,10 +949,64 @@ def template_workbook(spec: Spec = SPEC) -> Workbook:
     start = len(spec.columns) + 3
     set_cell(_cell(info, start, 1), "Rules")
     info.cell(row=start, column=1).font = bold
-    for i, rule in enumerate(_rules(spec), start=1):
+    rules = _rules(spec)
+    for i, rule in enumerate(rules, start=1):
         set_cell(_cell(info, start + i, 1), i)
         set_cell(_cell(info, start + i, 3), rule)
+    if "repeat" in spec.by_name:
+        _repeat_examples(info, start + len(rules) + 2)
+    _holidays_sheet(wb)
     return wb
+
+
+def _repeat_examples(info: Worksheet, start: int) -> None:
+    """The Instructions sheet's "Repeating rows" section: the forms, then example rows."""
+    from openpyxl.styles import Font  # lazy: heavy
+
+    bold = Font(bold=True)
+    set_cell(_cell(info, start, 1), "Repeating rows")
+    info.cell(row=start, column=1).font = bold
+    set_cell(_cell(info, start + 1, 1), "repeat forms")
+    set_cell(_cell(info, start + 1, 3), REPEAT_FORMS)
+    # in the sheet's four columns: repeat, the end, what the row makes, skip
+    header = ("repeat", "until or count", "date: what the row makes", "skip")
+    for c, name in enumerate(header, start=1):
+        set_cell(_cell(info, start + 2, c), name)
+        info.cell(row=start + 2, column=c).font = bold
+    for r, (repeat, until, count, skip, date, makes) in enumerate(REPEAT_EXAMPLES,
+                                                                  start=start + 3):
+        end = f"until {until}" if until else f"count {count}"
+        for c, value in enumerate((repeat, end, f"{date}: {makes}", skip), start=1):
+            set_cell(_cell(info, r, c), value or None, text_format=True)
+
+
+#: The Holidays sheet of the template: how many rows are formatted for dates.
+HOLIDAY_ROWS = 100
+
+
+def _holidays_sheet(wb: Workbook) -> None:
+    """The template's Holidays sheet: a date (or range) and a name per line, skipped by every
+    repeating row of the Sessions sheet."""
+    from openpyxl.comments import Comment  # lazy: heavy
+    from openpyxl.styles import Font  # lazy: heavy
+
+    ws = wb.create_sheet("Holidays")
+    notes = ("A date, or a range such as 06-04-2027..10-04-2027. No repeating row of the "
+             "Sessions sheet has a session on these dates.",
+             "Optional: what the day is (for you; it is not sent).")
+    for c, (name, note) in enumerate(zip(("date", "name"), notes, strict=True), start=1):
+        cell = _cell(ws, 1, c)
+        set_cell(cell, name)
+        cell.font = Font(bold=True)
+        cell.fill = _fill(HEADER_FILL)
+        comment = Comment(note, "bulkschedule")
+        comment.width, comment.height = 320, 100
+        cell.comment = comment
+    for r in range(2, HOLIDAY_ROWS + 2):
+        ws.cell(row=r, column=1).number_format = DATE_FORMAT
+    ws.column_dimensions["A"].width = 26
+    ws.column_dimensions["B"].width = 30
+    ws.freeze_panes = "A2"
 
 
 def write_template(path: str | os.PathLike[str], spec: Spec = SPEC) -> None:

@@ -71,6 +71,7 @@ class Reading:
     batch: str | None = None
     module: str | None = None
     month_first: bool = False
+    holidays: str | None = None  #: a file of dates no repeating row has a session on
 
 
 def apply(f: Any, options: Sequence[Callable[[Any], Any]]) -> Any:
@@ -81,13 +82,15 @@ def apply(f: Any, options: Sequence[Callable[[Any], Any]]) -> Any:
 
 
 def sheet_options(f: Callable[..., R]) -> Callable[..., R]:
-    """``--sheet``, the path IDs and ``--month-first``, handed to the command as one `Reading`
-    named ``reading``."""
+    """``--sheet``, the path IDs, ``--month-first`` and ``--holidays``, handed to the command as
+    one `Reading` named ``reading``."""
 
     @functools.wraps(f)  # also carries the options already stacked on ``f`` (click keeps them)
     def command(*, sheet_name: str | None, course: str | None, batch: str | None,
-                module: str | None, month_first: bool, **params: Any) -> R:
-        return f(reading=Reading(sheet_name, course, batch, module, month_first), **params)
+                module: str | None, month_first: bool, holidays: str | None,
+                **params: Any) -> R:
+        return f(reading=Reading(sheet_name, course, batch, module, month_first, holidays),
+                 **params)
 
     return apply(command, [  # type: ignore[no-any-return]  # click's decorators are untyped
         click.option("--sheet", "sheet_name", metavar="NAME",
@@ -96,6 +99,10 @@ def sheet_options(f: Callable[..., R]) -> Callable[..., R]:
         click.option("--month-first", is_flag=True,
                      help="Read text dates such as 01-04-2027 as month first (default: day "
                           "first)."),
+        click.option("--holidays", metavar="FILE.csv", type=click.Path(dir_okay=False),
+                     help="Dates no repeating row has a session on: a file with a date or a "
+                          "range (06-04-2027..10-04-2027) per line, and an optional name "
+                          "(besides a workbook's own Holidays sheet)."),
     ])
 
 

@@ -27,8 +27,9 @@ from bulkschedule.app.logs import log_lock, log_outcome
 from bulkschedule.app.progress import Tally
 from bulkschedule.core.problems import Problem, Status, changes_text
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
+from bulkschedule.sheet.parse import format_date
 from bulkschedule.sheet.payload import build_request
-from bulkschedule.sheet.schema import Validation
+from bulkschedule.sheet.schema import Expansion, Validation
 
 
 def plural(n: int, word: str) -> str:
@@ -36,9 +37,16 @@ def plural(n: int, word: str) -> str:
 
 
 def summary_line(validation: Validation) -> str:
-    """``sessions.xlsx: 40 rows, 38 valid, 3 errors, 1 warning``."""
+    """``sessions.xlsx: 40 rows, 38 valid, 3 errors, 1 warning``; with repeating rows
+    ``term.xlsx: 6 rows, 5 of them repeating: 53 sessions, 53 valid, 0 errors, 0 warnings``
+    (``valid`` counts sessions)."""
+    rows = plural(validation.n_rows, "row")
+    if validation.expansions:
+        made = validation.n_rows + sum(e.sessions - 1 for e in validation.expansions)
+        rows += (f", {len(validation.expansions)} of them repeating: "
+                 f"{plural(made, 'session')}")
     line = (
-        f"{validation.table.file}: {plural(validation.n_rows, 'row')}, "
+        f"{validation.table.file}: {rows}, "
         f"{validation.valid} valid, {plural(validation.errors, 'error')}, "
         f"{plural(validation.warnings, 'warning')}"
     )
@@ -123,6 +131,36 @@ def echo_problems(problems: Sequence[Problem], width: int | None = None, *,
     more = more_problems_line(problems, shown, where)
     if more is not None:
         click.echo(more)
+
+
+#: How many repeating rows `echo_expansions` lists; the rest are counted (--json lists all).
+EXPANSIONS_SHOWN = 20
+
+
+def format_expansions(expansions: Sequence[Expansion], *,
+                      shown: int = EXPANSIONS_SHOWN) -> list[str]:
+    """What each repeating row makes: a table of row, sessions, first and last date, the first
+    ``shown`` rows, then how many more there are."""
+    if not expansions:
+        return []
+    row_w = max(3, *(len(str(e.row)) for e in expansions[:shown]))
+    out = [f"{'row':>{row_w}}  sessions  first       last",
+           f"{'-' * row_w}  --------  ----------  ----------"]
+    out += [f"{e.row:>{row_w}}  {e.sessions:>8}  {format_date(e.first)}  {format_date(e.last)}"
+            for e in expansions[:shown]]
+    more = len(expansions) - shown
+    if more > 0:
+        out.append(f"... and {more:,} more repeating row{'s' * (more > 1)}: --json lists "
+                   "every one")
+    return out
+
+
+def echo_expansions(expansions: Sequence[Expansion], *, shown: int = EXPANSIONS_SHOWN) -> None:
+    """The repeating rows on stdout: how many sessions each makes, the first and last date."""
+    total = sum(e.sessions for e in expansions)
+    click.echo(f"{plural(len(expansions), 'repeating row')} making {plural(total, 'session')}:")
+    for line in format_expansions(expansions, shown=shown):
+        click.echo(line)
 
 
 def preview_lines(result: JobResult, shown: int = 3) -> list[str]:

@@ -19,7 +19,7 @@ from bulkschedule.app.online import Reading as OnlineReading
 from bulkschedule.app.results import write_report
 from bulkschedule.app.target import api
 from bulkschedule.cli.common import Reading, check_output, fail, leave, sheet_options, today_option
-from bulkschedule.cli.console import echo_problems, summary_line
+from bulkschedule.cli.console import echo_expansions, echo_problems, summary_line
 from bulkschedule.cli.options import setting_options
 from bulkschedule.core.constants import Exit, PayloadStyle
 from bulkschedule.core.errors import JobError
@@ -34,15 +34,17 @@ AS_GIVEN = Reading()  # the first worksheet, IDs from the sheet, day-first dates
 def read_and_validate(sheet: str, reading: Reading = AS_GIVEN, *, today: dt.date | None = None,
                       json_mode: bool = False, names_from: OrgCache | None = None,
                       payload_style: PayloadStyle = "query",
-                      limits: ReadLimits = DEFAULT_LIMITS) -> Validation:
+                      limits: ReadLimits = DEFAULT_LIMITS,
+                      repeating: bool = False) -> Validation:
     """Read and validate a sheet, or stop with exit code 2 when the file cannot be read (with
     ``json_mode``, after printing the one JSON object a script expects). Names in ID columns
-    resolve from ``names_from``, the org cache."""
+    resolve from ``names_from``, the org cache. ``repeating``: the caller takes the sessions of
+    repeating rows (see `job.load`); otherwise such a sheet stops it too."""
     try:
         return load(sheet, sheet_name=reading.sheet_name, course=reading.course,
                     batch=reading.batch, module=reading.module, month_first=reading.month_first,
                     today=today, names_from=names_from, payload_style=payload_style,
-                    limits=limits)
+                    limits=limits, holidays=reading.holidays, repeating=repeating)
     except JobError as err:
         fail(str(err), json_out={"file": sheet} if json_mode else None)
 
@@ -100,7 +102,7 @@ def validate(settings: Settings, sheet: str, reading: Reading, online: bool, as_
     validation = read_and_validate(sheet, reading, today=today, json_mode=as_json,
                                    names_from=org_cache(settings),
                                    payload_style=settings.payload_style,
-                                   limits=settings.read_limits)
+                                   limits=settings.read_limits, repeating=True)
     if online:
         checked = online_stage(settings, validation, reading, strict=True, json_mode=as_json)
         validation = checked.validation
@@ -123,6 +125,9 @@ def validate(settings: Settings, sheet: str, reading: Reading, online: bool, as_
                       "sheet")
         echo_problems(validation.problems, where=where)
         if validation.problems:
+            click.echo()
+        if validation.expansions:
+            echo_expansions(validation.expansions)
             click.echo()
         click.echo(summary_line(validation))
         if report is not None:

@@ -100,6 +100,10 @@ CODES: dict[str, str] = {
     "until.before_date": "until is before the row's date.",
     "count.out_of_range": "count is not a whole number from 1 to 370.",
     "skip.unreadable": "A skip date or range (or a Holidays line) cannot be read.",
+    "repeat.no_sessions": "Every date the repeating row's rule gives is skipped: it makes no "
+                          "session.",
+    "repeat.missing": "until, count or skip is filled in on a row whose repeat is blank: it is "
+                      "ignored (a warning).",
     # what can be sent
     "row.request_too_large": "The row's request would be longer than servers accept in the "
                              "configured payload style (a very long name or description).",

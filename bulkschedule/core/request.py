@@ -23,6 +23,7 @@ class Request:
     fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
     #: the session this request updates (PATCH), or None to create one (POST)
     session_id: str | None = None
+    occurrence: int | None = None  # n of a repeating row's session (from 1); None: not repeating
 
     @property
     def path(self) -> str:

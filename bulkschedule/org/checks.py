@@ -80,14 +80,21 @@ def matches(row: Row, session: ListedSession) -> bool:
     )
 
 
+def _held(row: Row, org: OrgView) -> Found | None:
+    """The session Zoho already holds for ``row``, if any."""
+    for session in org.sessions.get(row.module_id, ()):
+        if matches(row, session):
+            return Found(row.row, session)
+    return None
+
+
 def existing(rows: Iterable[Row], org: OrgView) -> dict[int, Found]:
     """Rows whose session Zoho already holds, by spreadsheet row."""
     out: dict[int, Found] = {}
     for row in rows:
-        for session in org.sessions.get(row.module_id, ()):
-            if matches(row, session):
-                out[row.row] = Found(row.row, session)
-                break
+        found = _held(row, org)
+        if found is not None:
+            out[row.row] = found
     return out
 
 
@@ -97,15 +104,19 @@ def check(rows: Sequence[Row], org: OrgView, *, sheet_sessions: Collection[str] 
     bookings against what Zoho holds, unpublished courses (a warning, once per course).
 
     ``sheet_sessions``: sessions the sheet's rows are (they may move): their bookings are the
-    rows', which the sheet's own double-booking check already compares."""
+    rows', which the sheet's own double-booking check already compares. The sessions of a
+    repeating row are checked one by one (each against the session Zoho holds for it); a
+    problem they share (an unknown trainer) is reported once for the row."""
     problems: list[Problem] = []
     warned: set[str] = set()
-    found = existing(rows, org)
     busy = _bookings(org, skip=sheet_sessions)
+    seen: set[Problem] = set()
     for row in rows:
-        problems.extend(_structure(row, org))
-        problems.extend(_people_and_places(row, org))
-        problems.extend(_double_booked(row, busy, found.get(row.row)))
+        for problem in (*_structure(row, org), *_people_and_places(row, org),
+                        *_double_booked(row, busy, _held(row, org))):
+            if problem not in seen:
+                seen.add(problem)
+                problems.append(problem)
         course = (org.courses or {}).get(row.course_id)
         if course is not None and course.id not in warned and course.state is not None \
                 and course.state.lower() not in PUBLISHED:

@@ -119,6 +119,7 @@ async def resolve_names(
                                          table.row_numbers, table.notes,
                                          header_row=table.header_row)
         resolved.first_column = table.first_column
+        resolved.holidays = table.holidays
         out.table = resolved
     return out
 
@@ -271,7 +272,8 @@ def with_problems(
                                                if p.is_error and p.row is not None}
     sessions = [s for s in validation.sessions if s.row not in error_rows]
     out = Validation(table or validation.table, validation.headers, sessions, merged,
-                     validation.fatal, error_rows, spec=validation.spec)
+                     validation.fatal, error_rows, spec=validation.spec,
+                     expansions=validation.expansions)
     out.resolved = dict(validation.resolved)
     if names is not None:
         out.resolved.update(names.resolved)

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-Kind = Literal["id", "text", "type", "date", "time"]
+#: How a column's cells are read: "rule" is a repeat rule (`recurrence.parse_rule`), "count" a
+#: whole number of sessions, "dates" a list of dates and ranges (`recurrence.parse_skip`).
+Kind = Literal["id", "text", "type", "date", "time", "rule", "count", "dates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,22 @@ COLUMNS: tuple[Column, ...] = (
            "workbook has it). Given, the row updates that session instead of creating one; "
            "leave it blank for a new session.",
            "478346000020113001", (), None),
+    # a repeating row (sheet/recurrence.py): expanded into one session per date before the
+    # cross-row checks; none of these is sent to the API
+    Column("repeat", "rule", False, "Optional: repeat the session. Blank for one session; "
+           "daily, weekdays, weekly, every N weeks, days such as Tue, Thu, or every 2 weeks on "
+           "Mon, Wed. The row's date is the first session; give until or count too.",
+           "Tue, Thu", ("repeats", "recurrence", "recurring"), None),
+    Column("until", "date", False, "With repeat: the last possible date of a session "
+           "(inclusive). Give until or count, not both.", "31-03-2027",
+           ("repeatuntil", "lastdate"), None),
+    Column("count", "count", False, "With repeat: how many sessions (1 to 370), instead of "
+           "until.", "10", ("repeatcount", "occurrences"), None,
+           attr="repeat_count"),  # a named tuple's field "count" would hide tuple.count
+    Column("skip", "dates", False, "With repeat: dates without a session, separated by ; or , "
+           "(a date, or a range such as 06-04-2027..10-04-2027). The Holidays sheet is skipped "
+           "too.", "06-04-2027..10-04-2027; 03-05-2027", ("skipdates", "except", "exceptions"),
+           None),
 )
 
 #: Columns a results workbook adds after the input columns. A contract: scripts read these names.
@@ -121,9 +139,10 @@ class Spec:
     """A column spec and every table derived from it (`derive` builds one; `SPEC` is today's).
 
     ``row_type`` is the `SessionRow` named tuple: ``row`` (the spreadsheet row), then one field per
-    column, in spec order, named by `Column.attr`; the fields after the last required column
-    default to None. ``path_columns`` are the IDs in the API's URL, in URL order (course, batch,
-    module); ``api_columns`` feed ``sessionData``, in the order it is sent.
+    column, in spec order, named by `Column.attr`, then the `DERIVED` fields (``occurrence``); the
+    fields after the last required column default to None. ``path_columns`` are the IDs in the
+    API's URL, in URL order (course, batch, module); ``api_columns`` feed ``sessionData``, in the
+    order it is sent.
     """
 
     columns: tuple[Column, ...]
@@ -149,6 +168,10 @@ class Spec:
         return (derive, (self.columns,))
 
 
+#: Fields of `SessionRow` after the columns that no column gives: ``occurrence``, the session's
+#: number within its repeating row (from 1), None for a row that does not repeat.
+DERIVED: tuple[str, ...] = ("occurrence",)
+
 #: collections.namedtuple as a plain function: mypy special-cases direct calls, which must name
 #: their fields literally, and these come from the spec.
 _namedtuple: Callable[..., type[tuple[Any, ...]]] = collections.namedtuple
@@ -167,13 +190,16 @@ def derive(columns: Sequence[Column]) -> Spec:
         for a in c.aliases:
             lookup.setdefault(normalise(a), c.name)
     last_required = max((i for i, c in enumerate(cols) if c.required), default=-1)
+    if any(c.attr in DERIVED for c in cols):
+        raise ValueError(f"no column may be named like a derived field ({', '.join(DERIVED)})")
     row_type = _namedtuple(
-        "SessionRow", ["row", *(c.attr for c in cols)],
-        defaults=[None] * (len(cols) - 1 - last_required),
+        "SessionRow", ["row", *(c.attr for c in cols), *DERIVED],
+        defaults=[None] * (len(cols) - 1 - last_required + len(DERIVED)),
         module="bulkschedule.sheet.schema",
     )
-    row_type.__doc__ = ("A valid row, parsed: exact-string IDs, real dates and times, type as "
-                        '"0"/"1"; blank optional cells are None.')
+    row_type.__doc__ = ("A valid session, parsed: exact-string IDs, real dates and times, type as "
+                        '"0"/"1"; blank optional cells are None. A repeating row gives one per '
+                        "date, with its row number and its occurrence (1, 2, ...).")
     return Spec(
         columns=cols,
         by_name=MappingProxyType({c.name: c for c in cols}),

@@ -54,6 +54,7 @@ def build_request(row: SessionRow, spec: Spec = SPEC) -> Request:
         identity=identity(row),
         fingerprint=fingerprint(course_id, batch_id, module_id, data, spec),
         session_id=getattr(row, "session_id", None),
+        occurrence=row.occurrence,
     )
 
 
@@ -62,8 +63,13 @@ def identity(row: SessionRow) -> str:
 
     The admin's own ``key`` when given (so a session may be renamed or moved); otherwise the module,
     name, date and start time, which is also how the duplicate check defines the same session.
+    Each session of a repeating row is a session of its own: the row's key and the session's date
+    (``key:T1-SP@12-01-2027``), or its module, name (placeholders filled in), date and start, so
+    that extending ``until`` later adds only the new dates.
     """
     if row.key:
+        if row.occurrence is not None:
+            return f"key:{row.key}@{format_date(row.date)}"
         return f"key:{row.key}"
     return f"session:{row.module_id}|{row.name}|{format_date(row.date)}|{format_time(row.start)}"
 
@@ -99,13 +105,17 @@ def oversized(rows: Iterable[SessionRow], style: str, spec: Spec = SPEC) -> list
     name passes every cell check but no server takes an 8 KB request line."""
     problems = []
     text_columns = [c for c in spec.api_columns if c.kind == "text"]
+    reported: set[int] = set()  # a repeating row's sessions: once for the row
     for row in rows:
+        if row.row in reported:
+            continue
         texts = [(c.name, getattr(row, c.attr) or "") for c in text_columns]
         if sum(len(t) for _, t in texts) * _BYTES_PER_CHAR + _FIXED_BYTES <= MAX_REQUEST_LINE:
             continue
         why = too_large(build_request(row, spec), style)
         if why is not None:
             column, longest = max(texts, key=lambda item: len(item[1]))
+            reported.add(row.row)
             problems.append(error(row.row, column, f"{longest[:40]}… ({len(longest):,} "
                                   "characters)", f"This row cannot be sent: {why}",
                                   code="row.request_too_large"))

@@ -15,7 +15,7 @@ import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bulkschedule.core.errors import ReadError
 from bulkschedule.sheet import zip_guard
@@ -52,6 +52,20 @@ class ByValue:
         return f"{self.__class__.__name__}({values})"
 
 
+class HolidayLine(NamedTuple):
+    """One line of a Holidays sheet or a ``--holidays`` file: dates no repeating row has a
+    session on (a date or a range, or several), with an optional name."""
+
+    source: str  #: where the line is, as messages name it: "Holidays sheet" or the file
+    row: int  #: its row number there (the first row is 1)
+    cell: Cell  #: the date, dates or range, as read
+    name: Cell = None
+
+
+#: The sheet of a workbook that lists the holidays (matched ignoring case and spaces).
+HOLIDAYS_SHEET = "Holidays"
+
+
 class RawTable(ByValue):
     """One sheet as read. ``rows`` is built on first use: validation reads `columns` instead.
 
@@ -62,13 +76,14 @@ class RawTable(ByValue):
     Windows-1252", "delimiter ';'"); ``first_column`` (spreadsheet column number, A = 1, of
     ``headers[0]``: calamine trims empty leading columns, and an annotated copy of the sheet must
     put its marks back in the right column); ``header_row`` (spreadsheet row number of the header
-    row: 1 unless blank rows precede it).
+    row: 1 unless blank rows precede it); ``holidays`` (the lines of the workbook's Holidays sheet
+    and of a ``--holidays`` file, blank lines left out).
     """
 
-    __slots__ = ("_columns", "_rows", "file", "first_column", "header_row", "headers", "notes",
-                 "row_numbers", "sheet")
+    __slots__ = ("_columns", "_rows", "file", "first_column", "header_row", "headers", "holidays",
+                 "notes", "row_numbers", "sheet")
     __match_args__ = ("file", "sheet", "headers", "rows", "row_numbers", "notes", "first_column",
-                      "header_row")
+                      "header_row", "holidays")
 
     def __init__(
         self,
@@ -90,6 +105,7 @@ class RawTable(ByValue):
         self.notes = [] if notes is None else notes
         self.first_column = first_column
         self.header_row = header_row
+        self.holidays: tuple[HolidayLine, ...] = ()
 
     @classmethod
     def from_columns(
@@ -345,6 +361,7 @@ def _read_workbook(
             with gc_paused():  # 100,000 row lists, turned into columns and dropped meanwhile
                 columns, n = _grid_columns(ws.to_python())
             start = ws.start  # (row, col), 0-based, of grid[0][0]; None for an empty sheet
+            holidays = _holiday_sheet(wb, names, chosen, guard, name, limits)
         finally:
             wb.close()
     except ReadError:
@@ -373,8 +390,68 @@ def _read_workbook(
         listed = ", ".join(f"'{n}'" for n in names)
         raise ReadError(f"{e}; the sheets are: {listed}") from None
     table.first_column = first_col + 1
+    table.holidays = holidays
     _check_size(table, name, where, limits)
     return table
+
+
+def _holiday_sheet(wb: Any, names: Sequence[str], chosen: str,
+                   guard: zip_guard.WorkbookGuard | None, name: str,
+                   limits: ReadLimits) -> tuple[HolidayLine, ...]:
+    """The lines of the workbook's Holidays sheet, if it has one besides the sheet being read,
+    within the same limits as the sessions sheet."""
+    found = _match_sheet(names, HOLIDAYS_SHEET)
+    if found is None or found == chosen:
+        return ()
+    where = f"the sheet '{found}'"
+    if guard is not None:
+        guard.check_sheet(found)
+    ws = wb.get_sheet_by_name(found)
+    grid = ws.to_python()
+    if len(grid) > limits.max_rows + 1:
+        raise exceeded(name, f"{where} has {len(grid):,} rows", "max_rows", limits)
+    first_row = (ws.start or (0, 0))[0] + 1
+    lines = _holiday_lines(grid, first_row, f"{found} sheet")
+    if guard is None:  # nothing counted the cells before reading
+        longest = max((len(v) for line in lines for v in (line.cell, line.name)
+                       if v.__class__ is str), default=0)
+        if longest > limits.max_cell_chars:
+            raise exceeded(name, f"a cell of {where} has {longest:,} characters",
+                           "max_cell_chars", limits)
+    return lines
+
+
+def _holiday_lines(grid: Sequence[Sequence[Any]], first_row: int,
+                   source: str) -> tuple[HolidayLine, ...]:
+    """The first two cells of every row that is not blank there (row i is ``first_row + i``)."""
+    lines = []
+    for i, r in enumerate(grid):
+        line = _holiday_line(source, first_row + i, r)
+        if line is not None:
+            lines.append(line)
+    return tuple(lines)
+
+
+def _holiday_line(source: str, row: int, cells: Sequence[Any]) -> HolidayLine | None:
+    cell, label = (None if len(cells) <= j or _is_blank_cell(cells[j]) else cells[j]
+                   for j in (0, 1))
+    if cell is None and label is None:
+        return None
+    return HolidayLine(source, row, cell, label)
+
+
+def read_holidays(path: str | Path, *,
+                  limits: ReadLimits = ReadLimits()) -> tuple[HolidayLine, ...]:  # noqa: B008  # frozen, shared
+    """The lines of a holidays file (``--holidays``): a CSV (or a workbook's first sheet) whose
+    first column holds dates or ranges and second an optional name; a header line is allowed
+    (it is the first line, and validation leaves out a first line without digits). The same
+    checks and limits as a sessions sheet; `ReadError` when it cannot be read."""
+    table = read_table(path, limits=limits)
+    source = Path(path).name
+    found = [_holiday_line(source, table.header_row, table.headers)]
+    found += [_holiday_line(source, number, row)
+              for number, row in zip(table.row_numbers, table.rows, strict=True)]
+    return tuple(line for line in found if line is not None)
 
 
 def _check_file_size(p: Path, name: str, limits: ReadLimits) -> None:
@@ -408,7 +485,8 @@ def _check_cells(columns: list[Cells], name: str, where: str, limits: ReadLimits
 
 
 def _choose_sheet(wb: Any, wanted: str | None, name: str) -> str:
-    """The sheet named by the user, else "Sessions", else the first visible worksheet."""
+    """The sheet named by the user, else "Sessions", else the first visible worksheet (not the
+    Holidays sheet)."""
     names: list[str] = list(wb.sheet_names)
     if not names:
         raise ReadError(f"{name}: the workbook has no sheets")
@@ -425,7 +503,8 @@ def _choose_sheet(wb: Any, wanted: str | None, name: str) -> str:
 
     for meta in getattr(wb, "sheets_metadata", None) or []:
         # Skip chart sheets and hidden helper sheets (lookup lists) that come first in the tabs.
-        if meta.typ == pc.SheetTypeEnum.WorkSheet and meta.visible == pc.SheetVisibleEnum.Visible:
+        if meta.typ == pc.SheetTypeEnum.WorkSheet and meta.visible == pc.SheetVisibleEnum.Visible \
+                and _match_sheet([str(meta.name)], HOLIDAYS_SHEET) is None:
             return str(meta.name)
     return names[0]
 

@@ -17,6 +17,7 @@ sessions, so a skipped date does not use one up.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -223,12 +224,55 @@ def _dates_in(piece: str, parse_date: Callable[[str], dt.date]) -> list[dt.date]
     raise RecurrenceError("skip.unreadable", f'"{piece}": a range is two dates joined by ..')
 
 
+def parse_count(cell: object) -> int:
+    """A ``count`` cell: a whole number of sessions from 1 to `MAX_OCCURRENCES`, typed as text or
+    stored as a number; `RecurrenceError` (``count.out_of_range``) otherwise."""
+    value: float | None = None
+    if isinstance(cell, int | float) and not isinstance(cell, bool):
+        value = float(cell)
+    elif isinstance(cell, str):
+        try:
+            value = float(cell.strip())
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value) or not value.is_integer() \
+            or not 1 <= value <= MAX_OCCURRENCES:
+        shown = cell.strip() if isinstance(cell, str) else \
+            f"{cell:g}" if isinstance(cell, float) else str(cell)
+        raise RecurrenceError("count.out_of_range",
+                              f'"{shown}" is not a count: count is how many sessions, a whole '
+                              f"number from 1 to {MAX_OCCURRENCES}")
+    return int(value)
+
+
+def skip_cell(cell: object, parse_date: Callable[[str], dt.date]) -> tuple[dt.date, ...]:
+    """The dates a ``skip`` cell (or a Holidays line) names, in order: a date cell is one date,
+    text goes through `parse_skip`."""
+    if isinstance(cell, dt.datetime):
+        return (cell.date(),)
+    if isinstance(cell, dt.date):
+        return (cell,)
+    if not isinstance(cell, str):
+        raise RecurrenceError(
+            "skip.unreadable",
+            f'"{cell}" is not a date or a range: write dates as the date column accepts them '
+            "(04-01-2027), ranges as 06-04-2027..10-04-2027, separated by ; or ,",
+        )
+    return tuple(sorted(parse_skip(cell, parse_date)))
+
+
 def fill(template: str, *, n: int, count: int, day: dt.date) -> str:
     """``name``/``description`` with ``{n}``, ``{count}`` and ``{date}`` filled in; other braces
     are left as typed (a name may contain them)."""
-    return (template.replace("{n}", str(n)).replace("{count}", str(count))
-            .replace("{date}", _fmt(day)))
+    out = template
+    if "{n}" in out:
+        out = out.replace("{n}", str(n))
+    if "{count}" in out:
+        out = out.replace("{count}", str(count))
+    if "{date}" in out:
+        out = out.replace("{date}", _fmt(day))
+    return out
 
 
 def _fmt(day: dt.date) -> str:
-    return day.strftime("%d-%m-%Y")
+    return f"{day.day:02d}-{day.month:02d}-{day.year:04d}"

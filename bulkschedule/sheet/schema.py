@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from bulkschedule.core.problems import Problem, error, sort_key, warning
-from bulkschedule.sheet import parse
+from bulkschedule.sheet import parse, recurrence
 from bulkschedule.sheet.columns import SPEC, HeaderMap, Kind, Spec, map_headers
-from bulkschedule.sheet.reader import ByValue, Cells, RawTable, gc_paused
+from bulkschedule.sheet.reader import ByValue, Cells, HolidayLine, RawTable, gc_paused
+from bulkschedule.sheet.recurrence import RecurrenceError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,23 +54,46 @@ if TYPE_CHECKING:
         grade_category_id: str | None = None
         key: str | None = None
         session_id: str | None = None
+        repeat: str | None = None
+        until: dt.date | None = None
+        repeat_count: int | None = None
+        skip: tuple[dt.date, ...] | None = None
+        occurrence: int | None = None
 else:
     SessionRow = SPEC.row_type
+
+
+class Expansion(NamedTuple):
+    """A repeating row: how many sessions it makes, and the first and last of their dates."""
+
+    row: int
+    sessions: int
+    first: dt.date
+    last: dt.date
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form (dates as dd-mm-yyyy)."""
+        return {"row": self.row, "sessions": self.sessions,
+                "first": parse.format_date(self.first), "last": parse.format_date(self.last)}
 
 
 class Validation(ByValue):
     """Everything validation learnt about one sheet.
 
-    ``sessions``: the rows with no error, in input order, parsed (built on first use: ``valid``
-    counts them without building them); ``problems``: sorted with problems.sort_key; ``fatal``: a
-    required column is missing, nothing can be sent; ``error_rows``: spreadsheet rows with at
-    least one error; ``spec``: the column spec the sheet was checked against; ``resolved``: the
-    cells where a name was typed in an ID column, (row, column) -> (name as typed, its ID).
+    ``sessions``: the sessions of the rows with no error, in input order, parsed (built on first
+    use: ``valid`` counts them without building them); a repeating row gives one per date, each
+    with the row's number and its ``occurrence``; ``problems``: sorted with problems.sort_key;
+    ``fatal``: a required column is missing, nothing can be sent; ``error_rows``: spreadsheet rows
+    with at least one error; ``spec``: the column spec the sheet was checked against;
+    ``resolved``: the cells where a name was typed in an ID column, (row, column) -> (name as
+    typed, its ID); ``expansions``: every repeating row whose dates could be worked out, in row
+    order (`Expansion`).
     """
 
-    __slots__ = ("_build", "_sessions", "_valid", "error_rows", "fatal", "headers", "problems",
-                 "resolved", "spec", "table")
-    __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows")
+    __slots__ = ("_build", "_sessions", "_valid", "error_rows", "expansions", "fatal", "headers",
+                 "problems", "resolved", "spec", "table")
+    __match_args__ = ("table", "headers", "sessions", "problems", "fatal", "error_rows",
+                      "expansions")
 
     def __init__(
         self,
@@ -80,6 +104,7 @@ class Validation(ByValue):
         fatal: bool = False,
         error_rows: set[int] | None = None,
         spec: Spec = SPEC,
+        expansions: Sequence[Expansion] = (),
     ) -> None:
         self.table = table
         self.headers = headers
@@ -91,6 +116,7 @@ class Validation(ByValue):
         self.error_rows: set[int] = set() if error_rows is None else error_rows
         self.spec = spec
         self.resolved: dict[tuple[int, str], tuple[str, str]] = {}
+        self.expansions: list[Expansion] = list(expansions)
 
     @property
     def sessions(self) -> list[SessionRow]:
@@ -106,8 +132,16 @@ class Validation(ByValue):
 
     @property
     def valid(self) -> int:
-        """How many rows are valid: ``len(sessions)``, without building them."""
+        """How many sessions are valid (one per valid row that does not repeat, one per date of
+        a valid repeating row): ``len(sessions)``, without building them."""
         return self._valid if self._sessions is None else len(self._sessions)
+
+    @property
+    def valid_rows(self) -> int:
+        """How many rows of the sheet are valid."""
+        if self.fatal:
+            return 0
+        return self.n_rows - len(self.error_rows)
 
     @property
     def n_rows(self) -> int:
@@ -130,6 +164,7 @@ class Validation(ByValue):
             "errors": self.errors,
             "warnings": self.warnings,
             "problems": [p.to_dict() for p in self.problems],
+            "expansions": [e.to_dict() for e in self.expansions],
         }
 
 
@@ -243,23 +278,33 @@ def _validate(
             return parse.display(found)
         return args.get(name, "")
 
+    # a repeating row becomes one entry per date here, before the cross-row checks
+    expanded = _expand(cols, row_numbers, table.holidays, month_first, cell, problems)
     frame = _frame(cols, row_numbers, spec)
     bad_cells = {
         (int(row_numbers[pos]), name) for name, c in cols.items() for pos, _, _ in c.errors
     }
     problems.extend(_schema_problems(frame, today, bad_cells, cell, spec))
-    problems.extend(_cross_row_problems(frame, cols))
+    problems.extend(_cross_row_problems(frame, cols, expanded))
 
     problems.sort(key=sort_key)
     if fatal:
         error_rows = {int(r) for r in row_numbers}
     else:
         error_rows = {p.row for p in problems if p.is_error and p.row is not None}
-    validation = Validation(table, headers, [], problems, fatal, error_rows, spec)
+    validation = Validation(table, headers, [], problems, fatal, error_rows, spec,
+                            expanded.summary if expanded is not None else ())
     if not fatal:  # the valid rows become SessionRows only when someone asks for them
-        ok, validation._valid = _valid_rows(row_numbers, error_rows)
+        if expanded is None:
+            build = functools.partial(_sessions, cols, row_numbers, None, spec)
+            entries = row_numbers
+        else:
+            build = functools.partial(_sessions, expanded.columns(cols), expanded.rows,
+                                      expanded.occurrence, spec)
+            entries = expanded.rows
+        ok, validation._valid = _valid_rows(entries, error_rows)
         validation._sessions = None
-        validation._build = functools.partial(_sessions, cols, row_numbers, ok, spec)
+        validation._build = functools.partial(build, ok)
     return validation
 
 
@@ -333,6 +378,20 @@ class _Parsed:
         results = np.array([value, value], dtype=object)
         return cls("id", np.zeros(n, dtype=np.int64), results, np.zeros(n, dtype=bool), [])
 
+    def take(self, src: np.ndarray) -> _Parsed:
+        """The column at positions ``src`` (a repeating row's value for each of its sessions)."""
+        return _Parsed(self.kind, self.codes[src], self.results, self.blank[src], [],
+                       distinct=self.distinct)
+
+    @classmethod
+    def per_entry(cls, kind: Kind, values: np.ndarray) -> _Parsed:
+        """A column of one parsed value (or None) per entry, each its own result."""
+        import numpy as np  # lazy: heavy
+
+        results = np.append(values, np.array([None], dtype=object))
+        blank = np.equal(values, np.array(None, dtype=object))
+        return cls(kind, np.arange(len(values)), results, blank, [], distinct=False)
+
     def fill_blanks(self, value: str) -> None:
         """A path-ID argument fills the blank cells; a non-blank cell wins."""
         import numpy as np  # lazy: heavy
@@ -356,11 +415,30 @@ class _Parsed:
         return shared
 
 
+def _recurrence_parser(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A `recurrence` reader whose `RecurrenceError` becomes the `ParseError` of a cell."""
+
+    def parser(cell: Any) -> Any:
+        try:
+            return read(cell)
+        except RecurrenceError as exc:
+            raise parse.ParseError(exc.message, code=exc.code) from None
+
+    return parser
+
+
+def _rule_text(cell: Any) -> str:
+    """A ``repeat`` cell as the rule it states, written one way ("Tue, Thu")."""
+    return recurrence.parse_rule(str(cell)).describe()
+
+
 _PARSERS: dict[Kind, Callable[[Any], Any]] = {
     "id": parse.parse_id,
     "type": parse.parse_type,
     "text": parse.parse_text,
     "time": parse.parse_time,
+    "rule": _recurrence_parser(_rule_text),
+    "count": _recurrence_parser(recurrence.parse_count),
 }
 
 
@@ -376,6 +454,8 @@ def _parse_column(cells: Cells, kind: Kind, month_first: bool) -> _Parsed:
     if kind == "date":
         def parser(c: Any) -> Any:
             return parse.parse_date(c, month_first=month_first)
+    elif kind == "dates":
+        parser = _recurrence_parser(_skip_reader(month_first))
     else:
         parser = _PARSERS[kind]
     if cells.values is not None and kind == "text":
@@ -472,7 +552,7 @@ def _frame(cols: dict[str, _Parsed], row_numbers: np.ndarray, spec: Spec) -> pd.
     import pandas as pd  # lazy: heavy
 
     data: dict[str, Any] = {}
-    for name in (n for n in spec.names if n in cols):
+    for name in (n for n in spec.names if n in cols and n not in _RECURRENCE):
         col = cols[name]
         if col.kind == "date":
             days = col.per_row(_ordinal) - _EPOCH_ORDINAL
@@ -521,6 +601,8 @@ def _schemas(today: dt.date, spec: Spec) -> tuple[Any, Any]:
 
     columns: dict[str, Any] = {}
     for c in spec.columns:
+        if c.name in _RECURRENCE:  # read by `_expand`, not by the schema
+            continue
         checks: list[Any] = []
         if c.kind == "id":
             checks.append(pa.Check(_per_distinct(_is_digits), name="digits_only"))
@@ -660,44 +742,336 @@ def _message(
     return f"Failed the check '{check}'", "check.internal"
 
 
+# -------------------------------------------------------------------------------- repeating rows
+
+#: The columns of a repeating row (sheet/recurrence.py): never in the pandera frame.
+_RECURRENCE = frozenset({"repeat", "until", "count", "skip"})
+#: Where a `RecurrenceError` of `recurrence.expand` is reported, by code.
+_EXPAND_COLUMN = {"repeat.no_end": "repeat", "until.before_date": "until",
+                  "count.out_of_range": "count", "repeat.first_date_off_rule": "date",
+                  "repeat.too_many": "until", "repeat.no_sessions": "repeat"}
+
+
+def _skip_reader(month_first: bool) -> Callable[[Any], tuple[dt.date, ...]]:
+    def read_date(text: str) -> dt.date:
+        return parse.parse_date(text, month_first=month_first)
+
+    def read(cell: Any) -> tuple[dt.date, ...]:
+        return recurrence.skip_cell(cell, read_date)
+
+    return read
+
+
+def _holidays(
+    lines: Sequence[HolidayLine], month_first: bool
+) -> tuple[frozenset[dt.date], list[tuple[HolidayLine, str]]]:
+    """The dates the Holidays lines name, and the lines that cannot be read with why. The first
+    line of a sheet or file is a header when it is text without a digit ("date", "Holiday")."""
+    read = _skip_reader(month_first)
+    days: set[dt.date] = set()
+    bad: list[tuple[HolidayLine, str]] = []
+    seen: set[str] = set()
+    for line in lines:
+        first = line.source not in seen
+        seen.add(line.source)
+        if line.cell is None:
+            bad.append((line, f"the date is blank (the name is {parse.display(line.name)!r}): "
+                              "put the date or range in the first column"))
+            continue
+        try:
+            days.update(read(line.cell))
+        except RecurrenceError as exc:
+            if first and isinstance(line.cell, str) and not any(c.isdigit() for c in line.cell):
+                continue  # a header line
+            bad.append((line, exc.message))
+    return frozenset(days), bad
+
+
+class _Expanded:
+    """The sheet with each repeating row expanded: one entry per session, in sheet order (a
+    repeating row's sessions where the row is), for the cross-row checks and the sessions.
+
+    ``src``: per entry, the position of its row; ``rows``: its spreadsheet row; ``occurrence``:
+    its number within its row (1, 2, ...; None for a row that does not repeat); ``dates``: the
+    dates of each expanded row, by position; ``summary``: one `Expansion` per expanded row.
+    """
+
+    def __init__(self, row_numbers: np.ndarray, own: np.ndarray,
+                 dates: dict[int, list[dt.date]]) -> None:
+        import numpy as np  # lazy: heavy
+
+        n = len(row_numbers)
+        self.own = own  # each row's own date (a dt.date, or None)
+        self.dates = dates
+        counts = np.ones(n, dtype=np.int64)
+        for pos, days in dates.items():
+            counts[pos] = len(days)
+        self.src: np.ndarray = np.repeat(np.arange(n), counts)
+        self.first: np.ndarray = np.cumsum(counts) - counts  # each row's first entry
+        self.rows: np.ndarray = row_numbers[self.src]
+        self.occurrence: np.ndarray = np.full(len(self.src), None, dtype=object)
+        for pos, days in dates.items():
+            at = int(self.first[pos])
+            self.occurrence[at:at + len(days)] = list(range(1, len(days) + 1))
+        self.summary = [Expansion(int(row_numbers[pos]), len(days), days[0], days[-1])
+                        for pos, days in sorted(dates.items())]
+        self._columns: dict[str, _Parsed] | None = None
+
+    def _per_entry(self, values: np.ndarray,
+                   change: Callable[[Any, int, int, dt.date, dt.date], Any],
+                   when: Callable[[Any], bool] | None = None) -> np.ndarray:
+        """``values`` (per row) spread over the entries, each expanded row's entries given
+        ``change(value, n, count, day, first day)`` (only where ``when(value)``, if given)."""
+        out: np.ndarray = values[self.src]
+        for pos, days in self.dates.items():
+            value = values[pos]
+            if value is None or (when is not None and not when(value)):
+                continue
+            at = int(self.first[pos])
+            out[at:at + len(days)] = [change(value, k, len(days), day, days[0])
+                                      for k, day in enumerate(days, start=1)]
+        return out
+
+    def columns(self, cols: dict[str, _Parsed]) -> dict[str, _Parsed]:
+        """The parsed columns per entry: ``date`` the session's, ``lockUntil`` moved with it,
+        the placeholders of ``name`` and ``description`` filled in; the rest as their row's."""
+        if self._columns is not None:
+            return self._columns
+        out: dict[str, _Parsed] = {}
+        for name, col in cols.items():
+            if name == "date":
+                out[name] = _Parsed.per_entry(col.kind, self._days())
+            elif name == "lockUntil":
+                out[name] = _Parsed.per_entry(col.kind, self._lock_until(col.values))
+            elif name in ("name", "description"):
+                out[name] = _Parsed.per_entry(col.kind, self._per_entry(
+                    col.values, _fill, lambda text: "{" in text))
+            else:
+                out[name] = col.take(self.src)
+        self._columns = out
+        return out
+
+    def _days(self) -> np.ndarray:
+        """The date of each entry: a session's own, or its row's."""
+        out: np.ndarray = self.own[self.src]
+        for pos, days in self.dates.items():
+            at = int(self.first[pos])
+            out[at:at + len(days)] = days
+        return out
+
+    def _lock_until(self, locks: np.ndarray) -> np.ndarray:
+        """lockUntil moved by as many days as each session is after the row's own date."""
+        out: np.ndarray = locks[self.src]
+        for pos, days in self.dates.items():
+            lock = locks[pos]
+            if lock is None:
+                continue
+            at = int(self.first[pos])
+            out[at:at + len(days)] = [lock + (day - self.own[pos]) for day in days]
+        return out
+
+    def frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The columns the cross-row checks read from the frame, per entry."""
+        import numpy as np  # lazy: heavy
+        import pandas as pd  # lazy: heavy
+
+        data: dict[str, Any] = {name: frame[name].to_numpy()[self.src]
+                                for name in ("date", "startTime", "endTime") if name in frame}
+        if "date" in data:
+            moved = np.zeros(len(self.src), dtype=np.int64)
+            for pos, days in self.dates.items():
+                at = int(self.first[pos])
+                moved[at:at + len(days)] = [(day - self.own[pos]).days for day in days]
+            data["date"] = data["date"] + moved.astype("timedelta64[D]")
+        return pd.DataFrame(data, index=pd.Index(self.rows, name="row"))
+
+
+def _fill(text: Any, n: int, count: int, day: dt.date, first: dt.date) -> Any:
+    return recurrence.fill(text, n=n, count=count, day=day)
+
+
+def _expand(
+    cols: dict[str, _Parsed],
+    row_numbers: np.ndarray,
+    holidays: Sequence[HolidayLine],
+    month_first: bool,
+    cell: Callable[[int, str], str],
+    problems: list[Problem],
+) -> _Expanded | None:
+    """The dates of every repeating row (a problem on its cell where they cannot be worked
+    out), or None when no row repeats: the sheet is then checked exactly as before."""
+    import numpy as np  # lazy: heavy
+
+    n = len(row_numbers)
+    rules = cols.get("repeat")
+    repeating = np.zeros(n, dtype=bool) if rules is None else ~rules.blank
+    for name in ("until", "count", "skip"):  # filled in on a row that does not repeat
+        col = cols.get(name)
+        if col is None:
+            continue
+        for pos in np.flatnonzero(~col.blank & ~repeating & np.not_equal(
+                col.values, np.array(None, dtype=object))).tolist():
+            row = int(row_numbers[pos])
+            problems.append(warning(
+                row, name, cell(row, name),
+                f"{name} is ignored: this row does not repeat (its repeat cell is blank). Fill "
+                f"in repeat to make one session per date, or clear {name}",
+                code="repeat.missing"))
+    days_off, unreadable = _holidays(holidays, month_first)
+    any_repeats = bool(repeating.any())
+    make = error if any_repeats else warning
+    for line, message in unreadable:
+        problems.append(make(None, "Holidays", parse.display(line.cell),
+                             f"{line.source}, row {line.row}: {message}"
+                             + ("" if any_repeats else " (ignored: no row repeats)"),
+                             code="skip.unreadable"))
+    if not any_repeats or "date" not in cols:
+        return None
+    assert rules is not None
+    if unreadable:
+        line = unreadable[0][0]
+        for pos in np.flatnonzero(repeating).tolist():
+            row = int(row_numbers[pos])
+            problems.append(error(
+                row, "repeat", cell(row, "repeat"),
+                f"The dates of this row's sessions cannot be worked out: {line.source} row "
+                f"{line.row} cannot be read (see that problem); fix it first",
+                code="skip.unreadable"))
+
+    def value(name: str, pos: int) -> Any:
+        return cols[name].values[pos] if name in cols else None
+
+    def failed(name: str, pos: int) -> bool:  # its cell has an error of its own already
+        return name in cols and value(name, pos) is None and not cols[name].blank[pos]
+
+    found: dict[int, list[dt.date]] = {}
+    known: dict[tuple[Any, ...], list[dt.date] | RecurrenceError] = {}
+    for pos in np.flatnonzero(repeating).tolist():
+        rule, first = value("repeat", pos), value("date", pos)
+        if rule is None or first is None or any(failed(c, pos) for c in ("until", "count",
+                                                                         "skip")):
+            continue  # reported on its cell already
+        key = (rule, first, value("until", pos), value("count", pos), value("skip", pos))
+        if key not in known:
+            known[key] = _dates(*key, days_off)
+        days = known[key]
+        if isinstance(days, RecurrenceError):
+            column = _EXPAND_COLUMN.get(days.code, "repeat")
+            if days.code == "repeat.no_end" and value("until", pos) is not None:
+                column = "count"  # both given
+            row = int(row_numbers[pos])
+            problems.append(error(row, column, cell(row, column), days.message, code=days.code))
+            continue
+        found[pos] = days
+    return _Expanded(row_numbers, cols["date"].values, found) if found else None
+
+
+def _dates(rule: str, first: dt.date, until: dt.date | None, count: int | None,
+           skip: tuple[dt.date, ...] | None, days_off: frozenset[dt.date]
+           ) -> list[dt.date] | RecurrenceError:
+    """The dates of one repeating row, or why there are none."""
+    try:
+        days = recurrence.expand(first, recurrence.parse_rule(rule), until=until, count=count,
+                                 skip=days_off.union(skip or ()))
+    except RecurrenceError as exc:
+        if exc.code == "repeat.no_end":
+            return RecurrenceError(exc.code, exc.message + " (until: 31-03-2027, or count: 10)")
+        return exc
+    if not days:
+        return RecurrenceError("repeat.no_sessions",
+                               f"this row makes no session: every date {rule} gives from "
+                               f"{parse.format_date(first)} to {parse.format_date(until or first)}"
+                               " is skipped (skip or the Holidays)")
+    return days
+
+
 # ------------------------------------------------------------------------------- cross-row checks
 
 
-def _cross_row_problems(frame: pd.DataFrame, cols: dict[str, _Parsed]) -> list[Problem]:
-    """Duplicates and double bookings, on codes of the parsed values: no cell is hashed twice."""
+def _cross_row_problems(
+    frame: pd.DataFrame, cols: dict[str, _Parsed], expanded: _Expanded | None = None
+) -> list[Problem]:
+    """Duplicates and double bookings, on codes of the parsed values: no cell is hashed twice.
+
+    With repeating rows (``expanded``), the sessions are checked one by one (a problem in one is
+    reported on its row and names its date); each row's key stays the row's.
+    """
     keys = _Keys(frame, cols)
-    found = _duplicates(
-        keys, ["moduleId", "date", "startTime", "name"], "name",
-        lambda first: (f"Same session as row {first} (same module, name, date and start time): "
-                       "delete one of them"),
-        "row.duplicate",
-    )
+    each = keys if expanded is None else _Keys(expanded.frame(frame), expanded.columns(cols),
+                                               expanded.occurrence)
+    found = _Found()
     # a repeated session is not also a double booking: the first copy stays valid
-    repeated = [p.row for p in found if p.row is not None]
-    found.extend(_duplicates(
+    repeated = _duplicates(
+        each, ["moduleId", "date", "startTime", "name"], "name",
+        lambda first: (f"Same session as row {first}{_ON} (same module, name, date and start "
+                       "time): delete one of them"),
+        "row.duplicate", found,
+    )
+    _duplicates(
         keys, ["key"], "key",
         lambda first: f"The key is also used in row {first}: each row's key must be unique",
-        "key.duplicate",
-    ))
-    found.extend(_duplicates(
+        "key.duplicate", found,
+    )
+    _duplicates(
         keys, ["sessionId"], "sessionId",
         lambda first: (f"Row {first} already names this session (the same sessionId): one row "
                        "per session"),
-        "sessionid.duplicate",
-    ))
-    found.extend(_double_bookings(keys, repeated, "trainerErecno", "Trainer",
-                                  "trainer.double_booked"))
-    found.extend(_double_bookings(keys, repeated, "roomId", "Room", "room.double_booked"))
-    return found
+        "sessionid.duplicate", found,
+    )
+    _double_bookings(each, repeated, "trainerErecno", "Trainer", "trainer.double_booked", found)
+    _double_bookings(each, repeated, "roomId", "Room", "room.double_booked", found)
+    return found.problems()
+
+
+#: Where a message names the session's date (" on 13-01-2027"), when it concerns a session of a
+#: repeating row; removed from the messages of other rows.
+_ON = "\x00"
+#: Dates of one problem spelt out before "and N more dates".
+_DATES_AT_MOST = 3
+
+
+class _Found:
+    """Cross-row errors as they are found. The same problem on several sessions of a repeating
+    row (the same other row, each week) becomes one, naming their dates."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+        self.dated: dict[tuple[int, str, object, str, str], list[dt.date]] = {}
+
+    def add(self, row: int, column: str, value: object, message: str, code: str,
+            day: dt.date | None = None) -> None:
+        if day is None:
+            self.found.append(error(row, column, value, message.replace(_ON, ""), code=code))
+        else:
+            self.dated.setdefault((row, column, value, message, code), []).append(day)
+
+    def problems(self) -> list[Problem]:
+        out = self.found
+        for (row, column, value, message, code), days in self.dated.items():
+            out.append(error(row, column, value,
+                             message.replace(_ON, " on " + _dates_text(days)), code=code))
+        return out
+
+
+def _dates_text(days: list[dt.date]) -> str:
+    """``13-01-2027, 20-01-2027 and 27-01-2027``, or the first few ``and 7 more dates``."""
+    shown = [parse.format_date(d) for d in sorted(set(days))]
+    if len(shown) > _DATES_AT_MOST:
+        more = len(shown) - _DATES_AT_MOST
+        return ", ".join(shown[:_DATES_AT_MOST]) + f" and {more} more date{'s' * (more > 1)}"
+    return _join(shown)
 
 
 class _Keys:
-    """Integer keys of the normalised columns for the cross-row checks."""
+    """Integer keys of the normalised columns for the cross-row checks; ``occurrence`` is given
+    when the entries are sessions of repeating rows too."""
 
-    def __init__(self, frame: pd.DataFrame, cols: dict[str, _Parsed]) -> None:
+    def __init__(self, frame: pd.DataFrame, cols: dict[str, _Parsed],
+                 occurrence: np.ndarray | None = None) -> None:
         self.frame = frame
         self.cols = cols
         self.rows = frame.index.to_numpy()
+        self.occurrence = occurrence
 
     def __contains__(self, name: str) -> bool:
         return name in self.cols
@@ -714,12 +1088,21 @@ class _Keys:
     def values(self, name: str) -> np.ndarray:
         return self.cols[name].values
 
+    def day(self, *entries: int) -> dt.date | None:
+        """The date of entry ``entries[0]`` when any of ``entries`` is a session of a repeating
+        row (its message names that date), else None."""
+        if self.occurrence is None or all(self.occurrence[i] is None for i in entries):
+            return None
+        found: dt.date = self.cols["date"].values[entries[0]]
+        return found
+
 
 def _duplicates(
-    keys: _Keys, names: list[str], column: str, message: Callable[[int], str], code: str
-) -> list[Problem]:
-    """An error on every later row equal to an earlier one on ``names`` (rows with a key missing
-    are left out), naming the first such row.
+    keys: _Keys, names: list[str], column: str, message: Callable[[int], str], code: str,
+    found: _Found,
+) -> np.ndarray:
+    """An error on every later entry equal to an earlier one on ``names`` (entries with a key
+    missing are left out), naming the first such row; the positions of those later entries.
 
     Column by column, only the rows still equal to another row on the columns so far are kept, so
     free text (the last key) is hashed only for the few rows that may repeat.
@@ -727,8 +1110,9 @@ def _duplicates(
     import numpy as np  # lazy: heavy
     import pandas as pd  # lazy: heavy
 
+    none = np.zeros(0, dtype=np.intp)
     if any(k not in keys for k in names):
-        return []
+        return none
     pos = np.arange(len(keys.rows))
     key = np.zeros(len(pos), dtype=np.int64)
     for name in names:
@@ -739,20 +1123,23 @@ def _duplicates(
         repeats = np.bincount(key)[key] > 1
         pos, key = pos[repeats], key[repeats]
         if not len(pos):
-            return []
+            return none
     first = np.empty(int(key.max()) + 1, dtype=pos.dtype)
     first[key[::-1]] = pos[::-1]  # the earliest position of each key wins
     firsts = first[key]
     later = firsts != pos
     rows, shown = keys.rows, keys.values(column)
-    return [error(int(rows[i]), column, shown[i], message(int(rows[f])), code=code)
-            for i, f in zip(pos[later].tolist(), firsts[later].tolist(), strict=True)]
+    for i, f in zip(pos[later].tolist(), firsts[later].tolist(), strict=True):
+        found.add(int(rows[i]), column, shown[i], message(int(rows[f])), code, keys.day(i, f))
+    found_at: np.ndarray = pos[later]
+    return found_at
 
 
 def _double_bookings(
-    keys: _Keys, repeated: list[int], column: str, what: str, code: str
-) -> list[Problem]:
-    """Rows booking the same trainer (or room) on the same date at overlapping times.
+    keys: _Keys, repeated: np.ndarray, column: str, what: str, code: str, found: _Found
+) -> None:
+    """Entries booking the same trainer (or room) on the same date at overlapping times; the
+    entries at ``repeated`` (later copies of a session) are left out.
 
     Sorted sweeps keep this O(n log n): counting overlaps is two binary searches per row over the
     (group, time) keys; only groups that have an overlap are walked to name the other rows.
@@ -761,11 +1148,13 @@ def _double_bookings(
     import pandas as pd  # lazy: heavy
 
     if any(k not in keys for k in (column, "date", "startTime", "endTime")):
-        return []
+        return
     frame = keys.frame
     pos = np.arange(len(keys.rows))
-    if repeated:
-        pos = pos[~np.isin(keys.rows, np.asarray(repeated, dtype=keys.rows.dtype))]
+    if len(repeated):
+        keep = np.ones(len(pos), dtype=bool)
+        keep[repeated] = False
+        pos = pos[keep]
     who_all = keys.codes(column, pos)
     dates = frame["date"].to_numpy()[pos]
     starts = frame["startTime"].to_numpy()[pos]
@@ -773,7 +1162,7 @@ def _double_bookings(
     ok = (who_all >= 0) & ~np.isnat(dates) & ~np.isnan(starts) & ~np.isnan(ends)
     ok[ok] = ends[ok] > starts[ok]  # ending before it starts: already an error
     if ok.sum() < 2:
-        return []
+        return
     pos = pos[ok]
     who = pd.factorize(who_all[ok])[0].astype(np.int64)
     day = dates[ok].astype("datetime64[D]").astype(np.int64)
@@ -786,12 +1175,11 @@ def _double_bookings(
     overlaps = (np.searchsorted(np.sort(start_key), end_key, "left")
                 - np.searchsorted(np.sort(end_key), start_key, "right") - 1)
     if not overlaps.any():
-        return []
+        return
 
     rows = keys.rows[pos]
     ids = keys.values(column)[pos]
     partners = _overlap_partners(group, start, end, overlaps)
-    found = []
     for i, others in partners.items():
         shown = sorted(others, key=lambda j: rows[j])[:_NAME_AT_MOST]
         parts = [f"{_span(start[j], end[j])} in row {rows[j]}" for j in shown]
@@ -799,9 +1187,8 @@ def _double_bookings(
         more = int(overlaps[i]) - len(shown)
         if more > 0:
             text += f", and {more} more row{'s' if more > 1 else ''}"
-        found.append(error(int(rows[i]), column, ids[i],
-                           f"{what} {ids[i]} is also booked {text}", code=code))
-    return found
+        found.add(int(rows[i]), column, ids[i], f"{what} {ids[i]} is also booked {text}{_ON}",
+                  code, keys.day(int(pos[i]), *(int(pos[j]) for j in shown)))
 
 
 def _overlap_partners(
@@ -869,19 +1256,24 @@ def _valid_rows(row_numbers: np.ndarray, error_rows: set[int]) -> tuple[Any, int
 
 
 def _sessions(
-    cols: dict[str, _Parsed], row_numbers: np.ndarray, ok: Any, spec: Spec
+    cols: dict[str, _Parsed], row_numbers: np.ndarray, occurrence: np.ndarray | None, spec: Spec,
+    ok: Any,
 ) -> list[SessionRow]:
-    """The valid rows as ``spec.row_type`` tuples: the row number, then every column in spec
-    order (None where the sheet has no such column)."""
+    """The valid sessions as ``spec.row_type`` tuples: the row number, then every column in spec
+    order (None where the sheet has no such column), then the occurrence (None for a row that
+    does not repeat). ``cols``, ``row_numbers`` and ``occurrence`` have one entry per session
+    (a repeating row's dates expanded); ``ok`` picks the valid ones."""
     n = len(row_numbers[ok])
+    nones: list[Any] = [None] * n  # one list for every column the sheet does not have
 
     def values(name: str) -> list[Any]:
         if name not in cols:
-            return [None] * n
+            return nones
         found: list[Any] = cols[name].values[ok].tolist()
         return found
 
-    columns = (row_numbers[ok].tolist(), *(values(name) for name in spec.names))
+    occurrences: list[Any] = nones if occurrence is None else occurrence[ok].tolist()
+    columns = (row_numbers[ok].tolist(), *(values(name) for name in spec.names), occurrences)
     # row_type._make without a Python call per row
     make = functools.partial(tuple.__new__, spec.row_type)
     return cast("list[SessionRow]", list(map(make, zip(*columns, strict=True))))
