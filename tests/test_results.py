@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from pathlib import Path
 
 import openpyxl
 import pytest
+import xlsxwriter
 
 from bulkschedule.app import results
 from bulkschedule.core.problems import Outcome, Status, error, warning
@@ -234,16 +236,20 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     out = tmp_path / "results.xlsx"
     results.write_results(out, _validation(), {}, {"run": "first"})
     before = out.read_bytes()
+    scratch = tmp_path / "scratch"  # where XlsxWriter keeps its rows and parts until it zips
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
-    def boom(self, filename):  # a crash half way through saving
-        Path(filename).write_bytes(b"PK\x03\x04 half a zip")
+    def boom(self):  # a crash half way through saving (XlsxWriter saves in close)
+        Path(self.filename).write_bytes(b"PK\x03\x04 half a zip")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(openpyxl.Workbook, "save", boom)
+    monkeypatch.setattr(xlsxwriter.Workbook, "close", boom)
     with pytest.raises(KeyboardInterrupt):
         results.write_results(out, _validation(), {}, {"run": "second"})
     assert out.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["results.xlsx"]
+    assert sorted(os.listdir(tmp_path)) == ["results.xlsx", "scratch"]
+    assert os.listdir(scratch) == []
 
 
 def test_new_file_gets_normal_permissions(tmp_path):

@@ -1,14 +1,18 @@
-"""The streamed workbooks (openpyxl's write-only mode) at the edges the small fixtures of
-test_results.py do not reach: many distinct values per column (kept cells handed on), the
-size a read-only reader sees, blank and out-of-order rows in the report, and a failed save."""
+"""The streamed workbooks (XlsxWriter's constant-memory mode) at the edges the small fixtures of
+test_results.py do not reach: many distinct values per column, the size a read-only reader sees,
+blank and out-of-order rows in the report, text XlsxWriter would not write as it is, and a failed
+save."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 from pathlib import Path
 
 import openpyxl
 import pytest
+import xlsxwriter
+from xlsxwriter.exceptions import FileCreateError
 
 from bulkschedule.app import results
 from bulkschedule.core.problems import Outcome, Status, error
@@ -35,10 +39,9 @@ def read(path: Path, sheet: str):
     return openpyxl.load_workbook(path)[sheet]
 
 
-def test_kept_cells_handed_on_keep_every_value_and_style(tmp_path, monkeypatch):
-    """Past KEEP_VALUES distinct values a column's oldest kept cell takes the new value: every
-    row must still read back with its own value, type and format."""
-    monkeypatch.setattr(results._Cells, "KEEP_VALUES", 3)
+def test_every_row_keeps_its_value_and_style(tmp_path):
+    """Many distinct values in every column, statuses alternating: every row must read back
+    with its own value, type, format and fill (formats are shared between cells)."""
     rows = many_rows(40)
     v = validation(rows, list(range(2, 42)))
     outcomes = {r: Outcome(r, Status.CREATED if r % 3 else Status.FAILED,
@@ -95,20 +98,57 @@ def test_report_keeps_blank_rows_and_sheet_order(tmp_path):
 
 
 def test_a_failed_save_leaves_nothing_open(tmp_path, monkeypatch):
-    """A save that fails half way closes the streamed sheets (nothing left for the garbage
-    collector to finish after its file is gone) and keeps the previous workbook."""
+    """A save that fails half way closes the sheets' scratch files (nothing left for the garbage
+    collector to finish after their folder is gone) and keeps the previous workbook."""
     out = tmp_path / "r.xlsx"
     v = validation(many_rows(5), list(range(2, 7)))
     results.write_results(out, v, {}, {})
     before = out.read_bytes()
     sheets = []
 
-    def boom(self, filename):
-        sheets.extend(self.worksheets)
+    def boom(self):
+        sheets.extend(self.worksheets())
         raise OSError("disk full")
 
-    monkeypatch.setattr(openpyxl.Workbook, "save", boom)
+    monkeypatch.setattr(xlsxwriter.Workbook, "close", boom)
     with pytest.raises(OSError, match="disk full"):
         results.write_results(out, v, {}, {})
-    assert sheets and all(ws.closed for ws in sheets)
+    assert len(sheets) == 3 and all(ws.row_data_fh.closed for ws in sheets)
     assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.xlsx"]
+
+
+def test_a_failed_save_raises_the_os_error_behind_it(tmp_path, monkeypatch):
+    """XlsxWriter wraps a failed write in its own error; callers catch OSError (a full disk
+    after a run is reported, not a crash), so the OSError is what comes out."""
+    def boom(self):
+        raise FileCreateError(OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(xlsxwriter.Workbook, "close", boom)
+    with pytest.raises(OSError) as caught:
+        results.write_report(tmp_path / "report.xlsx", validation(many_rows(3), [2, 3, 4]))
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_text_xlsxwriter_would_not_write_as_it_is(tmp_path):
+    """Text shaped like XlsxWriter's own rich text (``<r>...</r>``, copied into the XML as it
+    is) and text starting like a formula, in an ID column and elsewhere, read back as typed."""
+    odd = ["<r>x</r>", "<r><t>&amp;</t></r>", "<r> spaced & <b> </r>", "<b>bold</b>", "-12",
+           "=1+1", "@home", "+44 20"]
+    rows = [[text, text, None, None, None] for text in odd]
+    v = validation(rows, list(range(2, 2 + len(odd))))
+    out = tmp_path / "r.xlsx"
+    results.write_results(out, v, {}, {})
+    ws = read(out, "Results")
+    header = [c.value for c in ws[1]]
+    for r, text in enumerate(odd, start=2):
+        for name in ("courseId", "name"):
+            cell = ws.cell(row=r, column=header.index(name) + 1)
+            assert (cell.value, cell.data_type) == (text, "s"), (name, text)
+            assert cell.quotePrefix == text.startswith(("=", "+", "-", "@")), (name, text)
+            assert (cell.number_format == "@") == (name == "courseId"), (name, text)
+    report = tmp_path / "report.xlsx"
+    results.write_report(report, v)
+    sheet = read(report, "Sheet")
+    assert [sheet.cell(row=r, column=2).value for r in range(2, 2 + len(odd))] == odd

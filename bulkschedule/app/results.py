@@ -20,8 +20,11 @@ Which columns there are, in what order, with what formats and notes, comes from 
 (`bulkschedule.sheet.columns`): the validation's spec for the results workbook and the report, the
 ``spec`` argument (today's by default) for the template.
 
-openpyxl is imported lazily, inside the functions that use it (each such import is marked "lazy:
-heavy"): the CLI must answer ``--help`` without loading it.
+The results workbook and the report are streamed with XlsxWriter (constant-memory mode: at
+100,000 rows they are most of a dry run's time, see docs/benchmarks.md); the template, 1,000 rows
+with a drop-down and per-cell formats, is built with openpyxl, which is also what `set_cell`
+writes into. Both are imported lazily, inside the functions that use them (each such import is
+marked "lazy"): the CLI must answer ``--help`` without loading them.
 """
 
 from __future__ import annotations
@@ -29,32 +32,33 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import functools
 import io
 import itertools
+import math
 import os
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
+from xml.sax.saxutils import escape as xml_escape
 
 from bulkschedule.core.files import atomic_write
 from bulkschedule.core.problems import Outcome, Problem, Status
 from bulkschedule.sheet.columns import SPEC, Column, Spec
 from bulkschedule.sheet.recurrence import MAX_OCCURRENCES
 from bulkschedule.sheet.schema import Validation
+from bulkschedule.sheet.xml_scan import column_letters
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl import Workbook
-    from openpyxl.cell import _CellSetValue as CellValue
     from openpyxl.cell.cell import Cell as XlCell
-    from openpyxl.comments import Comment
     from openpyxl.styles import PatternFill
-    from openpyxl.workbook.child import _WorkbookChild
-    from openpyxl.worksheet.dimensions import ColumnDimension, DimensionHolder
-    from openpyxl.worksheet.filters import AutoFilter
     from openpyxl.worksheet.worksheet import Worksheet
+    from xlsxwriter.format import Format
+    from xlsxwriter.workbook import Workbook as XlsxBook
+    from xlsxwriter.worksheet import Worksheet as XlsxSheet
 
     from bulkschedule.sheet.reader import Cell, RawTable
 
@@ -224,20 +228,8 @@ def _write_table(
 
 
 def _save_atomic(wb: Workbook, path: str | os.PathLike[str]) -> None:
-    """Save a workbook with `core.files.atomic_write`.
-
-    A streamed sheet that was never saved is closed on the way out, so that its open stream is
-    not left to the garbage collector (which would finish it after its file is gone).
-    """
-    try:
-        atomic_write(path, wb.save)
-    except BaseException:
-        if wb.write_only:
-            for ws in wb.worksheets:
-                if not getattr(ws, "closed", True):
-                    with contextlib.suppress(Exception):
-                        ws.close()
-        raise
+    """Save an openpyxl workbook (the template) with `core.files.atomic_write`."""
+    atomic_write(path, wb.save)
 
 
 def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
@@ -268,8 +260,6 @@ def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] |
     one of our own result columns gets " (input)" appended so that scripts reading the
     ``status`` column always read ours.
     """
-    from openpyxl.utils import get_column_letter  # lazy: heavy
-
     table = validation.table
     hm = validation.headers
     out: list[tuple[int, str]] = [
@@ -283,7 +273,7 @@ def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] |
             continue
         cells = columns[i] if columns is not None else table.columns()[i].tolist()
         if any(value not in (None, "") for value in cells):
-            out.append((i, f"(column {get_column_letter(i + 1)})"))
+            out.append((i, f"(column {column_letters(i + 1)})"))
     reserved = {"row", *RESULT_COLUMNS}
     seen: set[str] = set()
     named: list[tuple[int, str]] = []
@@ -304,158 +294,233 @@ def _is_id_column(header: str, spec: Spec) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# streaming sheets: the results workbook and the report, written row by row
+# streamed workbooks: the results workbook and the report, written row by row with XlsxWriter
 
 
-#: First characters of text that openpyxl would store as a formula (``=``) or an error (``#N/A``),
-#: or that Excel would read as a formula when the cell is edited (``+ - @``).
-_CAREFUL_START = frozenset("=+-@#")
+#: Every streamed workbook: rows go to a scratch file as they are written (constant memory), and
+#: no text is ever taken for a formula, a link or a number (we write text with ``write_string``
+#: anyway; these keep XlsxWriter's generic calls from guessing too).
+_XLSX_OPTIONS: Mapping[str, object] = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    "strings_to_numbers": False,
+}
 
-#: The number format of a typed cell, by exact type (subclasses take `set_cell`'s slow path).
-_TYPE_FORMATS: dict[type, str] = {
+#: XlsxWriter stores a column's width as its pixels over 7 (the width of a Calibri 11 digit):
+#: 7 pixels a character store the width exactly, as openpyxl did, with no padding added.
+_PIXELS_PER_CHARACTER = 7
+
+#: First characters of text that takes the careful path: a formula's (``= + - @``: the quote
+#: prefix) and ``<`` (XlsxWriter copies text shaped ``<r>...</r>`` into the XML unescaped, as its
+#: own rich text).
+_CAREFUL_START = frozenset("=+-@<")
+
+#: The number format of a typed cell, by exact type (subclasses take `_Sheet.cell`'s checks).
+_TYPE_FORMATS: Mapping[type, str] = {
     dt.datetime: DATETIME_FORMAT,
     dt.date: DATE_FORMAT,
     dt.time: TIME_FORMAT,
 }
-_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
-_NOTHING_KEPT: dict[object, XlCell] = {}
+#: openpyxl's format for a duration, which `set_cell` gave it.
+DURATION_FORMAT = "[hh]:mm:ss"
+
+#: A style: (number format, fill, bold, quote prefix).
+_StyleKey = tuple[str | None, str | None, bool, bool]
 
 
-class _Stream(Protocol):
-    """What we use of openpyxl's write-only sheet (its stubs leave out what ``_setup`` adds)."""
+class _Book:
+    """A streamed workbook (XlsxWriter, constant memory): its sheets, and one Format per style.
 
-    freeze_panes: str | None
-    column_dimensions: DimensionHolder[str, ColumnDimension]
-    auto_filter: AutoFilter
-    #: openpyxl's writer sizes a sheet (``<dimension>``) by this, when the sheet has it.
-    calculate_dimension: Callable[[], str]
-
-    def append(self, iterable: Iterable[object]) -> None: ...
-
-
-@functools.cache
-def _kept_cell_type() -> type[XlCell]:
-    """openpyxl's cell, with a constant ``repr``: ``append`` formats the repr of every cell
-    object it is given (into an error it then catches, on its way to seeing it is a cell), and
-    that formatting was a tenth of the time spent on a kept cell."""
-    from openpyxl.cell.cell import Cell  # lazy: heavy
-
-    class KeptCell(Cell):
-        __slots__ = ()
-
-        def __repr__(self) -> str:
-            return "<kept cell>"
-
-    return KeptCell
-
-
-class _Cells:
-    """Turns values into what a write-only sheet's ``append`` takes, by `set_cell`'s rules.
-
-    A value that needs no style goes in as it is: openpyxl writes it through one cell of its own.
-    A value that needs one (a date format, Text for an ID, a fill, a bold header) goes in a styled
-    cell kept per column, style and value, and used again whenever that value comes back: a
-    write-only sheet writes each row before ``append`` returns, so a cell is free again for the
-    next row (a column has one cell in a row, so keeping cells per column is enough). An ID column
-    holds few distinct values, so most of its cells are neither made nor filled again. Past
-    `KEEP_VALUES` values, the oldest value's cell takes the new value. Text that looks like a
-    formula or an error code or holds characters XML cannot carry, and a cell with a comment, are
-    rare and get a cell of their own.
+    Status colours, Text for IDs, the header's bold on its fill: each combination is one Format,
+    made the first time a cell needs it (`STATUS_COLOURS` takes a new status by one entry).
     """
 
-    #: Distinct values kept per column and style.
-    KEEP_VALUES = 512
+    def __init__(self, wb: XlsxBook) -> None:
+        self.wb = wb
+        self._formats: dict[_StyleKey, Format | None] = {(None, None, False, False): None}
 
-    def __init__(self, ws: _Stream) -> None:
-        self.ws = cast("_WorkbookChild", ws)  # what a cell's parent is typed as
-        self._kept: dict[tuple[int, str | None, str | None, bool], dict[object, XlCell]] = {}
-        self._fills: dict[str, PatternFill] = {}
-
-    def __call__(self, column: int, value: object, *, text_format: bool = False,
-                 fill: str | None = None, bold: bool = False) -> object:
-        """``value`` for ``column`` (1-based), plain or in a styled cell."""
-        kind = value.__class__
-        if kind is str:
-            text = cast(str, value)
-            if text and (text[0] in _CAREFUL_START
-                         or (not text.isprintable() and _ILLEGAL.search(text))):
-                return self.own(text, text_format=text_format, fill=fill, bold=bold)
-            fmt = TEXT_FORMAT if text_format else None
-        elif kind in _PLAIN_TYPES:
-            fmt = None
-        elif kind in _TYPE_FORMATS:
-            fmt = _TYPE_FORMATS[kind]
-        else:
-            return self.own(value, text_format=text_format, fill=fill, bold=bold)
-        if fmt is None and fill is None and not bold:
-            return value
-        kept = self._kept.get((column, fmt, fill, bold))
-        if kept is None:
-            kept = self._kept[column, fmt, fill, bold] = {}
-        cell = kept.get(value)
-        if cell is None:
-            if len(kept) < self.KEEP_VALUES:
-                cell = self._styled(fmt, fill, bold)
-            else:  # this column's cell of its oldest kept value: in no row waiting to be written
-                cell = kept.pop(next(iter(kept)))
-            cell.value = cast("CellValue", value)
-            kept[value] = cell
-        return cell
-
-    def own(self, value: object, *, text_format: bool = False, fill: str | None = None,
-            bold: bool = False, comment: Comment | None = None) -> XlCell:
-        """A cell of its own for ``value``, written by `set_cell` itself."""
-        from openpyxl.cell import WriteOnlyCell  # lazy: heavy
-
-        cell = WriteOnlyCell(self.ws)
-        set_cell(cell, value, text_format=text_format)
-        self._style(cell, fill, bold)
-        if comment is not None:
-            cell.comment = comment
-        return cell
-
-    def _styled(self, fmt: str | None, fill: str | None, bold: bool) -> XlCell:
-        cell = _kept_cell_type()(self.ws, row=1, column=1)
-        if fmt is not None:
-            cell.number_format = fmt
-        self._style(cell, fill, bold)
-        return cell
-
-    def _style(self, cell: XlCell, fill: str | None, bold: bool) -> None:
+    def format(self, number_format: str | None = None, fill: str | None = None,
+               bold: bool = False, quote: bool = False) -> Format | None:
+        """The Format of a style; None for the default one."""
+        key = (number_format, fill, bold, quote)
+        if key in self._formats:
+            return self._formats[key]
+        props: dict[str, object] = {}
+        if number_format is not None:
+            props["num_format"] = number_format
         if fill is not None:
-            if fill not in self._fills:
-                self._fills[fill] = _fill(fill)
-            cell.fill = self._fills[fill]
+            props.update(pattern=1, fg_color=f"#{fill}")
         if bold:
-            from openpyxl.styles import Font  # lazy: heavy
+            props["bold"] = True
+        if quote:
+            props["quote_prefix"] = True
+        made = self._formats[key] = self.wb.add_format(props)
+        return made
 
-            cell.font = Font(bold=True)
+    def sheet(self, title: str) -> _Sheet:
+        """A new sheet; a title already taken (Excel compares them ignoring case) gets a number,
+        as openpyxl numbered it (``Names`` beside a sheet called ``Names`` is ``Names1``)."""
+        taken = {ws.get_name().lower() for ws in self.wb.worksheets()}
+        name, n = title, 0
+        while name.lower() in taken:
+            n += 1
+            name = f"{title}{n}"
+        return _Sheet(self, self.wb.add_worksheet(name))
 
-    def header(self, names: Sequence[object]) -> list[object]:
-        """The header row: bold on the header fill, as `_style_header` makes it."""
-        return [self(c, name, fill=HEADER_FILL, bold=True) for c, name in enumerate(names, 1)]
 
-    def line(self, values: Iterable[object], text_columns: Container[int] = (), *,
-             start: int = 1) -> list[object]:
-        """`__call__` for each of ``values`` (columns from ``start``; Text in ``text_columns``),
-        with the common cases (a number, plain text outside an ID column) decided here, without
-        a call: a row of 18 cells 100,000 times is where a streamed workbook's time goes."""
-        out: list[object] = []
-        kept = self._kept
+class _Sheet:
+    """One streamed sheet, written by `set_cell`'s rules (the module's three rules).
+
+    Rows and columns are 1-based here, as in the sheet the admin typed (XlsxWriter's are
+    0-based). Rows must be written in order: XlsxWriter writes a row out when the next begins.
+    """
+
+    def __init__(self, book: _Book, ws: XlsxSheet) -> None:
+        self.book = book
+        self.ws = ws
+        self._text = book.format(TEXT_FORMAT)
+        self._typed = {kind: book.format(fmt) for kind, fmt in _TYPE_FORMATS.items()}
+        #: ``write_string``, ``write_number`` and ``write_datetime`` without the decorator that
+        #: first tries each row number as an "A1" reference: XlsxWriter keeps these undecorated
+        #: versions beside them (same arguments), and they write 100,000 rows a sixth faster.
+        self._fast = tuple(getattr(ws, f"_{name}", getattr(ws, name))
+                           for name in ("write_string", "write_number", "write_datetime"))
+
+    def prepare(self, widths: Mapping[int, int], *, caps: Mapping[int, int] | None = None,
+                cap: int = 50) -> None:
+        """The frozen header and the column widths (`_autofit`, then ``caps``)."""
+        self.ws.freeze_panes(1, 0)
+        for col, width in widths.items():
+            fitted = max(6, min(cap, width + 2))
+            if caps and col in caps:
+                fitted = min(fitted, caps[col])
+            self.width(col, fitted)
+
+    def width(self, column: int, characters: int) -> None:
+        self.ws.set_column_pixels(column - 1, column - 1, characters * _PIXELS_PER_CHARACTER)
+
+    def filter(self, last_row: int, last_column: int) -> None:
+        """An autofilter over the header and the rows up to ``last_row``."""
+        self.ws.autofilter(0, 0, max(1, last_row) - 1, max(1, last_column) - 1)
+
+    def cover(self, last_row: int, last_column: int) -> None:
+        """Size the sheet (its ``dimension``, what a read-only reader sizes it by) to at least
+        ``last_row`` × ``last_column``, as openpyxl's sheet declared it, even when its last row or
+        column holds nothing. (XlsxWriter sizes a sheet by its cells, through this method.)"""
+        self.ws._check_dimensions(max(1, last_row) - 1, max(1, last_column) - 1)
+
+    def header(self, names: Sequence[object]) -> None:
+        """Row 1: bold on the header fill, as `_style_header` makes it."""
+        for c, name in enumerate(names, start=1):
+            self.cell(1, c, name, fill=HEADER_FILL, bold=True)
+
+    def cell(self, row: int, column: int, value: object, *, text_format: bool = False,
+             fill: str | None = None, bold: bool = False, comment: str | None = None,
+             comment_height: int = 74) -> None:
+        """Write ``value`` so that it reads back as the same kind of thing (`set_cell`'s rules:
+        text stays text, with the quote prefix where it starts like a formula and Text for an
+        ID; typed cells keep their type with a readable format; anything else as its ``str``),
+        with a fill, bold, and a comment ``comment_height`` pixels high."""
+        r, c, book, ws = row - 1, column - 1, self.book, self.ws
+        if isinstance(value, str):
+            text = _ILLEGAL.sub("", value)
+            if text.startswith("<r>") and text.endswith("</r>"):
+                # XlsxWriter would copy it into the XML as it is: hand it over as one run of
+                # rich text, escaped, which every reader reads as the text itself
+                text = f'<r><t xml:space="preserve">{xml_escape(text)}</t></r>'
+            fmt = book.format(TEXT_FORMAT if text_format else None, fill, bold,
+                              text.startswith(_FORMULA_START))
+            if text:
+                ws.write_string(r, c, text, fmt)
+            elif fmt is not None:
+                ws.write_blank(r, c, None, fmt)
+        elif value is None:
+            fmt = book.format(None, fill, bold)
+            if fmt is not None:
+                ws.write_blank(r, c, None, fmt)
+        elif isinstance(value, bool):
+            ws.write_boolean(r, c, value, book.format(None, fill, bold))
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):  # no cell holds these: say what it was
+                self.cell(row, column, str(value), text_format=text_format, fill=fill, bold=bold)
+            else:
+                ws.write_number(r, c, value, book.format(None, fill, bold))
+        elif isinstance(value, dt.datetime | dt.date | dt.time | dt.timedelta):
+            fmt_name = next(f for kind, f in (*_TYPE_FORMATS.items(),
+                                              (dt.timedelta, DURATION_FORMAT))
+                            if isinstance(value, kind))
+            ws.write_datetime(r, c, value, book.format(fmt_name, fill, bold))
+        else:
+            self.cell(row, column, str(value), text_format=text_format, fill=fill, bold=bold)
+        if comment is not None:
+            ws.write_comment(r, c, comment[:32767], {"author": "bulkschedule", "width": 300,
+                                                     "height": comment_height})
+
+    def line(self, row: int, values: Iterable[object], text_columns: Container[int] = (), *,
+             start: int = 1) -> None:
+        """`cell` for each of ``values`` (columns from ``start``; Text in ``text_columns``),
+        with the common cases (plain text, an integer, a date or time, nothing) written here
+        without a call of ours: a row of 18 cells 100,000 times is where a streamed workbook's
+        time goes."""
+        r = row - 1
+        write_string, write_number, write_datetime = self._fast
+        text, typed = self._text, self._typed
         for c, value in enumerate(values, start):
             kind = value.__class__
             if kind is str:
-                text = cast(str, value)
-                if c in text_columns:
-                    # only plain text is kept: a kept cell needs no further check
-                    cell = kept.get((c, TEXT_FORMAT, None, False), _NOTHING_KEPT).get(text)
-                    value = cell if cell is not None else self(c, text, text_format=True)
-                elif not text or text[0] in _CAREFUL_START or not text.isprintable():
-                    value = self(c, text)
-            elif kind not in _PLAIN_TYPES:
-                value = self(c, value, text_format=c in text_columns)
-            out.append(value)
-        return out
+                string = cast(str, value)
+                if string and string[0] not in _CAREFUL_START and string.isprintable():
+                    write_string(r, c - 1, string, text if c in text_columns else None)
+                    continue
+            elif value is None:
+                continue
+            elif kind is int:
+                write_number(r, c - 1, value)
+                continue
+            elif kind in typed:
+                write_datetime(r, c - 1, value, typed[kind])
+                continue
+            self.cell(row, c, value, text_format=c in text_columns)
+
+
+def _write_streamed(path: str | os.PathLike[str], sheets: Callable[[_Book], None]) -> None:
+    """Write a workbook with XlsxWriter in constant-memory mode: ``sheets`` adds its sheets and
+    rows, then it is saved atomically (`core.files.atomic_write`).
+
+    XlsxWriter keeps each sheet's rows in a scratch file until it assembles the workbook, and
+    each part of the workbook in another while zipping: all of them go in a folder of our own,
+    removed on the way out whatever happens. A failed save raises the `OSError` behind it, as
+    openpyxl did (XlsxWriter wraps it in its own error).
+    """
+    import xlsxwriter  # lazy: the CLI answers --help without it
+    from xlsxwriter.exceptions import FileCreateError  # lazy: as above
+
+    def write(tmp: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="bulkschedule-xlsx-") as scratch:
+            wb = xlsxwriter.Workbook(tmp, {**_XLSX_OPTIONS, "tmpdir": scratch})
+            try:
+                wb.set_properties({"author": "bulkschedule", "created": _FIXED_CREATED})
+                sheets(_Book(wb))
+                try:
+                    wb.close()
+                except FileCreateError as err:
+                    cause = err.args[0] if err.args else None
+                    raise (cause if isinstance(cause, OSError) else OSError(str(err))) from None
+            except BaseException:
+                _close_scratch(wb)
+                raise
+
+    atomic_write(path, write)
+
+
+def _close_scratch(wb: XlsxBook) -> None:
+    """Close the scratch files of a workbook that will not be saved (their folder goes next)."""
+    for ws in wb.worksheets():
+        fh = getattr(ws, "row_data_fh", None)
+        if fh is not None and not fh.closed:
+            with contextlib.suppress(OSError):
+                fh.close()
 
 
 def _column_width(values: Iterable[object]) -> int:
@@ -467,53 +532,21 @@ def _column_width(values: Iterable[object]) -> int:
     return max(map(_display_width, distinct), default=0)
 
 
-def _new_stream(title: str) -> tuple[Workbook, _Stream]:
-    """A write-only workbook whose first sheet is called ``title``, and that sheet."""
-    from openpyxl import Workbook  # lazy: heavy
-
-    wb = Workbook(write_only=True)
-    wb.properties.creator = "bulkschedule"
-    wb.properties.created = _FIXED_CREATED
-    return wb, cast("_Stream", wb.create_sheet(title))
-
-
-def _prepare_sheet(ws: _Stream, widths: Mapping[int, int], *, last_row: int,
-                   last_column: int, caps: Mapping[int, int] | None = None,
-                   cap: int = 50) -> None:
-    """What a streamed sheet needs before its first row: the frozen header, the column widths
-    (`_autofit`, then ``caps``) and its size (the ``dimension`` a read-only reader sizes it by).
-    """
-    from openpyxl.utils import get_column_letter  # lazy: heavy
-
-    ws.freeze_panes = "A2"
-    for col, width in widths.items():
-        fitted = max(6, min(cap, width + 2))
-        if caps and col in caps:
-            fitted = min(fitted, caps[col])
-        ws.column_dimensions[get_column_letter(col)].width = fitted
-    ref = f"A1:{get_column_letter(max(1, last_column))}{max(1, last_row)}"
-    # A write-only sheet has no size of its own; openpyxl writes one if the sheet can say it.
-    ws.calculate_dimension = lambda: ref
-
-
-def _stream_table(ws: _Stream, header: Sequence[str],
-                  rows: Sequence[Sequence[object]], *, caps: Mapping[str, int] | None = None,
-                  autofilter: bool = True) -> None:
-    """`_write_table` for a write-only sheet: header row (bold, frozen, filtered unless not
+def _stream_table(ws: _Sheet, header: Sequence[str], rows: Sequence[Sequence[object]], *,
+                  caps: Mapping[str, int] | None = None, autofilter: bool = True) -> None:
+    """`_write_table` for a streamed sheet: header row (bold, frozen, filtered unless not
     ``autofilter``) then rows, with fitted widths."""
-    from openpyxl.utils import get_column_letter  # lazy: heavy
-
     widths = {c: len(name) for c, name in enumerate(header, start=1)}
     for c, column in enumerate(zip(*rows, strict=False), start=1):
         widths[c] = max(widths.get(c, 0), _column_width(column))
     limits = {c: caps[name] for c, name in enumerate(header, start=1) if caps and name in caps}
-    _prepare_sheet(ws, widths, last_row=len(rows) + 1, last_column=len(header), caps=limits)
-    cells = _Cells(ws)
-    ws.append(cells.header(header))
-    for values in rows:
-        ws.append(cells.line(values))
+    ws.prepare(widths, caps=limits)
+    ws.header(header)
+    for r, values in enumerate(rows, start=2):
+        ws.line(r, values)
+    ws.cover(len(rows) + 1, len(header))
     if autofilter:
-        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{len(rows) + 1}"
+        ws.filter(len(rows) + 1, len(header))
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,12 +605,9 @@ def write_results(
     ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
     ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
 
-    Streamed (openpyxl's write-only mode): memory stays flat however long the sheet, and each
-    column's width is measured over its distinct values before the first row is written.
+    Streamed (XlsxWriter's constant-memory mode): memory stays flat however long the sheet, and
+    each column's width is measured over its distinct values before the first row is written.
     """
-    from openpyxl.utils import get_column_letter  # lazy: heavy
-
-    wb, ws = _new_stream("Results")
     table = validation.table
     columns = _column_lists(table)
     inputs = _input_columns(validation, columns)
@@ -599,29 +629,31 @@ def write_results(
     for c, column in enumerate(zip(*results, strict=True), start=status_col):
         widths[c] = max(widths[c], _column_width(column))
     message_col = status_col + 2
-    _prepare_sheet(ws, widths, last_row=len(results) + 1, last_column=len(header))
-    ws.column_dimensions[get_column_letter(message_col)].width = max(
-        12, min(80, widths[message_col] + 2))
 
-    cells = _Cells(ws)
-    ws.append(cells.header(header))
-    lines = _lines([columns[i] for i, _ in inputs], len(results))
-    for row_number, line, (status, session_id, message, attempts) in zip(
-            table.row_numbers, lines, results, strict=True):
-        out = cells.line(line, text_columns, start=2)
-        out.insert(0, row_number)
-        out.append(cells(status_col, status, fill=STATUS_COLOURS.get(status)))
-        out.append(cells(status_col + 1, session_id, text_format=True))
-        out.append(cells(message_col, message))
-        out.append(attempts)
-        ws.append(out)
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{max(1, len(results) + 1)}"
+    def sheets(book: _Book) -> None:
+        ws = book.sheet("Results")
+        ws.prepare(widths)
+        ws.width(message_col, max(12, min(80, widths[message_col] + 2)))
+        ws.header(header)
+        lines = _lines([columns[i] for i, _ in inputs], len(results))
+        fills = {status: book.format(None, colour) for status, colour in STATUS_COLOURS.items()}
+        status_at, write_string = status_col - 1, ws._fast[0]
+        for r, (row_number, line, (status, session_id, message, attempts)) in enumerate(zip(
+                table.row_numbers, lines, results, strict=True), start=2):
+            ws.line(r, (row_number, *line), text_columns)
+            if status in fills:  # one of ours: plain text, coloured
+                write_string(r - 1, status_at, status, fills[status])
+            else:
+                ws.cell(r, status_col, status)
+            ws.line(r, (session_id, message, attempts), text_columns, start=status_col + 1)
+        ws.cover(len(results) + 1, len(header))
+        ws.filter(len(results) + 1, len(header))
 
-    _write_summary(cast("_Stream", wb.create_sheet("Summary")), summary, counts)
-    _write_problems(cast("_Stream", wb.create_sheet("Problems")),
-                    validation.problems)
-    _write_names(wb, validation)
-    _save_atomic(wb, path)
+        _write_summary(book.sheet("Summary"), summary, counts)
+        _write_problems(book.sheet("Problems"), validation.problems)
+        _write_names(book, validation)
+
+    _write_streamed(path, sheets)
 
 
 def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[list[object]]:
@@ -637,8 +669,7 @@ def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[
             yield [name, str(value)]
 
 
-def _write_summary(ws: _Stream, summary: Mapping[str, object],
-                   counts: Counter[str]) -> None:
+def _write_summary(ws: _Sheet, summary: Mapping[str, object], counts: Counter[str]) -> None:
     lines = list(_summary_lines(summary))
     lines.append([None, None])
     lines.append(["rows by status", None])
@@ -652,19 +683,17 @@ def _write_summary(ws: _Stream, summary: Mapping[str, object],
 NAMES_COLUMNS: tuple[str, ...] = ("row", "column", "typed", "id")
 
 
-def _write_names(wb: Workbook, validation: Validation) -> None:
+def _write_names(book: _Book, validation: Validation) -> None:
     """The ``Names`` sheet, when the sheet named things instead of typing IDs: each cell's name
     as typed beside the ID it resolved to (the Results sheet keeps the cells as typed)."""
     if not validation.resolved:
         return
     rows = [[row, column, typed, ident]
             for (row, column), (typed, ident) in sorted(validation.resolved.items())]
-    _stream_table(cast("_Stream", wb.create_sheet("Names")), list(NAMES_COLUMNS), rows,
-                  caps={"typed": 60})
+    _stream_table(book.sheet("Names"), list(NAMES_COLUMNS), rows, caps={"typed": 60})
 
 
-def _write_problems(ws: _Stream, problems: Iterable[Problem], *,
-                    codes: bool = False) -> None:
+def _write_problems(ws: _Sheet, problems: Iterable[Problem], *, codes: bool = False) -> None:
     """The Problems sheet: `PROBLEM_COLUMNS`, then each problem's ``code`` when ``codes``."""
     header = [*PROBLEM_COLUMNS, "code"] if codes else list(PROBLEM_COLUMNS)
     rows = [[p.row, p.column, p.value, p.severity, p.message, p.code][: len(header)]
@@ -708,16 +737,13 @@ def _notes(validation: Validation) -> dict[tuple[int, int], list[Problem]]:
     return notes
 
 
-def _note(found: Sequence[Problem]) -> tuple[str, Comment]:
-    """A marked cell's fill (an error anywhere in it wins over a warning) and comment."""
-    from openpyxl.comments import Comment  # lazy: heavy
-
+def _note(found: Sequence[Problem]) -> tuple[str, str, int]:
+    """A marked cell's fill (an error anywhere in it wins over a warning), its comment, and the
+    comment's height in pixels (300 wide)."""
     is_error = any(p.is_error for p in found)
     text = "\n".join(f"{p.severity}: {_problem_text(p)}" for p in found)
-    comment = Comment(text, "bulkschedule")
-    comment.width = 300
-    comment.height = min(400, 40 + 30 * len(found) + len(text) // 2)
-    return (ERROR_FILL if is_error else WARNING_FILL), comment
+    height = min(400, 40 + 30 * len(found) + len(text) // 2)
+    return (ERROR_FILL if is_error else WARNING_FILL), text, height
 
 
 def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
@@ -731,7 +757,6 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
     Streamed like `write_results`.
     """
     table = validation.table
-    wb, ws = _new_stream(_safe_sheet_title(table.sheet or "Sheet"))
     hm = validation.headers
     spec = validation.spec
     id_columns = {hm.index[n] for n in spec.names if n in hm.index and _is_id_column(n, spec)}
@@ -742,37 +767,41 @@ def write_report(path: str | os.PathLike[str], validation: Validation) -> None:
     for c, column in enumerate(columns, start=1):
         widths[c] = max(widths.get(c, 0), _column_width(column))
     last_row = max([1, *table.row_numbers, *(r for r, _ in notes)])
-    _prepare_sheet(ws, widths, last_row=last_row, last_column=max(1, width))
 
-    cells = _Cells(ws)
-    ws.append(_report_header(cells, table.headers, notes))
-    marked_rows = {r for r, _ in notes}
-    text_columns = {i + 1 for i in id_columns}
-    written = 1
-    for row_number, values in _in_sheet_order(table.row_numbers,
-                                              _lines(columns, len(table.row_numbers))):
-        if row_number <= written:  # the header's row: nowhere to put it
-            continue
-        for _ in range(written + 1, row_number):
-            ws.append([])  # a blank row of the sheet stays blank
-        line = _pad(values, width)
-        if row_number in marked_rows:
-            ws.append([_report_cell(cells, row_number, c, value, notes,
-                                    text_format=c - 1 in id_columns and isinstance(value, str))
-                       for c, value in enumerate(line, start=1)])
-        else:
-            ws.append(cells.line(line, text_columns))
-        written = row_number
+    def sheets(book: _Book) -> None:
+        ws = book.sheet(_safe_sheet_title(table.sheet or "Sheet"))
+        ws.prepare(widths)
+        _report_header(ws, table.headers, notes)
+        marked_rows = {r for r, _ in notes}
+        text_columns = {i + 1 for i in id_columns}
+        written = 1
+        for row_number, values in _in_sheet_order(table.row_numbers,
+                                                  _lines(columns, len(table.row_numbers))):
+            if row_number <= written:  # the header's row: nowhere to put it
+                continue
+            # a blank row of the sheet stays blank: rows are written at their own numbers
+            if row_number in marked_rows:
+                for c, value in enumerate(_pad(values, width), start=1):
+                    _report_cell(ws, row_number, c, value, notes,
+                                 text_format=c in text_columns)
+            else:
+                ws.line(row_number, values, text_columns)
+            written = row_number
+        ws.cover(last_row, max(1, width))
 
-    _write_problems(cast("_Stream", wb.create_sheet("Problems")),
-                    validation.problems, codes=True)
-    _write_names(wb, validation)
-    _save_atomic(wb, path)
+        _write_problems(book.sheet("Problems"), validation.problems, codes=True)
+        _write_names(book, validation)
+
+    _write_streamed(path, sheets)
 
 
 def _safe_sheet_title(name: str) -> str:
-    """Excel sheet titles: at most 31 characters, none of ``[]:*?/\\``, not "Problems"."""
-    title = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'")[:31] or "Sheet"
+    """Excel sheet titles: at most 31 characters (UTF-16 units, as Excel counts them), none of
+    ``[]:*?/\\``, neither starting nor ending with ``'``, not "Problems"."""
+    title = re.sub(r"[\[\]:*?/\\]", "_", name).strip("'")
+    while len(title.encode("utf-16-le")) > 62:
+        title = title[:-1]
+    title = title.strip("'") or "Sheet"
     return "Sheet" if title.lower() == "problems" else title
 
 
@@ -791,29 +820,30 @@ def _pad(values: Sequence[object], width: int) -> Sequence[object]:
     return values if len(values) >= width else [*values, *([None] * (width - len(values)))]
 
 
-def _report_header(cells: _Cells, headers: Sequence[str],
-                   notes: Mapping[tuple[int, int], Sequence[Problem]]) -> list[object]:
+def _report_header(ws: _Sheet, headers: Sequence[str],
+                   notes: Mapping[tuple[int, int], Sequence[Problem]]) -> None:
     """The header row as typed, bold on the header fill (a marked header cell keeps that fill
     and gets its comment)."""
-    out: list[object] = []
     for c, name in enumerate(headers or [None], start=1):
         found = notes.get((1, c))
         if found:
-            out.append(cells.own(name, fill=HEADER_FILL, bold=True, comment=_note(found)[1]))
+            _, text, height = _note(found)
+            ws.cell(1, c, name, fill=HEADER_FILL, bold=True, comment=text, comment_height=height)
         else:
-            out.append(cells(c, name, fill=HEADER_FILL, bold=True))
-    return out
+            ws.cell(1, c, name, fill=HEADER_FILL, bold=True)
 
 
-def _report_cell(cells: _Cells, row: int, column: int, value: object,
+def _report_cell(ws: _Sheet, row: int, column: int, value: object,
                  notes: Mapping[tuple[int, int], Sequence[Problem]], *,
-                 text_format: bool = False) -> object:
+                 text_format: bool = False) -> None:
     """One cell of the report: the value as read, marked if a problem is about it."""
     found = notes.get((row, column))
     if found:
-        fill, comment = _note(found)
-        return cells.own(value, text_format=text_format, fill=fill, comment=comment)
-    return cells(column, value, text_format=text_format)
+        fill, text, height = _note(found)
+        ws.cell(row, column, value, text_format=text_format, fill=fill, comment=text,
+                comment_height=height)
+    else:
+        ws.cell(row, column, value, text_format=text_format)
 
 
 # --------------------------------------------------------------------------------------------

@@ -163,20 +163,40 @@ def echo_expansions(expansions: Sequence[Expansion], *, shown: int = EXPANSIONS_
         click.echo(line)
 
 
-def preview_lines(result: JobResult, shown: int = 3) -> list[str]:
-    """A dry run: what would be sent, the first ``shown`` payloads in full."""
+#: How many rows the journal already settled (created, or created with other details) or that
+#: would be updated a dry run names one by one: a second dry run of a sheet already sent would
+#: otherwise print a line for every row. The rest are counted, and the line under them says
+#: where every one is.
+PREVIEW_SHOWN = 20
+
+
+def preview_lines(result: JobResult, shown: int = 3, *, listed: int = PREVIEW_SHOWN
+                  ) -> list[str]:
+    """A dry run: what would be sent, the first ``shown`` payloads in full, the first
+    ``listed`` rows already created or to update (then how many more, and where they all are),
+    and the plan's counts."""
     sessions = {s.row: s for s in result.validation.sessions}
     out: list[str] = []
+    settled = 0
     for row, outcome in sorted(result.outcomes.items()):
         if outcome.status == Status.WOULD_CREATE and row in sessions and shown > 0:
             req = build_request(sessions[row])  # only the few shown: 100,000 cost a second
             out += [f"row {row}: POST {req.path}", f"  sessionData={json.dumps(req.session_data)}"]
             shown -= 1
-        elif outcome.status == Status.WOULD_UPDATE:
-            out.append(f"row {row}: would update session {outcome.session_id}: "
-                       f"{changes_text(outcome.changes) or outcome.message}")
-        elif outcome.status in (Status.EXISTS, Status.CHANGED):
-            out.append(f"row {row}: {outcome.status}: {outcome.message}")
+        elif outcome.status in (Status.EXISTS, Status.CHANGED, Status.WOULD_UPDATE):
+            settled += 1
+            if settled > listed:
+                continue
+            if outcome.status == Status.WOULD_UPDATE:
+                out.append(f"row {row}: would update session {outcome.session_id}: "
+                           f"{changes_text(outcome.changes) or outcome.message}")
+            else:
+                out.append(f"row {row}: {outcome.status}: {outcome.message}")
+    if settled > listed:
+        where = (f"the status column of {result.results_path}" if result.results_path
+                 else "the results workbook")
+        out.append(f"... and {settled - listed:,} more {'row' if settled - listed == 1 else 'rows'}"
+                   f" already created or to update ({settled:,} in all): {where}")
     if result.plan is not None:
         counts = result.plan.counts()
         out.append("plan: " + ", ".join(f"{counts[a]} {PLAN_WORDS[a]}" for a in PLAN_WORDS))
