@@ -30,8 +30,8 @@ def test_the_first_settled_rows_then_how_many_more_and_where():
     assert len(named) == PREVIEW_SHOWN
     assert named[0] == "row 2: changed: m2" and named[1] == "row 3: exists: m3"
     assert lines[-2:] == [
-        f"... and 1,234 more rows already created or to update ({PREVIEW_SHOWN + 1234:,} in all): the status "
-        "column of term.results.xlsx",
+        f"... and 1,234 more rows already created or to update ({PREVIEW_SHOWN + 1234:,} in "
+        "all): the status column of term.results.xlsx",
         "dry run: 2 sessions would be created; nothing was sent",
     ]
 
@@ -44,5 +44,5 @@ def test_no_count_line_when_every_settled_row_is_named():
 
 def test_one_more_row_without_a_results_path():
     lines = preview_lines(result(PREVIEW_SHOWN + 1, path=None))
-    assert lines[-2] == (f"... and 1 more row already created or to update ({PREVIEW_SHOWN + 1} in all): the "
-                         "results workbook")
+    assert lines[-2] == (f"... and 1 more row already created or to update ({PREVIEW_SHOWN + 1} "
+                         "in all): the results workbook")

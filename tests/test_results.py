@@ -81,9 +81,11 @@ def test_results_columns_and_order(tmp_path):
     assert wb.sheetnames == ["Results", "Summary", "Problems"]
     ws = wb["Results"]
     header = [c.value for c in ws[1]]
+    # "Status" is one of a results workbook's own columns: given back as input it is ignored
+    # (issue 12), so it is not copied; "descripton" is an unknown column, copied as typed
     assert header == [
-        "row", "courseId", "name", "date", "startTime", "roomId", "Status", "descripton",
-        "status", "sessionId", "message", "attempts",
+        "row", "courseId", "name", "date", "startTime", "roomId", "descripton",
+        "status", "sessionId", "message", "attempts", "changes",
     ]
     # every input row, in input order, with its spreadsheet row number
     assert [ws.cell(row=r, column=1).value for r in range(2, 6)] == [2, 3, 5, 6]
@@ -219,14 +221,22 @@ def test_illegal_control_characters_do_not_crash(tmp_path):
     assert ws.cell(row=2, column=3).value == "badname"
 
 
-def test_unknown_header_colliding_with_result_column_is_renamed(tmp_path):
-    headers = ["name", "status", "message"]
-    rows = [["A", "typed status", "typed message"]]
+def test_a_results_workbook_given_back_gets_its_own_columns_once(tmp_path):
+    """A results workbook run again (issue 12): its row/status/message/attempts/changes columns
+    are ours, not copied again (no "status (input)" piling up round after round); its sessionId
+    is read and written back in our sessionId column, even for a row that is now invalid."""
+    headers = ["row", "name", "sessionId", "status", "message", "attempts", "changes", "admin notes"]
+    rows = [[2, "A", "478346000099999901", "created", "typed message", 1, None, "kept"]]
     out = tmp_path / "results.xlsx"
     results.write_results(out, _validation(rows=rows, headers=headers), {}, {})
-    header = [c.value for c in openpyxl.load_workbook(out)["Results"][1]]
-    assert header == ["row", "name", "status (input)", "message (input)",
-                      "status", "sessionId", "message", "attempts"]
+    ws = openpyxl.load_workbook(out)["Results"]
+    header = [c.value for c in ws[1]]
+    assert header == ["row", "name", "admin notes", "status", "sessionId", "message", "attempts",
+                      "changes"]
+    line = [c.value for c in ws[2]]
+    assert line[header.index("sessionId")] == "478346000099999901"
+    assert line[header.index("admin notes")] == "kept"
+    assert line[header.index("message")] != "typed message"
 
 
 # -------------------------------------------------------------------------------- atomic writes

@@ -16,7 +16,7 @@ from xlsxwriter.exceptions import FileCreateError
 
 from bulkschedule.app import results
 from bulkschedule.core.problems import Outcome, Status, error
-from bulkschedule.sheet.columns import map_headers
+from bulkschedule.sheet.columns import RESULT_COLUMNS, map_headers
 from bulkschedule.sheet.reader import RawTable
 from bulkschedule.sheet.schema import Validation
 
@@ -74,7 +74,7 @@ def test_read_only_readers_see_the_whole_sheet(tmp_path):
     wb = openpyxl.load_workbook(out, read_only=True)
     try:
         ws = wb["Results"]
-        assert (ws.max_row, ws.max_column) == (31, 1 + len(HEADERS) + 4)
+        assert (ws.max_row, ws.max_column) == (31, 1 + len(HEADERS) + len(RESULT_COLUMNS))
         assert len(list(ws.iter_rows(values_only=True))) == 31
     finally:
         wb.close()

@@ -35,6 +35,22 @@ def edit(results: Path, out: Path, changes: dict[int, dict[str, str]]) -> Path:
     return out
 
 
+def changes_column(path: Path) -> dict[int, str | None]:
+    ws = openpyxl.load_workbook(path, read_only=True)["Results"]
+    lines = ws.iter_rows(values_only=True)
+    col = {name: i for i, name in enumerate(next(lines))}
+    return {int(v[col["row"]]): v[col["changes"]] for v in lines}
+
+
+def sheet_lines(path: Path, name: str) -> list[dict[str, object]]:
+    wb = openpyxl.load_workbook(path, read_only=True)
+    if name not in wb.sheetnames:
+        return []
+    lines = wb[name].iter_rows(values_only=True)
+    header = next(lines)
+    return [dict(zip(header, v, strict=True)) for v in lines]
+
+
 def stored(sb: Sandbox) -> dict[str, dict[str, str]]:
     return {s["sessionId"]: s for s in sb.sessions()}
 
@@ -79,6 +95,10 @@ async def test_an_edited_results_workbook_updates_exactly_the_edited_rows(tmp_pa
         assert [actions[r]["action"] for r in (5, 6)] == ["unchanged", "unchanged"]
         assert {r.status for r in read_results(tmp_path / "plan.xlsx").values()} == {
             "would-update", "exists"}
+        assert changes_column(tmp_path / "plan.xlsx") == {
+            2: "startTime: 10:00 AM → 11:00 AM; endTime: 11:00 AM → 12:00 PM",
+            3: f"trainerErecno: {HENRY} → {PRIYA}", 4: f"roomId: (none) → {ROOM_A}",
+            5: None, 6: None}
         assert sb.stats()["updated"] == 0
 
         # without --update: nothing patched, the rows are changed (exit 1)
@@ -99,6 +119,7 @@ async def test_an_edited_results_workbook_updates_exactly_the_edited_rows(tmp_pa
         assert {r.row: r.status for r in after.values()} == {
             2: "updated", 3: "updated", 4: "updated", 5: "exists", 6: "exists"}
         assert {r.row: r.session_id for r in after.values()} == ids
+        assert changes_column(tmp_path / "c.xlsx")[3] == f"trainerErecno: {HENRY} → {PRIYA}"
         held = stored(sb)
         assert len(held) == 5
         assert held[ids[2]]["sessionStartTime"] == "11:00 AM"
@@ -203,3 +224,29 @@ async def test_json_goes_with_dry_run_only(tmp_path: Path) -> None:
     path = sheet(tmp_path / "term.csv", FIVE[:1])
     done = await cli("run", str(path), "--json", "--offline", env=cli_env(tmp_path / "home"))
     assert done.code == 2 and "--json goes with --dry-run" in done.err
+
+
+async def test_only_in_zoho_lists_a_session_no_row_is(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "home")
+    async with Sandbox(org()) as sb:
+        by_hand = sb.add_session(COURSE, BATCH, row("x")[2], name="Made by hand",
+                                 trainerErecno=PRIYA, type="0", date="19-02-2027",
+                                 startTime="02:00 PM", endTime="03:00 PM")
+        path = sheet(tmp_path / "term.csv", FIVE[:2])
+        done = await cli("run", str(path), "--results", str(tmp_path / "a.xlsx"), "--yes",
+                         "--today", TODAY, *api_args(sb, tmp_path / "state"), env=env)
+        assert done.code == 0, done.err
+        only = sheet_lines(tmp_path / "a.xlsx", "Only in Zoho")
+        assert [(o["name"], o["date"], o["startTime"], o["endTime"], o["trainerErecno"],
+                 o["sessionId"]) for o in only] == [
+            ("Made by hand", "19-02-2027", "02:00 PM", "03:00 PM", PRIYA, by_hand["sessionId"])]
+        summary = {line["item"]: line["value"] for line in sheet_lines(tmp_path / "a.xlsx",
+                                                                          "Summary")}
+        assert summary["only in Zoho"] == 1
+        assert len(sb.sessions()) == 3  # nothing deleted
+        # offline, the org is not read: no such sheet (it would claim what it cannot know)
+        offline = await cli("run", str(path), "--offline", "--results", str(tmp_path / "b.xlsx"),
+                            "--yes", "--today", TODAY, *api_args(sb, tmp_path / "state"),
+                            env=env)
+        assert offline.code == 0, offline.err
+        assert sheet_lines(tmp_path / "b.xlsx", "Only in Zoho") == []

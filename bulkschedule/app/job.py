@@ -44,6 +44,7 @@ from bulkschedule.send.runner import (
     track_pace,
 )
 from bulkschedule.sheet.limits import ReadLimits
+from bulkschedule.sheet.parse import typed_id
 from bulkschedule.sheet.payload import build_request, oversized
 from bulkschedule.sheet.reader import read_holidays, read_table
 from bulkschedule.sheet.schema import Validation, preload, validate
@@ -175,8 +176,9 @@ def named_on_invalid_rows(validation: Validation) -> list[str]:
         return []
     valid = {s.row for s in validation.sessions}
     cells = validation.table.columns()[at].tolist()
-    return [str(c).strip() for row, c in zip(validation.table.row_numbers, cells, strict=True)
-            if row not in valid and c not in (None, "")]
+    typed = (typed_id(c) for row, c in zip(validation.table.row_numbers, cells, strict=True)
+             if row not in valid)
+    return [t for t in typed if t is not None]
 
 
 def plan_document(result: JobResult) -> dict[str, Any]:
@@ -560,7 +562,8 @@ class _SheetRun:
         try:
             if results_path is not None:
                 try:
-                    write_results(results_path, self.validation, outcomes, summary)
+                    write_results(results_path, self.validation, outcomes, summary,
+                                  only_in_zoho=self.plan.only_in_zoho if self.plan else ())
                 except OSError as err:
                     if not journal_failed:
                         raise
@@ -600,6 +603,8 @@ class _SheetRun:
             if created else 0,
             **(extra or {}),
         }
+        if self.zoho is not None and self.plan is not None:
+            summary["only in Zoho"] = len(self.plan.only_in_zoho)
         if self.halted:
             summary["stopped because"] = self.halted[0]
         return summary

@@ -45,11 +45,13 @@ from typing import TYPE_CHECKING, cast
 from xml.sax.saxutils import escape as xml_escape
 
 from bulkschedule.core.files import atomic_write
-from bulkschedule.core.problems import Outcome, Problem, Status
-from bulkschedule.sheet.columns import SPEC, Column, Spec
+from bulkschedule.core.problems import Outcome, Problem, Status, changes_text
+from bulkschedule.sheet.columns import RESULT_COLUMNS, SPEC, Column, Spec
+from bulkschedule.sheet.parse import format_date, format_time, typed_id
 from bulkschedule.sheet.recurrence import MAX_OCCURRENCES
 from bulkschedule.sheet.schema import Validation
 from bulkschedule.sheet.xml_scan import column_letters
+from bulkschedule.zoho.records import ListedSession
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from openpyxl import Workbook
@@ -73,7 +75,6 @@ __all__ = [
 ]
 
 #: Columns the results sheet adds after the input columns. A contract: scripts read these names.
-RESULT_COLUMNS: tuple[str, ...] = ("status", "sessionId", "message", "attempts")
 
 #: Columns of the Problems sheet (both workbooks); the annotated report adds ``code``.
 PROBLEM_COLUMNS: tuple[str, ...] = ("row", "column", "value", "severity", "message")
@@ -84,6 +85,8 @@ STATUS_COLOURS: dict[str, str] = {
     Status.CREATED: "C6EFCE",
     Status.EXISTS: "C6EFCE",
     Status.WOULD_CREATE: "BDD7EE",
+    Status.UPDATED: "C6EFCE",
+    Status.WOULD_UPDATE: "BDD7EE",
     Status.CHANGED: "FFEB9C",
     Status.UNKNOWN: "FFEB9C",
     Status.FAILED: "FFC7CE",
@@ -251,19 +254,21 @@ def _new_workbook(title: str) -> tuple[Workbook, Worksheet]:
 # which input columns, under which names
 
 
-def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] | None = None
-                   ) -> list[tuple[int, str]]:
+def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] | None = None,
+                   *, leave_out: Container[str] = ()) -> list[tuple[int, str]]:
     """(index in the raw row, output header) for every input column worth copying.
 
     Canonical columns first in spec order, then unknown headers as typed, then second copies of a
     column, then blank-header columns that hold data. An admin's header that would collide with
     one of our own result columns gets " (input)" appended so that scripts reading the
-    ``status`` column always read ours.
+    ``status`` column always read ours. ``leave_out``: canonical columns the caller writes
+    itself.
     """
     table = validation.table
     hm = validation.headers
     out: list[tuple[int, str]] = [
-        (hm.index[name], name) for name in validation.spec.names if name in hm.index
+        (hm.index[name], name) for name in validation.spec.names
+        if name in hm.index and name not in leave_out
     ]
     out += [(i, header) for i, header, _ in hm.unknown]
     out += [(i, header) for i, header, _ in hm.duplicate]
@@ -558,20 +563,33 @@ def _row_status(
     validation: Validation,
     outcomes: Mapping[int, Outcome],
     errors: Mapping[int, list[str]],
-) -> tuple[str, str | None, str | None, int | None]:
-    """(status, sessionId, message or None, attempts) for one spreadsheet row."""
+) -> tuple[str, str | None, str | None, int | None, str | None]:
+    """(status, sessionId, message or None, attempts, changes or None) for one spreadsheet
+    row: `RESULT_COLUMNS`."""
     outcome = outcomes.get(row)
     if outcome is not None:
         return (str(outcome.status), outcome.session_id, outcome.message or None,
-                outcome.attempts)
+                outcome.attempts, changes_text(outcome.changes) or None)
     if row in errors:
-        return str(Status.INVALID), None, "; ".join(errors[row]) or None, None
+        return str(Status.INVALID), None, "; ".join(errors[row]) or None, None, None
     if validation.fatal:  # a missing column: the row is fine but the sheet cannot be sent
         sheet = [_problem_text(p) for p in validation.problems if p.row is None and p.is_error]
-        return str(Status.INVALID), None, "; ".join(sheet) or "the sheet cannot be sent", None
+        return (str(Status.INVALID), None, "; ".join(sheet) or "the sheet cannot be sent", None,
+                None)
     if row in validation.error_rows:
-        return str(Status.INVALID), None, "has errors (see the Problems sheet)", None
-    return str(Status.PENDING), None, None, None
+        return str(Status.INVALID), None, "has errors (see the Problems sheet)", None, None
+    return str(Status.PENDING), None, None, None, None
+
+
+def _typed_session_ids(validation: Validation, columns: Sequence[Sequence[object]]
+                       ) -> Sequence[object]:
+    """The sheet's own sessionId cells, row by row (all None without the column): a row that
+    names its session keeps naming it in the results, whatever became of the row, so the
+    workbook given back as input never takes it for a new session."""
+    at = validation.headers.index.get("sessionId")
+    if at is None:
+        return [None] * len(validation.table.row_numbers)
+    return columns[at]
 
 
 def _problem_text(p: Problem) -> str:
@@ -597,11 +615,15 @@ def write_results(
     validation: Validation,
     outcomes: Mapping[int, Outcome],
     summary: Mapping[str, object],
+    *,
+    only_in_zoho: Sequence[ListedSession] = (),
 ) -> None:
-    """Write the results workbook: ``Results``, ``Summary`` and ``Problems`` sheets.
+    """Write the results workbook: ``Results``, ``Summary`` and ``Problems`` sheets, and
+    ``Only in Zoho`` when ``only_in_zoho`` lists sessions no row is.
 
-    ``Results`` has one line per input row, in input order: ``row``, the input columns as typed,
-    then ``status``, ``sessionId``, ``message``, ``attempts``. A row without an Outcome is
+    ``Results`` has one line per input row, in input order: ``row``, the input columns as typed
+    (but ``sessionId``), then `RESULT_COLUMNS`: ``status``, ``sessionId`` (the row's session, or
+    the one its cell named), ``message``, ``attempts``, ``changes``. A row without an Outcome is
     ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
     ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
 
@@ -610,13 +632,17 @@ def write_results(
     """
     table = validation.table
     columns = _column_lists(table)
-    inputs = _input_columns(validation, columns)
+    inputs = _input_columns(validation, columns, leave_out={"sessionId"})
     header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
     errors: dict[int, list[str]] = {}
     for p in validation.problems:
         if p.row is not None and p.is_error:
             errors.setdefault(p.row, []).append(_problem_text(p))
-    results = [_row_status(r, validation, outcomes, errors) for r in table.row_numbers]
+    results = [
+        (status, session_id or typed_id(typed), message, attempts, changes)
+        for (status, session_id, message, attempts, changes), typed in zip(
+            (_row_status(r, validation, outcomes, errors) for r in table.row_numbers),
+            _typed_session_ids(validation, columns), strict=True)]
     counts: Counter[str] = Counter(status for status, *_ in results)
 
     status_col = 2 + len(inputs)
@@ -638,20 +664,21 @@ def write_results(
         lines = _lines([columns[i] for i, _ in inputs], len(results))
         fills = {status: book.format(None, colour) for status, colour in STATUS_COLOURS.items()}
         status_at, write_string = status_col - 1, ws._fast[0]
-        for r, (row_number, line, (status, session_id, message, attempts)) in enumerate(zip(
+        for r, (row_number, line, (status, *rest)) in enumerate(zip(
                 table.row_numbers, lines, results, strict=True), start=2):
             ws.line(r, (row_number, *line), text_columns)
             if status in fills:  # one of ours: plain text, coloured
                 write_string(r - 1, status_at, status, fills[status])
             else:
                 ws.cell(r, status_col, status)
-            ws.line(r, (session_id, message, attempts), text_columns, start=status_col + 1)
+            ws.line(r, rest, text_columns, start=status_col + 1)
         ws.cover(len(results) + 1, len(header))
         ws.filter(len(results) + 1, len(header))
 
         _write_summary(book.sheet("Summary"), summary, counts)
         _write_problems(book.sheet("Problems"), validation.problems)
         _write_names(book, validation)
+        _write_only_in_zoho(book, only_in_zoho)
 
     _write_streamed(path, sheets)
 
@@ -681,6 +708,23 @@ def _write_summary(ws: _Sheet, summary: Mapping[str, object], counts: Counter[st
 
 #: The columns of the ``Names`` sheet: where a name was typed in an ID column, and its ID.
 NAMES_COLUMNS: tuple[str, ...] = ("row", "column", "typed", "id")
+#: Columns of the ``Only in Zoho`` sheet: sessions Zoho holds in the modules a sheet touches
+#: that no row is (a contract: the admin reviews them; nothing is deleted).
+ONLY_IN_ZOHO_COLUMNS: tuple[str, ...] = ("name", "date", "startTime", "endTime",
+                                         "trainerErecno", "roomId", "moduleId", "sessionId")
+
+
+def _write_only_in_zoho(book: _Book, sessions: Sequence[ListedSession]) -> None:
+    """The ``Only in Zoho`` sheet, when Zoho holds sessions in the sheet's modules that no row
+    is: `ONLY_IN_ZOHO_COLUMNS`, by date and time."""
+    if not sessions:
+        return
+    rows = [[s.name, format_date(s.date), format_time(s.start),
+             format_time(s.end) if s.end is not None else None, s.trainer_erecno, s.room_id,
+             s.module_id, s.id]
+            for s in sorted(sessions, key=lambda s: (s.date, s.start, s.name, s.id))]
+    _stream_table(book.sheet("Only in Zoho"), list(ONLY_IN_ZOHO_COLUMNS), rows,
+                  caps={"name": 60})
 
 
 def _write_names(book: _Book, validation: Validation) -> None:

@@ -116,6 +116,17 @@ def parse_id(cell: object) -> str:
     )
 
 
+def typed_id(cell: object) -> str | None:
+    """An ID cell as text whatever it holds (its exact digits when it is an ID; None when
+    blank): for copying an ID the admin typed, valid or not, where it must not be lost."""
+    if cell is None or (isinstance(cell, str) and not cell.strip()):
+        return None
+    try:
+        return parse_id(cell)
+    except ParseError:
+        return display(cell)
+
+
 @_memo
 def _parse_id_text(text: str) -> str:
     s = text.strip()
