@@ -143,7 +143,11 @@ class Pool:
         busy: list[asyncio.Task[None]] = []  # in worker order, so a stop settles rows in order
         for task, wid in workers.items():
             current = self.current.get(wid)
-            if current is not None and current.claimed and current.may_be_sending:
+            # an update is never claimed (it may be sent twice), but its request is on the wire
+            # all the same
+            sending = current is not None and current.may_be_sending and (
+                current.claimed or current.req.session_id is not None)
+            if sending:
                 busy.append(task)
             else:
                 task.cancel()
