@@ -189,7 +189,16 @@ def test_begin_update_never_overwrites_an_identity_created_as_another_session(
     e = journal.lookup(BASE, r)
     assert e is not None and (e.status, e.session_id, e.pending, e.sent) == (
         CREATED, S2, None, r.session_data)
-    assert journal.by_session(BASE, [S1]) == {}
+    # the update is on record all the same, under an identity of the session's own: a run that
+    # dies mid-PATCH leaves the next one knowing it may not have landed
+    held = journal.by_session(BASE, [S1])[S1]
+    assert (held.identity, held.status, held.pending) == (
+        f"sessionId:{S1}", CREATED, edit.session_data)
+    journal.record_updated(BASE, edit, journal.start_run("again.xlsx", BASE))
+    done = journal.by_session(BASE, [S1])[S1]
+    assert (done.pending, done.sent) == (None, edit.session_data)
+    again = journal.lookup(BASE, r)
+    assert again is not None and again.session_id == S2
 
 
 # ------------------------------------------------------------------------------ record_updated

@@ -225,7 +225,8 @@ def test_a_results_workbook_given_back_gets_its_own_columns_once(tmp_path):
     """A results workbook run again (issue 12): its row/status/message/attempts/changes columns
     are ours, not copied again (no "status (input)" piling up round after round); its sessionId
     is read and written back in our sessionId column, even for a row that is now invalid."""
-    headers = ["row", "name", "sessionId", "status", "message", "attempts", "changes", "admin notes"]
+    headers = ["row", "name", "sessionId", "status", "message", "attempts", "changes",
+               "admin notes"]
     rows = [[2, "A", "478346000099999901", "created", "typed message", 1, None, "kept"]]
     out = tmp_path / "results.xlsx"
     results.write_results(out, _validation(rows=rows, headers=headers), {}, {})

@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import pytest
-
 from bulkschedule.app.results import write_results
 from bulkschedule.core.problems import Outcome, Problem, Status
 from bulkschedule.sheet.columns import OUTPUT_HEADERS, RESULT_COLUMNS, map_headers
@@ -136,10 +134,6 @@ def test_a_session_id_and_its_number_form_are_one_session() -> None:
     assert codes(v) == ["sessionid.duplicate"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the results writer renames an input sessionId column to 'sessionId (input)' (reported "
-    "unknown when read back) and writes the outcome's sessionId, blank for a failed or pending "
-    "update: the row no longer names its session on the next run"))
 def test_results_of_a_results_workbook_keep_the_session_of_a_row_not_updated(
         tmp_path: Path) -> None:
     """The admin's loop: run the results workbook, then run *its* results workbook. A row whose

@@ -208,4 +208,5 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         return {"row": self.row, "status": str(self.status), "session_id": self.session_id,
                 "message": self.message, "attempts": self.attempts,
-                "changes": {k: list(v) for k, v in (self.changes or {}).items()}}
+                "changes": None if self.changes is None
+                else {k: list(v) for k, v in self.changes.items()}}

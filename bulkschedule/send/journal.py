@@ -658,17 +658,22 @@ class Journal:
                 (pending, self.now(), base, req.session_id),
             )
             if cur.rowcount == 0:
-                db.execute(
-                    "INSERT INTO rows (api_base, identity, status, session_id, fingerprint,"
-                    " run_id, sheet_row, path, message, updated_at, pending)"
-                    " VALUES (?, ?, ?, ?, '', ?, ?, ?, '', ?, ?)"
-                    " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
-                    " session_id = excluded.session_id, fingerprint = '',"
-                    " pending = excluded.pending, updated_at = excluded.updated_at"
-                    " WHERE rows.status != 'created'",
-                    (base, req.identity, CREATED, req.session_id, run_id, req.row, req.path,
-                     self.now(), pending),
-                )
+                for identity in (req.identity, _session_identity(req.session_id)):
+                    # the row's own identity, unless it is recorded as another session: then
+                    # one of the session's own, so the update is on record either way
+                    cur = db.execute(
+                        "INSERT INTO rows (api_base, identity, status, session_id, fingerprint,"
+                        " run_id, sheet_row, path, message, updated_at, pending)"
+                        " VALUES (?, ?, ?, ?, '', ?, ?, ?, '', ?, ?)"
+                        " ON CONFLICT (api_base, identity) DO UPDATE SET status = excluded.status,"
+                        " session_id = excluded.session_id, fingerprint = '',"
+                        " pending = excluded.pending, updated_at = excluded.updated_at"
+                        " WHERE rows.status != 'created'",
+                        (base, identity, CREATED, req.session_id, run_id, req.row, req.path,
+                         self.now(), pending),
+                    )
+                    if cur.rowcount:
+                        break
 
     def record_updated(self, api_base: str, req: Request, run_id: int, *,
                        attempts: int = 0) -> bool:
@@ -834,6 +839,12 @@ def _entry(r: sqlite3.Row) -> Entry:
         sent=_data(r["sent"]),
         pending=_data(r["pending"]),
     )
+
+
+def _session_identity(session_id: str) -> str:
+    """The identity an update records a session under when the row's own is another
+    session's."""
+    return f"sessionId:{session_id}"
 
 
 def _json(data: Mapping[str, str]) -> str:

@@ -203,6 +203,9 @@ class Sender:
                 item.attempts -= 1  # it never left (not yet journalled: no write since +1)
             raise
         except OutcomeUnknown as exc:
+            if updating:  # an update may be sent again: a lost reply is retried like a 5xx
+                self._retry_or_fail(item, exc, msg.SERVER_ERROR)
+                return True
             item.sent_unknown = True
             item.unresolved = True
             item.last_error = exc.message
