@@ -31,6 +31,7 @@ from test_web import (  # the route tests' helpers: a page client, sheets, the s
 )
 
 from bulkschedule.sandbox.server import Sandbox
+from bulkschedule.web import online as web_online
 from bulkschedule.web.checking import CHECKED, read_json
 
 OTHER_TRAINER = "478346000008251017"  # Priya Raman, in the sandbox's default org
@@ -237,3 +238,19 @@ async def test_a_journal_that_cannot_be_used_costs_only_the_plan(make_page: Make
     assert warning and warning.group(1).startswith("What a run would do could not be worked out (")
     assert 'id="plan"' not in text
     assert "<strong>1 valid</strong>" in text  # the check itself stands
+
+
+async def test_a_bug_in_the_plan_costs_only_the_plan(make_page: MakePage, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(web_online, "plan_sheet", broken)
+    page = await make_page(sandbox=fast_sandbox())
+    upload_id = await page.upload_ok(write_sheet(tmp_path / "s.csv", ["One"]))
+    text = await upload_page(page, upload_id)
+    warning = re.search(r'id="plan-warning">(.*?)</p>', text)
+    assert warning and "(an internal error: see the server log)" in warning.group(1)
+    assert "boom" not in text and "<strong>1 valid</strong>" in text
+    final = await page.finish(await start(page, upload_id, "create"))
+    assert final["counts"] == {"created": 1}  # the run makes its own plan

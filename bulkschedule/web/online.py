@@ -22,6 +22,7 @@ the org was not read the rows are compared with what the journal last sent, and 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ from bulkschedule.core.errors import JobError
 from bulkschedule.send.plan import Action, Plan, Zoho
 from bulkschedule.sheet.schema import Validation
 from bulkschedule.web.checking import SHOWN_PROBLEMS
+
+log = logging.getLogger("bulkschedule")
 
 ORG_TIMEOUT = 30.0  # seconds the online stage of a check or a run start may take
 
@@ -140,10 +143,14 @@ class OrgReads:
             plan = await asyncio.to_thread(lambda: asyncio.run(plan_sheet(
                 validation, state_dir, api_base, zoho, wait=self.timeout)))
         except JobError as err:
-            return {"plan_warning": (
-                f"What a run would do could not be worked out ({redact(str(err))}): a run "
-                "works it out again before it sends.")}
-        return plan_info(plan, listed=zoho is not None)
+            why = redact(str(err))
+        except Exception:  # the plan is extra: a bug in it must not cost the check
+            log.exception("web: the plan of a checked upload failed")
+            why = "an internal error: see the server log"
+        else:
+            return plan_info(plan, listed=zoho is not None)
+        return {"plan_warning": (f"What a run would do could not be worked out ({why}): a run "
+                                 "works it out again before it sends.")}
 
     async def for_run(self, validation: Validation, options: Mapping[str, Any]) -> Online:
         """A run's stage, just before it sends: the validation with the org's problems and the
