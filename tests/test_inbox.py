@@ -27,11 +27,13 @@ from bulkschedule.app.inbox import (
     InboxBusy,
     InboxPaths,
     InstanceLock,
+    Instructions,
     SheetRead,
     instructions_say_all_or_nothing,
     move_unique,
     pending_sheets,
     process_inbox,
+    read_instructions,
     read_sheet,
     report_paths,
     results_paths,
@@ -275,6 +277,80 @@ async def test_no_reading_process_leaves_the_sheets_and_ends_the_pass(
     assert list(inbox.rejected.iterdir()) == [] and list(inbox.results.iterdir()) == []
 
 
+# ---------------------------------------------------------------------------- updates
+
+OTHER_TRAINER = "478346000008251017"  # in the sandbox's default org
+
+
+def _edited_results(results: Path, dest: Path, *, row: int, instructions: list[list[object]]
+                    | None = None, **cells: str) -> Path:
+    """A results workbook with ``cells`` changed on sheet row ``row`` (and an Instructions
+    sheet holding ``instructions``), saved as ``dest``: the admin's edit of a loaded term."""
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.load_workbook(results)
+    ws = wb["Results"]
+    header = [c.value for c in ws[1]]
+    for column, value in cells.items():
+        ws.cell(row=row, column=header.index(column) + 1, value=value)
+    if instructions is not None:
+        if "Instructions" in wb.sheetnames:
+            del wb["Instructions"]
+        sheet = wb.create_sheet("Instructions")
+        for line in instructions:
+            sheet.append(line)
+    wb.save(dest)
+    return dest
+
+
+async def test_an_edited_results_workbook_is_updated_only_when_config_or_instructions_say_so(
+        inbox: InboxPaths, tmp_path: Path) -> None:
+    """A term loaded by the inbox, its results workbook edited (another trainer on one row) and
+    dropped in again: without the switch the row is ``changed`` and nothing is patched (the
+    summary says how to apply it); with ``update`` (config) or ``update: yes`` on the sheet's
+    Instructions exactly that session is patched, and nothing is created again."""
+    now = time.time() + LATER
+    ticks = itertools.count(1_800_000_000)
+    async with Sandbox(SandboxConfig(speed=60.0)) as sb:
+        settings = SendSettings(api_base=sb.url, state_dir=tmp_path / "state", speed=60.0)
+
+        async def one_pass(name: str, sheet: Path, **options: bool) -> dict[str, object]:
+            shutil.copy(sheet, inbox.incoming / name)
+            os.utime(inbox.incoming / name, (now - 600, now - 600))
+            result = await process_inbox(inbox, settings, tokens=lambda s: StaticToken(sb.token),
+                                         now=now, clock=lambda: float(next(ticks)), **options)
+            assert [s.name for s in result.sheets] == [name]
+            summary: dict[str, object] = json.loads(
+                (inbox.results / f"{Path(name).stem}.summary.json").read_text())
+            return summary
+
+        first = tmp_path / "term.csv"
+        first.write_bytes(sessions_csv("Term", 3))
+        assert (await one_pass("term.csv", first))["counts"] == {"created": 3}
+        edited = _edited_results(inbox.results / "term.results.xlsx", tmp_path / "edit.xlsx",
+                                 row=3, trainerErecno=OTHER_TRAINER)
+
+        plain = await one_pass("plain.xlsx", edited)
+        assert plain["counts"] == {"changed": 1, "exists": 2} and plain["update"] is False
+        assert plain["exit_code"] == 1 and "were not updated" not in str(plain["message"])
+        assert "1 row differs from its session and was not updated: the inbox updates " \
+               "sessions only with --update" in str(plain["message"])
+        assert sb.stats()["updates"] == 0
+
+        by_config = await one_pass("config.xlsx", edited, update=True)
+        assert by_config["counts"] == {"updated": 1, "exists": 2} and by_config["update"] is True
+        assert by_config["exit_code"] == 0 and sb.stats()["updates"] == 1
+
+        back = _edited_results(inbox.results / "term.results.xlsx", tmp_path / "back.xlsx",
+                               row=3, trainerErecno="478346000008251001",
+                               instructions=[["Fill one row per session"], ["update: yes"]])
+        by_sheet = await one_pass("asks.xlsx", back)
+        assert by_sheet["counts"] == {"updated": 1, "exists": 2} and by_sheet["update"] is True
+        stats = sb.stats()
+        trainers = {s["sessionName"]: s["trainerErecno"] for s in sb.sessions()}
+    assert stats["updates"] == 2 and stats["creates"] == 3 and stats["created"] == 3
+    assert trainers == {f"Term {i}": "478346000008251001" for i in range(3)}
+
+
 # ---------------------------------------------------------------------------- instance lock
 
 HOLDER = textwrap.dedent(
@@ -369,6 +445,25 @@ def test_instructions_all_or_nothing(tmp_path: Path, rows: list[list[object]], e
     assert instructions_say_all_or_nothing(wb) is expected
 
 
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([["update: yes"]], Instructions(update=True)),
+        ([["Apply updates", None, "Yes"]], Instructions(update=True)),
+        ([["UPDATES=true"], ["all-or-nothing: yes"]], Instructions(True, True)),
+        ([["apply_updates: on"]], Instructions(update=True)),
+        ([["update: no"], ["all or nothing = yes"]], Instructions(all_or_nothing=True)),
+        ([["Update the trainer column", "yes"]], Instructions()),
+        ([["updated: yes"]], Instructions()),
+        ([["update"]], Instructions()),
+    ],
+)
+def test_instructions_update(tmp_path: Path, rows: list[list[object]],
+                             expected: Instructions) -> None:
+    wb = _workbook(tmp_path / "t.xlsx", {"Sessions": [["Name"]], "Instructions": rows})
+    assert read_instructions(wb) == expected
+
+
 def test_instructions_only_in_the_instructions_sheet(tmp_path: Path) -> None:
     wb = _workbook(tmp_path / "t.xlsx", {"Sessions": [["all-or-nothing: yes"]]})
     assert instructions_say_all_or_nothing(wb) is False
@@ -378,6 +473,9 @@ def test_instructions_only_in_the_instructions_sheet(tmp_path: Path) -> None:
     broken = tmp_path / "broken.xlsx"
     broken.write_bytes(b"not a zip")
     assert instructions_say_all_or_nothing(broken) is False
+    assert read_instructions(broken) == Instructions()
+    assert read_instructions(_workbook(tmp_path / "u.xlsx", {"Sessions": [["update: yes"]]})) \
+        == Instructions()
 
 
 # ---------------------------------------------------------------------------- docs/examples

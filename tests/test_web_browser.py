@@ -3,7 +3,8 @@
 One walk through the three screens, as an admin would: upload the sheet with errors and read the
 problems table, upload the valid sample, create its sessions in the in-process sandbox while the
 progress panel updates itself (server-sent events, the page's own JavaScript), download the
-results workbook, and find the run in the history.
+results workbook, and find the run in the history; then upload that workbook edited, read the
+plan's changes, and update the sessions with "also apply updates" ticked.
 
 Needs ``pip install playwright`` (its driver ships in the wheel; no ``playwright install``) and
 ``apt-get install chromium``. Without either the test is skipped with the reason, never passed.
@@ -37,6 +38,7 @@ ERRORS = ROOT / "sample_data" / "sessions_with_errors.csv"
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 TODAY = dt.date(2026, 6, 1)
+OTHER_TRAINER = "478346000008251017"  # in the sandbox's default org
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 30_000  # per step; a hung page fails the test instead of hanging the suite
@@ -182,6 +184,39 @@ async def test_upload_check_run_download_in_chromium(server: Server, tmp_path: P
             assert await row.locator(f'a[href="/runs/{run_id}/results.xlsx"]').count() == 1
             if shots:
                 await page.screenshot(path=str(SHOTS / "history.png"), full_page=True)
+
+            # 4. The results workbook, edited and uploaded again: the plan shows the changes,
+            # and a run with "also apply updates" ticked patches exactly those sessions.
+            edited = tmp_path / "term.results.xlsx"
+            wb = openpyxl.load_workbook(saved)
+            ws = wb["Results"]
+            header = [c.value for c in ws[1]]
+            ws.cell(row=2, column=header.index("trainerErecno") + 1, value=OTHER_TRAINER)
+            ws.cell(row=3, column=header.index("endTime") + 1, value="12:30 PM")
+            wb.save(edited)
+            await page.goto(server.url + "/")
+            await page.set_input_files("#file", str(edited))
+            await page.click("button[type=submit]")
+            await page.wait_for_url(re.compile(r"/uploads/[0-9a-f]{16}$"))
+            plan = [" ".join((t or "").split())
+                    for t in await page.locator("#plan-counts li").all_text_contents()]
+            assert plan == ["to create 0", "to update 2", "unchanged 38", "invalid 0"]
+            changes = " ".join((await page.text_content("#changes tbody") or "").split())
+            assert f"trainerErecno: {table[1][header.index('trainerErecno')]} → " \
+                   f"{OTHER_TRAINER}" in changes
+            assert "endTime: " in changes and "→ 12:30 PM" in changes
+            if shots:
+                await page.screenshot(path=str(SHOTS / "upload-plan.png"), full_page=True)
+            await page.check("#update")
+            await page.click("#create")
+            await page.wait_for_url(re.compile(r"/runs/\d+$"))
+            assert "Creating and updating sessions" in (await page.text_content(".target") or "")
+            await page.wait_for_selector("#results")
+            counts = [" ".join((t or "").split())
+                      for t in await page.locator("#counts li").all_text_contents()]
+            assert sorted(counts) == ["exists 38", "updated 2"]
+            stats = server.app[web.STATE].sandbox.stats()
+            assert stats["updates"] == 2 and stats["created"] == 40
             assert errors == [], errors  # no script error, no CSP violation
         finally:
             await browser.close()

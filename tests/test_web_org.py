@@ -151,7 +151,12 @@ async def test_sessions_zoho_already_holds_are_never_sent(make_page: MakePage,
                                endTime="11:00 AM")
     upload_id = await page.upload_ok(write_sheet(tmp_path / "s.csv", ["Held", "New"]))
     text = " ".join((await (await page.client.get(f"/uploads/{upload_id}")).text()).split())
-    assert "1 row is already in Zoho: a run reports it as <em>exists</em>" in text
+    assert "1 row is already in Zoho: a run never creates it again." in text
+    # ... and the plan says what a run does with it: nothing (it holds what the row says)
+    plan = re.search(r'id="plan-counts">(.*?)</ul>', text)
+    assert plan and re.findall(r'action-(\w+)">[^<]*</span> <span class="n">(\d+)<',
+                               plan.group(1)) == [("create", "1"), ("update", "0"),
+                                                  ("unchanged", "1"), ("invalid", "0")]
     run_id = await page.start(upload_id, "create")
     final = await page.finish(run_id)
     assert final["counts"] == {"created": 1, "exists": 1}

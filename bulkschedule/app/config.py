@@ -447,6 +447,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("inbox.all_or_nothing", "inbox: all-or-nothing", Switch(), default=False,
             help="A sheet with any error is rejected whole: nothing of it is sent",
             flag="--all-or-nothing", scope="inbox"),
+    Setting("inbox.update", "inbox: apply updates", Switch(), default=False,
+            help="Also update the sessions whose row differs from them (PATCH); without it "
+                 "such rows are only reported 'changed'",
+            flag="--update", scope="inbox"),
     Setting("inbox.stable_seconds", "inbox: stable seconds", Number(0, MAX_SECONDS),
             default=30.0, help="Skip files changed in the last S seconds, still being copied",
             help_default="30", flag="--stable-seconds", metavar="S", scope="inbox"),
@@ -508,6 +512,7 @@ class InboxSettings:
     """Defaults for ``bulkschedule inbox``. ``watch`` None means run once (the cron default)."""
 
     all_or_nothing: bool = False
+    update: bool = False
     stable_seconds: float = 30.0
     watch: float | None = None
     dir: Path | None = None

@@ -337,48 +337,72 @@ class InstanceLock:
 # the sheet's own Instructions
 
 _AON_RE = re.compile(r"^\s*all[\s_-]*or[\s_-]*nothing\s*[:=]?\s*(.*?)\s*$", re.IGNORECASE)
+_UPDATE_RE = re.compile(r"^\s*(?:apply[\s_-]*)?updates?\s*[:=]?\s*(.*?)\s*$", re.IGNORECASE)
 _YES = frozenset({"yes", "y", "true", "on", "1", "x"})
 
 
-def instructions_say_all_or_nothing(workbook_path: str | Path) -> bool:
-    """True if the workbook's "Instructions" sheet opts in to all-or-nothing.
+@dataclass(frozen=True, slots=True)
+class Instructions:
+    """What a workbook's Instructions sheet asks of the inbox. Each is an opt-in: a sheet can
+    ask for more care (all-or-nothing) or for its updates to be applied, never turn off what
+    the inbox's configuration turns on."""
 
-    The admin who prepares a term can decide that a half-loaded term is worse than none, without
-    access to the crontab. Recognised, in a sheet named Instructions (any case): one cell reading
-    ``all-or-nothing: yes`` (also ``=``, ``true``, ``on``; spaces or ``_`` instead of ``-``), or a
-    cell ``all-or-nothing`` with ``yes`` in the next non-empty cell to its right. CSV files, a
-    workbook without that sheet, or one that cannot be read give False (the reader reports
-    unreadable files properly; this is only an opt-in).
+    all_or_nothing: bool = False
+    update: bool = False
+
+
+def read_instructions(workbook_path: str | Path) -> Instructions:
+    """The options the workbook's "Instructions" sheet opts in to.
+
+    The admin who prepares a term can decide, without access to the crontab, that a
+    half-loaded term is worse than none (``all-or-nothing: yes``) or that the sessions whose
+    row they changed are to be updated (``update: yes``; also ``apply updates: yes``).
+    Recognised, in a sheet named Instructions (any case): one cell reading ``option: yes``
+    (also ``=``, ``true``, ``on``; spaces or ``_`` instead of ``-``), or a cell naming the
+    option with ``yes`` in the next non-empty cell to its right. CSV files, a workbook without
+    that sheet, or one that cannot be read ask for nothing (the reader reports unreadable files
+    properly; these are only opt-ins).
     """
     path = Path(workbook_path)
     if path.suffix.lower() not in {".xlsx", ".xlsm", ".xls", ".ods"}:
-        return False
+        return Instructions()
     try:
         from python_calamine import CalamineWorkbook
 
         workbook = CalamineWorkbook.from_path(str(path))
     except Exception:  # any unreadable workbook simply has no opt-in
-        return False
+        return Instructions()
     try:
         name = next((n for n in workbook.sheet_names if n.strip().lower() == "instructions"), None)
         if name is None:
-            return False
+            return Instructions()
         rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
     except Exception:
-        return False
+        return Instructions()
     finally:
         with contextlib.suppress(Exception):
             workbook.close()
+    return Instructions(all_or_nothing=_says_yes(rows, _AON_RE), update=_says_yes(rows, _UPDATE_RE))
+
+
+def _says_yes(rows: list[list[Any]], option: re.Pattern[str]) -> bool:
+    """Whether a cell sets ``option`` to yes, in the cell or in the next non-empty one."""
     for row in rows:
         cells = [str(c).strip() for c in row if c is not None and str(c).strip()]
         for i, cell in enumerate(cells):
-            m = _AON_RE.match(cell)
+            m = option.match(cell)
             if not m:
                 continue
             answer = m.group(1) or (cells[i + 1] if i + 1 < len(cells) else "")
             if answer.strip().lower() in _YES:
                 return True
     return False
+
+
+def instructions_say_all_or_nothing(workbook_path: str | Path) -> bool:
+    """True if the workbook's "Instructions" sheet opts in to all-or-nothing
+    (`read_instructions`)."""
+    return read_instructions(workbook_path).all_or_nothing
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,6 +414,9 @@ REJECTED = "rejected"  # all-or-nothing and the sheet has errors; nothing sent; 
 UNREADABLE = "unreadable"  # not a readable sheet; nothing sent; in rejected/ with .error.txt
 INCOMPLETE = "incomplete"  # stopped before every row was tried; results written; left in incoming/
 NOT_STARTED = "not started"  # credentials, network or disk stopped it; left in incoming/
+#: How a sheet's changed rows get updated: the inbox's doors to `job.send`'s ``update``.
+NOT_UPDATED = ("the inbox updates sessions only with --update, [inbox] update = true, or "
+               "'update: yes' on the sheet's Instructions")
 
 
 
@@ -410,6 +437,7 @@ class SheetResult:
     errors: int = 0
     warnings: int = 0
     all_or_nothing: bool = False
+    update: bool = False  # sessions whose row differs were updated (config or Instructions)
     started: float = 0.0
     finished: float = 0.0
 
@@ -428,6 +456,7 @@ class SheetResult:
             "counts": dict(self.counts),
             "problems": {"errors": self.errors, "warnings": self.warnings},
             "all_or_nothing": self.all_or_nothing,
+            "update": self.update,
             "started": when(self.started),
             "finished": when(self.finished),
             "results": str(self.results_path) if self.results_path else None,
@@ -462,20 +491,22 @@ def _write_summary(result: SheetResult) -> None:
     _write_new_text(result.summary_path, json.dumps(result.to_json(), indent=2) + "\n")
 
 
-#: What the reading child returns for a sheet: whether its Instructions ask for all-or-nothing,
-#: and its validation or the reader's one-line refusal.
-SheetRead = tuple[bool, Validation | str]
+#: What the reading child returns for a sheet: what its Instructions ask for (all-or-nothing,
+#: update: plain booleans, since the parent unpickles nothing but what a `Validation` is made
+#: of), and its validation or the reader's one-line refusal.
+SheetRead = tuple[tuple[bool, bool], Validation | str]
 SheetReader = Callable[[Path], SheetRead]
 
 
 def read_sheet(sheet: Path) -> SheetRead:
     """What the capped child does with an inbox sheet (`isolate.run_isolated`): both the
     Instructions check and the validation parse the file, so both happen there."""
-    asks_aon = instructions_say_all_or_nothing(sheet)
+    asks = read_instructions(sheet)
+    flags = (asks.all_or_nothing, asks.update)
     try:
-        return asks_aon, load_sheet(sheet)
+        return flags, load_sheet(sheet)
     except JobError as err:
-        return asks_aon, str(err)
+        return flags, str(err)
 
 
 @dataclass(slots=True)
@@ -489,6 +520,7 @@ class InboxPass:
     log: logging.Logger
     clock: Callable[[], float] = time.time
     all_or_nothing: bool = False
+    update: bool = False
     stop: asyncio.Event | None = None
     on_event_factory: Callable[[str, int], Callable[[Event], None]] | None = None
     on_sheet: Callable[[SheetResult], None] | None = None
@@ -506,6 +538,7 @@ async def process_inbox(
     *,
     tokens: Callable[[aiohttp.ClientSession], TokenProvider],
     all_or_nothing: bool = False,
+    update: bool = False,
     stable_seconds: float = 30.0,
     now: float | None = None,
     stop: asyncio.Event | None = None,
@@ -538,12 +571,15 @@ async def process_inbox(
 
     ``now`` (epoch seconds, default the clock) is the pass's start: the stability check and
     every timestamp added to a clashing name use it, so one pass's files share one stamp.
+    Rows whose session differs from them (a results workbook edited and dropped in again) are
+    updated only with ``update`` or when the workbook's Instructions ask for it (``update:
+    yes``); otherwise they are reported ``changed`` and nothing of them is sent.
     ``on_event_factory(sheet_name, rows_to_send)`` gives the runner-event callback for a sheet
     (progress, log lines); ``on_sheet`` hears about each sheet when it is settled.
     """
     run = InboxPass(paths, send_settings, tokens, start=clock() if now is None else now,
                     log=logger or logging.getLogger("bulkschedule"), clock=clock,
-                    all_or_nothing=all_or_nothing, stop=stop,
+                    all_or_nothing=all_or_nothing, update=update, stop=stop,
                     on_event_factory=on_event_factory, on_sheet=on_sheet,
                     read_limits=read_limits or ReadLimits(), reader=reader)
     paths.ensure()
@@ -568,16 +604,18 @@ async def process_sheet(sheet: Path, run: InboxPass) -> SheetResult:
     incoming/ (not started, incomplete). The result is not settled yet (see `_settle`)."""
     started = run.clock()
     try:
-        asks_aon, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
-                                            what=str(sheet))
+        flags, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
+                                         what=str(sheet))
+        asks = Instructions(*flags)
     except IsolationUnavailable as err:  # the machine's trouble, not the sheet's
         result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=run.all_or_nothing,
-                             started=started)
+                             update=run.update, started=started)
         return _not_started(result, str(err), run)
     except JobError as err:  # the child was stopped by a cap, or crashed (`IsolationError`)
-        asks_aon, read = False, str(err)
-    aon = run.all_or_nothing or asks_aon
-    result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon, started=started)
+        asks, read = Instructions(), str(err)
+    aon = run.all_or_nothing or asks.all_or_nothing
+    result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=aon,
+                         update=run.update or asks.update, started=started)
     if isinstance(read, str):
         return _unreadable(result, sheet, read, run)
     validation = read
@@ -663,7 +701,8 @@ async def _send(result: SheetResult, sheet: Path, validation: Validation,
                 if run.on_event_factory is not None else None)
     try:
         sent = await job.send(validation, run.send_settings, tokens=run.tokens,
-                              results_path=results_xlsx, stop=run.stop, on_event=on_event)
+                              results_path=results_xlsx, stop=run.stop, on_event=on_event,
+                              update=result.update)
     except JobError as err:
         return _not_started(result, str(err), run)
     except OSError as err:
@@ -712,6 +751,11 @@ def _done(result: SheetResult, sheet: Path, sent: job.JobResult, run: InboxPass)
         return result
     if sent.exit_code != EXIT_OK:
         result.message = "some rows were not created; see the results workbook"
+        differ = sum(o.status == Status.CHANGED for o in sent.outcomes.values())
+        if differ:
+            result.message += (f" ({differ} {'row differs' if differ == 1 else 'rows differ'} "
+                               f"from {'its session' if differ == 1 else 'their sessions'} and "
+                               f"{'was' if differ == 1 else 'were'} not updated: {NOT_UPDATED})")
     return result
 
 

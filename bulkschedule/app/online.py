@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from bulkschedule.app import job
 from bulkschedule.core.errors import ApiError, AuthError, JobError, StateError
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.catalogue import KINDS, Catalogue, Spent, ages, describe_batch
@@ -30,9 +31,9 @@ from bulkschedule.org.lists import OrgLists, read_lists
 from bulkschedule.org.preflight import org_view, resolve_names, with_problems
 from bulkschedule.org.resolve import normalise_name
 from bulkschedule.send.api import SendSettings, open_api
-from bulkschedule.send.journal import CREATED, Journal, normalise_base, open_journal
+from bulkschedule.send.journal import CREATED, LOCK_WAIT, Journal, normalise_base, open_journal
 from bulkschedule.send.limiter import Clock
-from bulkschedule.send.plan import Zoho
+from bulkschedule.send.plan import Plan, Zoho, make_plan
 from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.reader import RawTable
 from bulkschedule.sheet.schema import SessionRow, Validation, validate
@@ -215,6 +216,35 @@ async def _held_only(found: Online, catalogue: Catalogue) -> None:
     except ApiError:
         return
     found.zoho = _zoho(rows, from_listings)
+
+
+# --------------------------------------------------------------------------------------------
+# the plan, before a run
+
+
+def sheet_plan(validation: Validation, journal: Journal, base: str, zoho: Zoho | None) -> Plan:
+    """What a run of ``validation`` will do with each row, decided as `job.send` decides it
+    (`send.plan.make_plan`, from the journal and ``zoho``, the online stage's listings, or None
+    when they were not read), with nothing sent and nothing written."""
+    requests = job.requests_for(validation)
+    named = [r.session_id for r in requests if r.session_id is not None]
+    return make_plan(requests, journal=journal.lookup_many(base, requests),
+                     sessions=journal.by_session(base, named), zoho=zoho,
+                     invalid=validation.n_rows - len(requests),
+                     named_elsewhere=job.named_on_invalid_rows(validation))
+
+
+async def plan_sheet(validation: Validation, state_dir: Path, api_base: str, zoho: Zoho | None,
+                     *, wait: float = LOCK_WAIT) -> Plan:
+    """`sheet_plan` with the journal of ``state_dir`` for ``api_base`` (the upload page's check:
+    the plan without a run). The journal is opened as a run opens it, waiting at most ``wait``
+    seconds for another run's write; one that cannot be used is a `JobError`."""
+    try:
+        journal = await open_journal(state_dir, wait=wait, on_wait=log.warning, verify=False)
+    except StateError as err:
+        raise JobError(str(err)) from err
+    with journal:
+        return sheet_plan(validation, journal, api_base, zoho)
 
 
 # --------------------------------------------------------------------------------------------

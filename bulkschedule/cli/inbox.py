@@ -30,9 +30,11 @@ def inbox(settings: Settings) -> None:
     Each sheet is validated and its valid rows sent; the results go to DIR/results/ and the
     sheet then moves to DIR/done/. With --all-or-nothing (or `all-or-nothing: yes` on the
     workbook's Instructions sheet) a sheet with errors is moved to DIR/rejected/ with its report
-    instead, and nothing of it is sent. Office lock files and files changed in the last 30
-    seconds are left for the next run. One inbox run at a time per state folder: a second one
-    says so and exits 0.
+    instead, and nothing of it is sent. A row whose session differs from it (a results
+    workbook edited and dropped in again) is updated only with --update (or `update: yes` on
+    the Instructions sheet); otherwise it is reported 'changed'. Office lock files and files
+    changed in the last 30 seconds are left for the next run. One inbox run at a time per
+    state folder: a second one says so and exits 0.
 
     DIR defaults to `dir` in the [inbox] section of the config file.
 
@@ -88,7 +90,7 @@ async def _passes(settings: Settings, paths: InboxPaths, target: Target,
     watch = settings.inbox.watch
     result = await watch_inbox(
         paths, target.send, tokens=target.tokens, watch=watch, stop=signals.stop,
-        all_or_nothing=settings.inbox.all_or_nothing,
+        all_or_nothing=settings.inbox.all_or_nothing, update=settings.inbox.update,
         stable_seconds=settings.inbox.stable_seconds, on_event_factory=progress_for,
         on_sheet=on_sheet, logger=logger,
         read_limits=ReadLimits(memory_mb=settings.read_memory_mb,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import click
@@ -68,12 +68,17 @@ def options_for(*scopes: str) -> list[Callable[[Any], Any]]:
     return options
 
 
-def take_flags(params: dict[str, Any]) -> dict[str, object]:
-    """Remove the settings' values from a command's parameters: {param: value}. An alias
-    (``--once``) becomes its setting's value; given together with the setting's own flag, it
-    is a usage error."""
+def take_flags(params: dict[str, Any], scopes: Collection[str] | None = None
+               ) -> dict[str, object]:
+    """Remove the values of the settings in ``scopes`` (None: every setting) from a command's
+    parameters: {param: value}. An alias (``--once``) becomes its setting's value; given
+    together with the setting's own flag, it is a usage error. A parameter of the command's
+    own that shares a name with a setting of another scope (``run --update`` and the inbox's
+    ``update``) stays the command's."""
     flags: dict[str, object] = {}
     for setting in SETTINGS:
+        if scopes is not None and setting.scope not in scopes:
+            continue
         if setting.param in params:
             flags[setting.param] = params.pop(setting.param)
         for alias in setting.aliases:
@@ -101,7 +106,7 @@ def setting_options(*scopes: str) -> Callable[[Callable[..., R]], Callable[..., 
         @functools.wraps(f)  # also carries the options already stacked on ``f`` (click keeps them)
         def command(**params: Any) -> R:
             config_path = params.pop(CONFIG_PARAM)
-            settings = resolve(take_flags(params), config_path)
+            settings = resolve(take_flags(params, scopes), config_path)
             return f(settings=settings, **params)
 
         return apply(command, options_for(*scopes))  # type: ignore[no-any-return]  # click's decorators are untyped

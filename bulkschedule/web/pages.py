@@ -117,11 +117,18 @@ def upload_form(view: View, max_upload: int, error: str | None = None, *,
                   error=error)
 
 
+#: How the upload's page names each action of the plan (`send.plan.Action`).
+ACTION_TEXT = {"create": "to create", "update": "to update", "unchanged": "unchanged",
+               "invalid": "invalid"}
+
+
 def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
                 checked: Mapping[str, Any], *, where: str, api_base: str,
                 rate: str) -> web.Response:
-    """A checked upload: its summary, what the org said, the two run buttons, and its problems
-    (the first `SHOWN_PROBLEMS`, with the total: the annotated sheet has them all)."""
+    """A checked upload: its summary, what the org said, the plan (rows per action, and what
+    each update changes: the first `SHOWN_PROBLEMS`, with the total), the run buttons with the
+    "also apply updates" choice, and its problems (the first `SHOWN_PROBLEMS`, with the total:
+    the annotated sheet has them all)."""
     valid = int(checked["valid"])
     if checked.get("fatal"):
         why = "A required column is missing, so nothing can be sent."
@@ -130,13 +137,20 @@ def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
     else:
         why = ""
     problems = checked["problems"]
+    plan: Mapping[str, int] | None = checked.get("plan")
     return render(view, "upload.html", str(meta["name"]), upload_id=upload_id, meta=meta,
                   checked=checked, notes=checked.get("notes", []), valid=valid, why=why,
                   where=where, api_base=api_base, rate=rate,
                   problems=problems[:SHOWN_PROBLEMS],
                   total_problems=int(checked.get("problem_total", len(problems))),
                   org_line=checked.get("org_line"), org_warning=checked.get("org_warning"),
-                  held=int(checked.get("held", 0)), report_error=checked.get("report_error"))
+                  held=int(checked.get("held", 0)), report_error=checked.get("report_error"),
+                  plan=plan, to_update=int(plan.get("update", 0)) if plan else 0,
+                  updates=checked.get("updates", []),
+                  update_total=int(checked.get("update_total", 0)),
+                  only_in_zoho=int(checked.get("only_in_zoho", 0)),
+                  compared_with=checked.get("compared_with"),
+                  plan_warning=checked.get("plan_warning"), ACTION_TEXT=ACTION_TEXT)
 
 
 def progress_page(view: View, run: LiveRun) -> web.Response:

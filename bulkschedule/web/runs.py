@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bulkschedule.app import job
 from bulkschedule.app.logs import log_lock, log_outcome, log_summary, redact
 from bulkschedule.app.progress import Tally
-from bulkschedule.core.problems import Status
+from bulkschedule.core.problems import Outcome, Status, changes_text
 from bulkschedule.send.journal import Journal, RunInfo
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent, StopEvent
 from bulkschedule.web.access import Refused
@@ -55,6 +55,20 @@ STATE_TEXT = {
     "failed": "Failed",
 }
 
+#: Statuses a run's page does not list under "Rows needing attention" (an invalid row is shown
+#: with the upload's problems).
+FINE = frozenset({Status.INVALID, Status.CREATED, Status.EXISTS, Status.WOULD_CREATE,
+                  Status.UPDATED})
+#: The page's words for job.ADD_UPDATE, whose "--update" is the command line's.
+ADD_UPDATE = ("its session in Zoho differs from the row: run again with 'also apply updates' "
+              "ticked to update it")
+
+
+def attention_text(outcome: Outcome) -> str:
+    """A row's message on the run's page: what differs first, for a session that differs."""
+    message = ADD_UPDATE if outcome.message == job.ADD_UPDATE else outcome.message or ""
+    changes = changes_text(outcome.changes)
+    return f"{changes} ({message})" if changes and message else changes or message
 
 
 @dataclass
@@ -73,6 +87,7 @@ class LiveRun:
     target: str
     results_path: Path
     limit_per_min: float | None = None
+    update: bool = False  # "also apply updates": sessions whose row differs are updated
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     hard_stop: asyncio.Event = field(default_factory=asyncio.Event)
     started: float = field(default_factory=time.time)
@@ -99,10 +114,9 @@ class LiveRun:
         if isinstance(event, OutcomeEvent):
             outcome = event.outcome
             # an invalid row was never sent: it is shown with the upload's problems
-            if outcome.status not in (Status.INVALID, Status.CREATED, Status.EXISTS,
-                                      Status.WOULD_CREATE):
+            if outcome.status not in FINE:
                 self.attention.append({"row": outcome.row, "status": str(outcome.status),
-                                       "message": redact(outcome.message or "")})
+                                       "message": redact(attention_text(outcome))})
             log_outcome(log, outcome, sheet=self.name)
         elif isinstance(event, LockEvent):
             log_lock(log, event.until, event.reason)
@@ -118,6 +132,7 @@ class LiveRun:
             "state": self.state,
             "state_text": STATE_TEXT.get(self.state, self.state),
             "dry_run": self.dry_run,
+            "update": self.update,
             "total": self.total,
             "done": tally.done,
             "counts": tally.sorted_counts(),
@@ -231,7 +246,7 @@ class Runs:
         run = LiveRun(id=0, upload_id=upload_id, name=meta["name"], dry_run=dry_run,
                       total=validation.valid, target=target.api_base,
                       results_path=results, limit_per_min=target.send.calls_per_minute,
-                      message=note)
+                      message=note, update=update)
         registered = asyncio.Event()
 
         def on_register(run_id: int) -> None:

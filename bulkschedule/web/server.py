@@ -348,6 +348,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
     if folder is None:
         raise Refused(404, "There is no such upload (it may have been removed).")
     dry_run = mode == "dry-run"
+    update = form.get("update") == "yes"  # "also apply updates"
     async with st.book.starting:
         current = st.book.current()
         if current is not None:
@@ -365,12 +366,13 @@ async def start_run(request: web.Request) -> web.StreamResponse:
             raise Refused(409, "Nothing to send: no row of this sheet is valid.")
         try:
             run = await st.book.start(upload_id, folder, meta, validation, dry_run=dry_run,
-                                      target=target, zoho=found.zoho, note=found.warning)
+                                      target=target, zoho=found.zoho, update=update,
+                                      note=found.warning)
         except Busy as busy:
             return pages.busy_page(_view(request), busy.run)
     await asyncio.to_thread(st.uploads.touch, folder)  # used: kept for another retention period
     log.info("web: run %s started (%s, %s)", run.id, meta["name"],
-             "dry run" if dry_run else "create")
+             "dry run" if dry_run else "create and update" if update else "create")
     raise web.HTTPSeeOther(f"/runs/{run.id}")
 
 
@@ -532,7 +534,7 @@ def make_app(
                 book=Runs(state_dir, on_finished=lambda run: uploads.account(run.results_path)))
     uploads.names_from = st.names_from
     if check_org:
-        st.reads = OrgReads(st.org_target, settings.max_age, org_timeout)
+        st.reads = OrgReads(st.org_target, settings.max_age, org_timeout, journal=st.names_from)
         uploads.org = st.reads.check
     app = web.Application(middlewares=[_errors, guard], client_max_size=FORM_LIMIT)
     app[STATE] = st
