@@ -169,6 +169,23 @@ def requests_for(validation: Validation) -> list[Request]:
     return [build_request(s) for s in validation.sessions]
 
 
+def plan_for(validation: Validation, journal: Journal, base: str, zoho: Zoho | None, *,
+             requests: Sequence[Request] | None = None,
+             entries: Mapping[str, Entry] | None = None) -> Plan:
+    """What a run of ``validation`` will do with each row (`send.plan.make_plan`), from the
+    journal and ``zoho`` (the online stage's listings, or None when they were not read); reads
+    only. ``requests`` and ``entries``: the rows' requests and journal entries when the caller
+    has them already."""
+    if requests is None:
+        requests = requests_for(validation)
+    if entries is None:
+        entries = journal.lookup_many(base, requests)
+    named = [r.session_id for r in requests if r.session_id is not None]
+    return make_plan(requests, journal=entries, sessions=journal.by_session(base, named),
+                     zoho=zoho, invalid=validation.n_rows - len(requests),
+                     named_elsewhere=named_on_invalid_rows(validation))
+
+
 def named_on_invalid_rows(validation: Validation) -> list[str]:
     """The sessionIds typed on rows that are not valid (the sheet names them all the same)."""
     at = validation.headers.index.get("sessionId")
@@ -485,12 +502,8 @@ class _SheetRun:
     def _make_plan(self, entries: Mapping[str, Entry]) -> Plan:
         """Every valid row's action, from the journal's ``entries`` of the rows and what the
         online stage listed."""
-        named = [r.session_id for r in self.requests if r.session_id is not None]
-        elsewhere = named_on_invalid_rows(self.validation)
-        return make_plan(self.requests, journal=entries,
-                         sessions=self.journal.by_session(self.base, named), zoho=self.zoho,
-                         invalid=self.validation.n_rows - len(self.requests),
-                         named_elsewhere=elsewhere)
+        return plan_for(self.validation, self.journal, self.base, self.zoho,
+                        requests=self.requests, entries=entries)
 
     def _settle_planned(self, steps: Sequence[Step]) -> dict[int, Outcome]:
         """The rows that need no call: unchanged (``exists``), differing without ``update``

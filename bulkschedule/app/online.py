@@ -33,7 +33,7 @@ from bulkschedule.org.resolve import normalise_name
 from bulkschedule.send.api import SendSettings, open_api
 from bulkschedule.send.journal import CREATED, LOCK_WAIT, Journal, normalise_base, open_journal
 from bulkschedule.send.limiter import Clock
-from bulkschedule.send.plan import Plan, Zoho, make_plan
+from bulkschedule.send.plan import Plan, Zoho
 from bulkschedule.sheet.payload import build_request
 from bulkschedule.sheet.reader import RawTable
 from bulkschedule.sheet.schema import SessionRow, Validation, validate
@@ -222,21 +222,9 @@ async def _held_only(found: Online, catalogue: Catalogue) -> None:
 # the plan, before a run
 
 
-def sheet_plan(validation: Validation, journal: Journal, base: str, zoho: Zoho | None) -> Plan:
-    """What a run of ``validation`` will do with each row, decided as `job.send` decides it
-    (`send.plan.make_plan`, from the journal and ``zoho``, the online stage's listings, or None
-    when they were not read), with nothing sent and nothing written."""
-    requests = job.requests_for(validation)
-    named = [r.session_id for r in requests if r.session_id is not None]
-    return make_plan(requests, journal=journal.lookup_many(base, requests),
-                     sessions=journal.by_session(base, named), zoho=zoho,
-                     invalid=validation.n_rows - len(requests),
-                     named_elsewhere=job.named_on_invalid_rows(validation))
-
-
 async def plan_sheet(validation: Validation, state_dir: Path, api_base: str, zoho: Zoho | None,
                      *, wait: float = LOCK_WAIT) -> Plan:
-    """`sheet_plan` with the journal of ``state_dir`` for ``api_base`` (the upload page's check:
+    """`job.plan_for` with the journal of ``state_dir`` for ``api_base`` (the upload page's check:
     the plan without a run). The journal is opened as a run opens it, waiting at most ``wait``
     seconds for another run's write; one that cannot be used is a `JobError`."""
     try:
@@ -244,7 +232,7 @@ async def plan_sheet(validation: Validation, state_dir: Path, api_base: str, zoh
     except StateError as err:
         raise JobError(str(err)) from err
     with journal:
-        return sheet_plan(validation, journal, api_base, zoho)
+        return job.plan_for(validation, journal, api_base, zoho)
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from bulkschedule.app.job import JobResult
 from bulkschedule.app.logs import log_lock, log_outcome
 from bulkschedule.app.progress import Tally
 from bulkschedule.core.problems import Problem, Status, changes_text
+from bulkschedule.send.plan import ACTION_WORDS
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
 from bulkschedule.sheet.parse import format_date
 from bulkschedule.sheet.payload import build_request
@@ -199,15 +200,13 @@ def preview_lines(result: JobResult, shown: int = 3, *, listed: int = PREVIEW_SH
                    f" already created or to update ({settled:,} in all): {where}")
     if result.plan is not None:
         counts = result.plan.counts()
-        out.append("plan: " + ", ".join(f"{counts[a]} {PLAN_WORDS[a]}" for a in PLAN_WORDS))
+        out.append("plan: " + ", ".join(f"{counts[a]} {words}"
+                                        for a, words in ACTION_WORDS.items()))
     would = sum(1 for o in result.outcomes.values() if o.status == Status.WOULD_CREATE)
     out.append(f"dry run: {would} sessions would be created; nothing was sent")
     return out
 
 
-#: How the dry run's plan line names each action.
-PLAN_WORDS = {"create": "to create", "update": "to update", "unchanged": "unchanged",
-              "invalid": "invalid"}
 
 
 def _shown(path: Path | None, root: Path) -> str:

@@ -42,6 +42,11 @@ class Action(StrEnum):
     INVALID = "invalid"
 
 
+#: How a plan's counts read to people (the dry run's line, the upload page), by action.
+ACTION_WORDS: dict[str, str] = {Action.CREATE: "to create", Action.UPDATE: "to update",
+                                Action.UNCHANGED: "unchanged", Action.INVALID: "invalid"}
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One valid row's action. ``req`` names its session (``session_id``) for an update."""
@@ -196,4 +201,4 @@ def _compared(req: Request, recorded: Entry | None, holds: ListedSession | None,
     return Step(req, Action.UNCHANGED, req.session_id, note=NOTHING_TO_COMPARE)
 
 
-__all__ = ["Action", "Plan", "Step", "Zoho", "differences", "make_plan", "same"]
+__all__ = ["ACTION_WORDS", "Action", "Plan", "Step", "Zoho", "differences", "make_plan", "same"]

@@ -22,6 +22,7 @@ import jinja2
 from aiohttp import web
 
 from bulkschedule.send.journal import RunInfo
+from bulkschedule.send.plan import ACTION_WORDS
 from bulkschedule.web.access import CSRF_FIELD
 from bulkschedule.web.checking import SHOWN_PROBLEMS
 from bulkschedule.web.runs import STATE_TEXT, LiveRun
@@ -118,8 +119,7 @@ def upload_form(view: View, max_upload: int, error: str | None = None, *,
 
 
 #: How the upload's page names each action of the plan (`send.plan.Action`).
-ACTION_TEXT = {"create": "to create", "update": "to update", "unchanged": "unchanged",
-               "invalid": "invalid"}
+ACTION_TEXT = ACTION_WORDS
 
 
 def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
