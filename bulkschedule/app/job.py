@@ -7,6 +7,7 @@ comes in by. The CLI keeps only flags, prompts, progress and exit codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -471,7 +472,7 @@ class _SheetRun:
         entries = self.journal.lookup_many(self.base, self.requests)
         self.plan = self._make_plan(entries)
         adopted = self._settle_planned(self.plan.steps)
-        requests = [s.req for s in self.plan.steps if s.req.row not in adopted]
+        requests = [self._to_send(s) for s in self.plan.steps if s.req.row not in adopted]
         if self.dry_run:
             return {**preview(requests, journal=self.journal, api_base=self.base, known=entries),
                     **adopted}
@@ -548,6 +549,14 @@ class _SheetRun:
                                         message=ALREADY_IN_ZOHO,
                                         as_sent=step.action is Action.UNCHANGED)
         return True
+
+    def _to_send(self, step: Step) -> Request:
+        """What the runner gets for a row no outcome settled: its create, its update, or (a
+        session found in Zoho that a live run is creating right now) its create, for the
+        runner's claim to wait on that run and settle it."""
+        if step.action is Action.CREATE or (step.action is Action.UPDATE and self.update):
+            return step.req
+        return dataclasses.replace(step.req, session_id=None)
 
     def _run_config(self) -> RunConfig:
         return RunConfig(workers=self.settings.workers, lock_seconds=self.settings.lock,
