@@ -112,8 +112,8 @@ TYPE_CHOICES = ("Classroom", "E-learning")
 _FIXED_CREATED = dt.datetime(2026, 1, 1)
 
 _FORMULA_START = ("=", "+", "-", "@")
-# Characters XML 1.0 cannot carry; openpyxl raises on them. We drop them rather than crash on a
-# sheet that contained a stray control character.
+# Characters XML 1.0 cannot carry: openpyxl raises on them, XlsxWriter would store them as Excel's
+# _x0001_ escapes. We drop them, as we always did, from a sheet with a stray control character.
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
