@@ -111,9 +111,10 @@ def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str
     are, by sessionId or journal: their bookings are the rows' own)."""
     out = []
     own: set[str] = set()
-    for row in rows:
-        req = build_request(row)
-        entry = journal.lookup(base, req)
+    requests = [build_request(row) for row in rows]
+    entries = journal.lookup_many(base, requests)
+    for row, req in zip(rows, requests, strict=True):
+        entry = entries.get(req.identity)
         if req.session_id is not None:
             own.add(req.session_id)
         elif entry is not None and entry.session_id:
