@@ -101,7 +101,9 @@ class LiveRun:
             # an invalid row was never sent: it is shown with the upload's problems
             if outcome.status not in (Status.INVALID, Status.CREATED, Status.EXISTS,
                                       Status.WOULD_CREATE):
+                # a session of a repeating row: its row and date
                 self.attention.append({"row": outcome.row, "status": str(outcome.status),
+                                       "date": outcome.date if outcome.occurrence else None,
                                        "message": redact(outcome.message or "")})
             log_outcome(log, outcome, sheet=self.name)
         elif isinstance(event, LockEvent):
