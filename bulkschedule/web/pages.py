@@ -136,7 +136,9 @@ def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
                   problems=problems[:SHOWN_PROBLEMS],
                   total_problems=int(checked.get("problem_total", len(problems))),
                   org_line=checked.get("org_line"), org_warning=checked.get("org_warning"),
-                  held=int(checked.get("held", 0)), report_error=checked.get("report_error"))
+                  held=int(checked.get("held", 0)), report_error=checked.get("report_error"),
+                  expansions=checked.get("expansions", []),
+                  expansion_total=int(checked.get("expansion_total", 0)))
 
 
 def progress_page(view: View, run: LiveRun) -> web.Response:
