@@ -211,3 +211,65 @@ async def test_an_inbox_holidays_file_that_cannot_be_read_leaves_the_sheet_waiti
     assert result.exit_code == 2
     assert "holidays file" in result.sheets[0].message
     assert [p.name for p in inbox.incoming.iterdir()] == ["term.csv"]
+
+
+async def test_the_results_workbook_of_a_repeating_sheet_given_back_is_each_session_once(
+        tmp_path: Path) -> None:
+    """Issue 12's way to change a loaded term, with repeating rows: the results workbook (a line
+    per session, the rule still on each) edited and run again names each session once; an edit
+    of one session's line updates that session alone."""
+    env = cli_env(tmp_path / "home")
+    async with Sandbox(org()) as sb:
+        api = api_args(sb, tmp_path / "state")
+        path = write(tmp_path / "term.csv", term(until="28-01-2027"))
+        first = await cli("run", str(path), "--results", str(tmp_path / "a.xlsx"), "--yes",
+                          "--today", TODAY, *api, env=env)
+        assert first.code == 0, first.err
+        assert sb.stats()["created"] == 10
+
+        checked = await cli("validate", str(tmp_path / "a.xlsx"), "--json", "--today", TODAY,
+                            env=env)
+        assert checked.code == 0, checked.out
+        report = json.loads(checked.out)
+        assert (report["rows"], report["valid"], report["expansions"]) == (10, 10, [])
+        assert report["problems"] == []
+
+        # the third Spanish lesson moves an hour later: its line alone is edited
+        wb = openpyxl.load_workbook(tmp_path / "a.xlsx")
+        ws = wb["Results"]
+        col = {c.value: c.column for c in ws[1]}
+        target = next(r for r in ws.iter_rows(min_row=2)
+                      if (r[0].value, r[col["occurrence"] - 1].value) == (2, 3))
+        session = target[col["sessionId"] - 1].value
+        ws.cell(target[0].row, col["startTime"], "07:00 PM")
+        ws.cell(target[0].row, col["endTime"], "08:00 PM")
+        wb.save(tmp_path / "edited.xlsx")
+
+        plan = await cli("run", str(tmp_path / "edited.xlsx"), "--dry-run", "--json",
+                         "--results", str(tmp_path / "plan.xlsx"), "--today", TODAY, *api,
+                         env=env)
+        assert plan.code == 0, plan.err
+        doc = json.loads(plan.out)
+        assert doc["plan"] == {"create": 0, "update": 1, "unchanged": 9, "invalid": 0}
+        [update] = [a for a in doc["actions"] if a["action"] == "update"]
+        assert (update["sessionId"], update["occurrence"]) == (session, 3)
+        assert update["changes"] == {"startTime": ["06:00 PM", "07:00 PM"],
+                                     "endTime": ["07:00 PM", "08:00 PM"]}
+
+        updating = await cli("run", str(tmp_path / "edited.xlsx"), "--update", "--results",
+                             str(tmp_path / "b.xlsx"), "--yes", "--today", TODAY, *api, env=env)
+        assert updating.code == 0, updating.err
+        assert sb.stats()["created"] == 10 and sb.stats()["updated"] == 1
+        held = {s["sessionId"]: s for s in sb.sessions()}
+        assert held[str(session)]["sessionStartTime"] == "07:00 PM"
+        statuses = [x["status"] for x in results_lines(tmp_path / "b.xlsx")]
+        assert sorted(statuses) == ["exists"] * 9 + ["updated"]
+
+        # the original sheet, run again, still knows every session (the same identities)
+        again = await cli("run", str(path), "--results", str(tmp_path / "c.xlsx"), "--yes",
+                          "--today", TODAY, *api, env=env)
+        assert sb.stats()["created"] == 10
+        assert again.code == 1  # the moved lesson now differs from the rule: changed
+        lines = by_line(results_lines(tmp_path / "c.xlsx"))
+        assert lines[(2, 3)]["status"] == "changed"
+        assert {x["status"] for k, x in lines.items() if k != (2, 3)} == {"exists"}

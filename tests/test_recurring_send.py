@@ -31,6 +31,8 @@ from bulkschedule.core.request import Request
 from bulkschedule.send.journal import CREATED, Journal
 from bulkschedule.send.plan import Action, Zoho, make_plan
 from bulkschedule.send.runner import Event, OutcomeEvent, RunConfig, preview, summarize
+from bulkschedule.sheet.payload import build_request
+from bulkschedule.sheet.schema import Expansion
 from bulkschedule.web.checking import summary
 from bulkschedule.zoho.auth import StaticToken
 from bulkschedule.zoho.records import ListedSession
@@ -368,3 +370,56 @@ def test_validate_json_and_the_upload_summary_show_the_expansions(tmp_path: Path
                                       "last": "02-02-2027"}]
     assert checked["expansion_total"] == 1
     json.dumps(checked)  # what the upload keeps on disk
+
+
+# ------------------------------------------------------------------------------- given back
+
+
+def test_a_results_workbooks_session_lines_read_back_as_one_session_each(tmp_path: Path) -> None:
+    """The results workbook's ``occurrence`` names which session of a repeating row a line is:
+    read back, the line is that one session (same identity), never expanded again."""
+    validation = job.load(sheet(tmp_path), today=TODAY)
+    reqs = job.requests_for(validation)
+    outcomes = job.complete(validation, {
+        r.line: r.outcome(Status.CREATED, f"47834600002011300{n}", attempts=1)
+        for n, r in enumerate(reqs, start=1)})
+    out = tmp_path / "term.results.xlsx"
+    write_results(out, validation, outcomes, {})
+
+    back = job.load(out, today=TODAY)
+    assert not back.expansions
+    assert [p.code for p in back.problems if p.is_error] == [
+        "repeat.no_end"]  # the broken row stays broken
+    again = job.requests_for(back)
+    assert [(r.row, r.occurrence) for r in again] == [(2, 1), (3, 2), (4, 3), (5, 4), (6, None)]
+    assert [r.identity for r in again] == [r.identity for r in reqs]
+    assert [r.session_id for r in again] == [f"47834600002011300{n}" for n in range(1, 6)]
+    assert [r.session_data["name"] for r in again[:2]] == ["Spanish A1 - lesson 1 of 4",
+                                                           "Spanish A1 - lesson 2 of 4"]
+
+
+def test_an_occurrence_counts_only_on_a_line_that_repeats_and_keys_stay_unique_per_date(
+        tmp_path: Path) -> None:
+    rows = [
+        {**line("A", key="K", repeat="weekly", count="4"), "occurrence": "2"},
+        {**line("A", date="19-01-2027", key="K", repeat="weekly", count="4"), "occurrence": "3"},
+        {**line("B", date="14-01-2027", key="S"), "occurrence": "1"},  # no repeat: a plain row
+        {**line("C", date="20-01-2027", key="K", repeat="weekly", count="2"), "occurrence": "x"},
+        {**line("D", key="K", repeat="weekly", count="4", startTime="08:00 PM",
+                endTime="09:00 PM"), "occurrence": "5"},
+    ]
+    path = tmp_path / "back.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, [*HEADERS, "occurrence"])
+        w.writeheader()
+        w.writerows(rows)
+    v = job.load(path, today=TODAY)
+    # rows 2 and 3 are one session each, K on two dates: not the same key twice; row 5, whose
+    # occurrence is not a number, repeats (K on its own dates); row 6 is K on row 2's date
+    assert [(p.row, p.code) for p in v.problems] == [(6, "key.duplicate")]
+    assert [(s.row, s.occurrence) for s in v.sessions] == [(2, 2), (3, 3), (4, None), (5, 1),
+                                                           (5, 2)]
+    assert [build_request(s).identity for s in v.sessions] == [
+        "key:K@12-01-2027", "key:K@19-01-2027", "key:S", "key:K@20-01-2027",
+        "key:K@27-01-2027"]
+    assert v.expansions == [Expansion(5, 2, dt.date(2027, 1, 20), dt.date(2027, 1, 27))]

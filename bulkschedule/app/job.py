@@ -211,12 +211,12 @@ def default_results_path(sheet: str | Path) -> Path:
 
 
 def repeating_sessions(validation: Validation) -> dict[int, list[SessionRow]]:
-    """The sessions of each valid repeating row, by row (empty for a sheet without one)."""
+    """The sessions of each valid repeating row, by row (empty for a sheet without one); a line
+    of a results workbook given back that names one session of a repeating row is that one."""
     out: dict[int, list[SessionRow]] = {}
-    if validation.expansions:
-        for s in validation.sessions:
-            if s.occurrence is not None:
-                out.setdefault(s.row, []).append(s)
+    for s in validation.sessions:
+        if s.occurrence is not None:
+            out.setdefault(s.row, []).append(s)
     return out
 
 

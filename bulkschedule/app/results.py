@@ -46,7 +46,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 from bulkschedule.core.files import atomic_write
 from bulkschedule.core.problems import Line, Outcome, Problem, Status, changes_text
-from bulkschedule.sheet.columns import RESULT_COLUMNS, SPEC, Column, Spec
+from bulkschedule.sheet.columns import OCCURRENCE, RESULT_COLUMNS, SPEC, Column, Spec
 from bulkschedule.sheet.parse import format_date, format_time, typed_id
 from bulkschedule.sheet.recurrence import MAX_OCCURRENCES
 from bulkschedule.sheet.schema import SessionRow, Validation
@@ -608,11 +608,6 @@ def _column_lists(table: RawTable) -> list[list[Cell]]:
 def _lines(columns: Sequence[Sequence[object]], n: int) -> Iterable[Sequence[object]]:
     """The ``n`` rows of ``columns``, one tuple at a time."""
     return zip(*columns, strict=True) if columns else itertools.repeat((), n)
-
-
-#: The column after ``row`` in the results workbook: which session of a repeating row a line
-#: is (n from 1; blank for a row that does not repeat). Read back as input it is ignored.
-OCCURRENCE = "occurrence"
 
 
 class _SessionLines:
