@@ -129,6 +129,17 @@ async def test_a_repeating_sheet_is_created_once_and_extending_it_creates_only_t
         assert {x["status"] for x in after.values()} == {"exists"}
         assert {k: x["sessionId"] for k, x in after.items()} == ids
 
+        # another state folder (another machine): the journal knows nothing, Zoho's listing
+        # matches each session by its own line
+        other = await cli("run", str(path), "--results", str(tmp_path / "o.xlsx"), "--yes",
+                          "--today", TODAY, *api_args(sb, tmp_path / "other-state"), env=env)
+        assert other.code == 0, other.err
+        assert sb.stats()["created"] == 10
+        found = by_line(results_lines(tmp_path / "o.xlsx"))
+        assert {(x["status"], x["message"]) for x in found.values()} == {
+            ("exists", "already in Zoho")}
+        assert {k: x["sessionId"] for k, x in found.items()} == ids
+
         # two more weeks of Spanish: only the four new dates are created
         longer = write(tmp_path / "term.csv", term(until="11-02-2027"))
         extended = await cli("run", str(longer), "--results", str(tmp_path / "c.xlsx"),
