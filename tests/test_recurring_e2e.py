@@ -21,6 +21,7 @@ import pytest
 from test_e2e import TODAY, cli, cli_env
 from test_inbox import LATER, drop
 from test_org_e2e import BATCH, COURSE, FOUNDATIONS, HENRY, PRIYA, api_args, org
+from test_web import fast_sandbox, page_factory, workbook_rows
 
 from bulkschedule.app.inbox import DONE, NOT_STARTED, InboxPaths, process_inbox
 from bulkschedule.sandbox.server import Sandbox, SandboxConfig
@@ -284,3 +285,36 @@ async def test_the_results_workbook_of_a_repeating_sheet_given_back_is_each_sess
         lines = by_line(results_lines(tmp_path / "c.xlsx"))
         assert lines[(2, 3)]["status"] == "changed"
         assert {x["status"] for k, x in lines.items() if k != (2, 3)} == {"exists"}
+
+
+async def test_the_upload_page_lists_the_repeating_rows_and_sends_every_session_once(
+        tmp_path: Path) -> None:
+    async with page_factory(tmp_path) as make_page:
+        page = await make_page(sandbox=fast_sandbox())
+        upload_id = await page.upload_ok(SAMPLE)
+        resp = await page.client.get(f"/uploads/{upload_id}")
+        assert resp.status == 200
+        text = await resp.text()
+        summary = re.search(r'id="summary">(.*?)</p>', text, re.S)
+        assert summary is not None
+        assert " ".join(summary.group(1).split()) == (
+            "6 rows, 5 of them repeating: 53 sessions: <strong>53 valid</strong>, 0 errors, "
+            "0 warnings")
+        table = re.search(r'<table class="problems" id="expansions">(.*?)</table>', text, re.S)
+        assert table is not None
+        cells = re.findall(r"<tr><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>"
+                           r"<td>([\d-]+)</td><td>([\d-]+)</td></tr>", table.group(1))
+        assert cells[0] == ("2", "10", "12-04-2027", "28-06-2027")
+        assert [int(c[1]) for c in cells] == [10, 6, 21, 10, 5]
+        assert "Create sessions (53)" in text
+
+        run_id = await page.start(upload_id, "create")
+        final = await page.finish(run_id)
+        assert final["state"] == "finished", final
+        assert final["counts"] == {"created": 53} and final["done"] == 53
+        stats = page.app_state.sandbox.stats()
+        assert stats["created"] == 53 and stats["duplicates"] == 0
+        resp = await page.client.get(final["results"])
+        lines = workbook_rows(await resp.read())
+        assert len(lines) == 53 and {x["status"] for x in lines} == {"created"}
+        assert sum(1 for x in lines if x["occurrence"] is not None) == 52
