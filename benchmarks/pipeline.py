@@ -262,18 +262,18 @@ def writer_child(path: Path, repeat: int) -> None:
     from bulkschedule.core.problems import Outcome, Status
 
     validation = job.load(path)
-    outcomes = job.complete(validation, {r: Outcome(r, Status.WOULD_CREATE)
+    outcomes = job.complete(validation, {(r, 0): Outcome(r, Status.WOULD_CREATE)
                                          for r in validation.table.row_numbers
                                          if r not in validation.error_rows})
     inputs = results._input_columns(validation)
-    header = ["row", *(name for _, name in inputs), *results.RESULT_COLUMNS]
+    header = ["row", "occurrence", *(name for _, name in inputs), *results.RESULT_COLUMNS]
     text = [i for i, name in enumerate(header)
             if results._is_id_column(name, validation.spec) or name == "sessionId"]
     status_at = header.index("status")
     lines = []
     for r, values in zip(validation.table.row_numbers, validation.table.rows, strict=True):
-        o = outcomes[r]
-        lines.append([r, *(values[i] for i, _ in inputs), str(o.status), o.session_id,
+        o = outcomes[(r, 0)]
+        lines.append([r, None, *(values[i] for i, _ in inputs), str(o.status), o.session_id,
                       o.message or None, o.attempts])
     out = Path(tempfile.mkdtemp(prefix="bulkschedule-writer-"))
 

@@ -94,8 +94,9 @@ def test_a_new_column_reaches_the_results_workbook(tmp_path: Path, spec: Spec) -
     rows = [list(r) for r in openpyxl.load_workbook(out)["Results"].iter_rows(values_only=True)]
     header = rows[0]
     # an input column under its canonical name, in spec order, before the result columns
-    assert header == ["row", "courseId", "batchId", "moduleId", "name", "trainerErecno", "type",
-                      "date", "startTime", "endTime", "venueNote", *results.RESULT_COLUMNS]
+    assert header == ["row", "occurrence", "courseId", "batchId", "moduleId", "name",
+                      "trainerErecno", "type", "date", "startTime", "endTime", "venueNote",
+                      *results.RESULT_COLUMNS]
     assert rows[1][header.index("venueNote")] == "Use the side entrance"
     report = tmp_path / "report.xlsx"
     results.write_report(report, v)

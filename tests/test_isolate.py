@@ -400,7 +400,7 @@ def test_the_read_caps_reach_the_inbox(tmp_path: Path, monkeypatch: pytest.Monke
 
 async def test_repeating_rows_and_holidays_cross_the_boundary() -> None:
     """Expansions and the Holidays lines are among the classes a Validation is made of."""
-    options = {"today": TODAY, "repeating": True}
+    options = {"today": TODAY}
     here = job.load(SAMPLES / "recurring.xlsx", **options)
     there = await run_isolated(load_sheet, SAMPLES / "recurring.xlsx", options)
     assert there.expansions == here.expansions and there.expansions

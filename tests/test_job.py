@@ -71,7 +71,7 @@ async def test_one_log_line_per_input_row_and_the_run_id_at_once(tmp_path: Path,
     lines = out.getvalue().splitlines()
     assert len(lines) == validation.n_rows
     assert {line.split(":")[0] for line in lines} == {f"row {r}" for r in rows}
-    invalid = [r for r in rows if result.outcomes[r].status == Status.INVALID]
+    invalid = [r for r in rows if result.outcomes[(r, 0)].status == Status.INVALID]
     assert set(invalid) == set(validation.error_rows)
     assert rows[: len(invalid)] == sorted(invalid)  # known before anything is sent: first
     expected = {Status.WOULD_CREATE} if dry_run else {Status.CREATED}

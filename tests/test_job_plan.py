@@ -99,7 +99,7 @@ async def test_a_dry_run_plans_every_row_from_the_journal(tmp_path: Path) -> Non
     results = tmp_path / "edited.results.xlsx"
     result, events = await dry_run(write_sheet(tmp_path / "edited.csv", edited), state,
                                    results=results)
-    o = result.outcomes
+    o = {row: x for (row, _), x in result.outcomes.items()}
     assert {r: o[r].status for r in o} == {
         2: Status.EXISTS, 3: Status.WOULD_UPDATE, 4: Status.EXISTS, 5: Status.WOULD_CREATE,
         6: Status.INVALID}
@@ -115,7 +115,7 @@ async def test_a_dry_run_plans_every_row_from_the_journal(tmp_path: Path) -> Non
     # a dry run writes nothing about the rows
     assert journal_rows(state) == before
     statuses = [r[0] for r in openpyxl.load_workbook(results)["Results"].iter_rows(
-        min_row=2, min_col=11, max_col=11, values_only=True)]
+        min_row=2, min_col=12, max_col=12, values_only=True)]  # after row, occurrence
     assert statuses == ["exists", "would-update", "exists", "would-create", "invalid"]
 
     doc = job.plan_document(result)
@@ -143,7 +143,7 @@ async def test_a_dry_run_with_nothing_but_planned_rows_exits_ok(tmp_path: Path) 
     result, _ = await dry_run(write_sheet(tmp_path / "edited.csv", edited), state)
     # row 3 moved its start time: its identity (module, name, date, start) is new, so without a
     # key or a sessionId it is a new session
-    assert [result.outcomes[r].status for r in (2, 3, 4, 5)] == [
+    assert [result.outcomes[(r, 0)].status for r in (2, 3, 4, 5)] == [
         Status.EXISTS, Status.WOULD_CREATE, Status.EXISTS, Status.WOULD_CREATE]
     assert result.exit_code == EXIT_OK
 
@@ -161,7 +161,7 @@ async def test_a_results_workbook_given_back_names_its_sessions(tmp_path: Path) 
         {**line("Copy of induction", "04:00 PM", "04:30 PM"), "sessionId": ids[2]},  # twice
     ]
     result, _ = await dry_run(write_sheet(tmp_path / "edited.results.csv", edited), state)
-    o = result.outcomes
+    o = {row: x for (row, _), x in result.outcomes.items()}
     assert [o[r].status for r in (2, 3, 4, 5)] == [
         Status.EXISTS, Status.WOULD_UPDATE, Status.EXISTS, Status.INVALID]
     assert o[3].session_id == ids[3]
@@ -181,7 +181,7 @@ async def test_a_session_named_by_two_rows_through_the_journal_is_invalid(tmp_pa
     # row 2 is session 1 by the journal; row 3 names session 1 in its sessionId cell
     edited = [TERM[0], {**line("Renamed", "05:00 PM", "05:30 PM"), "sessionId": ids[2]}]
     result, _ = await dry_run(write_sheet(tmp_path / "edited.csv", edited), state)
-    bad = result.outcomes[3]
+    bad = result.outcomes[(3, 0)]
     assert (bad.status, bad.session_id) == (Status.INVALID, None)
     assert "row 2" in bad.message and ids[2] in bad.message
     doc = job.plan_document(result)
@@ -212,9 +212,9 @@ async def test_a_dry_run_compares_with_what_zoho_lists(tmp_path: Path) -> None:
         listed(S[8], "Lunch talk", dt.time(12), dt.time(12, 45)),  # made in Zoho's screens
         listed(S[9], "Stray", dt.time(16), dt.time(17)),
     ]
-    zoho = Zoho({M: in_zoho}, {5: in_zoho[3]})
+    zoho = Zoho({M: in_zoho}, {(5, 0): in_zoho[3]})
     result, _ = await dry_run(sheet, state, zoho=zoho)
-    o = result.outcomes
+    o = {row: x for (row, _), x in result.outcomes.items()}
     assert [o[r].status for r in (2, 3, 4, 5)] == [
         Status.EXISTS, Status.WOULD_UPDATE, Status.EXISTS, Status.EXISTS]
     assert o[3].changes == {"endTime": ("10:50 AM", "10:45 AM")}
@@ -248,11 +248,11 @@ async def test_a_run_without_update_reports_changed_and_records_what_zoho_holds(
     in_zoho = [listed(S[1], "Induction", dt.time(9), dt.time(9, 45)),
                listed(S[2], "Fire safety", dt.time(10), dt.time(10, 30)),  # row says 10:45
                listed(S[3], "First aid", dt.time(11), dt.time(11, 45))]
-    zoho = Zoho({M: in_zoho}, {2: in_zoho[0], 3: in_zoho[1], 4: in_zoho[2]})
+    zoho = Zoho({M: in_zoho}, {(2, 0): in_zoho[0], (3, 0): in_zoho[1], (4, 0): in_zoho[2]})
     validation = job.load(sheet, today=TODAY)
     result = await job.send(validation, settings(state), tokens=lambda s: StaticToken("unused"),
                             results_path=None, zoho=zoho)
-    o = result.outcomes
+    o = {row: x for (row, _), x in result.outcomes.items()}
     assert [o[r].status for r in (2, 3, 4)] == [Status.EXISTS, Status.CHANGED, Status.EXISTS]
     assert o[3].changes == {"endTime": ("10:30 AM", "10:45 AM")}
     assert "--update" in o[3].message and o[3].session_id == S[2]

@@ -120,14 +120,14 @@ def test_the_session_id_cell_uses_the_rows_own_journal_entry_when_it_names_that_
 
 def test_the_journal_wins_over_a_zoho_match() -> None:
     r = req(2)
-    zoho = Zoho({M: [listed(S1), listed(S2)]}, {2: listed(S2)})
+    zoho = Zoho({M: [listed(S1), listed(S2)]}, {(2, 0): listed(S2)})
     step = one(r, journal={r.identity: entry(r, S1, sent=r.session_data)}, zoho=zoho)
     assert step.session_id == S1 and step.action is Action.UNCHANGED
 
 
 def test_a_zoho_match_makes_a_row_that_session() -> None:
     r = req(2)
-    zoho = Zoho({M: [listed(S1)]}, {2: listed(S1)})
+    zoho = Zoho({M: [listed(S1)]}, {(2, 0): listed(S1)})
     step = one(r, zoho=zoho)
     assert (step.action, step.session_id) == (Action.UNCHANGED, S1)
 
@@ -144,7 +144,7 @@ def test_a_listing_without_a_match_leaves_the_row_to_be_created() -> None:
 def test_compared_with_the_listing_field_by_field() -> None:
     r = req(2, start="10:00 AM", end="12:00 PM", trainer=T2, roomId=ROOM)
     held = listed(S1, end=dt.time(11), trainer=T1, room=None)
-    step = one(r, zoho=Zoho({M: [held]}, {2: held}))
+    step = one(r, zoho=Zoho({M: [held]}, {(2, 0): held}))
     assert step.action is Action.UPDATE and step.session_id == S1
     # the listing has no room: a field it leaves out is not compared without a record of what
     # was sent (it may be blank, or just not listed)
@@ -191,7 +191,7 @@ def test_a_listing_in_other_formats_is_the_same_as_the_row() -> None:
     and dates its own way: none of that is a change."""
     r = req(2, name="Health & safety", type_="0")
     held = listed(S1, name="Health &amp; safety", type_="Classroom")
-    step = one(r, zoho=Zoho({M: [held]}, {2: held}))
+    step = one(r, zoho=Zoho({M: [held]}, {(2, 0): held}))
     assert (step.action, step.changes) == (Action.UNCHANGED, {})
 
 
@@ -274,7 +274,7 @@ def test_only_in_zoho_lists_the_sessions_no_row_is() -> None:
     matched, named, stray, on_bad_row, by_journal = (
         listed(S1), listed(S2, name="B"), listed(S3, name="C"), listed(S4, name="D"),
         listed("478346000020113005", name="E", module=M2))
-    zoho = Zoho({M: [matched, named, stray, on_bad_row], M2: [by_journal]}, {2: matched})
+    zoho = Zoho({M: [matched, named, stray, on_bad_row], M2: [by_journal]}, {(2, 0): matched})
     r2, r3 = req(2), req(3, session_id=S2, name="B")
     r4 = req(4, module=M2, name="E")
     plan = make_plan([r2, r3, r4], journal={r4.identity: entry(r4, by_journal.id)},
@@ -299,8 +299,8 @@ def test_counts_cover_every_action_and_the_invalid_rows_validation_refused() -> 
                      invalid=2)
     assert plan.counts() == {"create": 1, "update": 1, "unchanged": 1, "invalid": 3}
     assert list(plan.counts()) == ["create", "update", "unchanged", "invalid"]
-    assert sorted(plan.by_row()) == [2, 3, 4, 5]
-    assert plan.by_row()[4].action is Action.UPDATE
+    assert sorted(plan.by_line()) == [(2, 0), (3, 0), (4, 0), (5, 0)]
+    assert plan.by_line()[(4, 0)].action is Action.UPDATE
     assert Plan([]).counts() == {"create": 0, "update": 0, "unchanged": 0, "invalid": 0}
 
 

@@ -241,10 +241,10 @@ def test_a_holidays_file_through_load(tmp_path: Path) -> None:
                      encoding="utf-8")
     holidays = tmp_path / "holidays.csv"
     holidays.write_text("date,name\n19-01-2027,Founders' day\n", encoding="utf-8")
-    v = job.load(sheet, today=TODAY, holidays=holidays, repeating=True)
+    v = job.load(sheet, today=TODAY, holidays=holidays)
     assert [s.date for s in v.sessions] == [D(2027, 1, 12), D(2027, 1, 26), D(2027, 2, 2)]
     with pytest.raises(JobError, match=r"^--holidays .*nope\.csv: file not found"):
-        job.load(sheet, today=TODAY, holidays=tmp_path / "nope.csv", repeating=True)
+        job.load(sheet, today=TODAY, holidays=tmp_path / "nope.csv")
 
 
 # -------------------------------------------------------------------------------------- limits
@@ -458,16 +458,11 @@ def test_a_sheet_without_repeating_rows_prints_as_before() -> None:
     assert summary_line(v) == "sheet.csv: 1 row, 1 valid, 0 errors, 0 warnings"
 
 
-def test_run_refuses_repeating_rows_for_now(tmp_path: Path) -> None:
+def test_load_takes_repeating_rows_for_every_caller(tmp_path: Path) -> None:
+    """Sending keys its outcomes by session (issue 13, phase 2): no caller refuses them."""
     sheet = _csv(tmp_path / "term.csv", [row(repeat="weekly", count="4")])
-    with pytest.raises(JobError, match="repeating rows are validated but not yet sent"):
-        job.load(sheet, today=TODAY)
-    out = CliRunner().invoke(cli.main, ["run", str(sheet), "--dry-run", "--sandbox", "--today",
-                                        "2026-06-01"])
-    assert out.exit_code == 2
-    assert "Traceback" not in out.output
-    assert out.stderr.strip().endswith("repeating rows are validated but not yet sent (check "
-                                       "them with bulkschedule validate)")
+    v = job.load(sheet, today=TODAY)
+    assert [(s.row, s.occurrence) for s in v.sessions] == [(2, 1), (2, 2), (2, 3), (2, 4)]
     # a repeating row with an error is never sent: the rest of the sheet may go
     sheet = _csv(tmp_path / "term.csv", [row(repeat="weekly"), row(name="Single", trainer=T2)])
     assert [s.row for s in job.load(sheet, today=TODAY).sessions] == [3]

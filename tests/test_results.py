@@ -84,7 +84,7 @@ def test_results_columns_and_order(tmp_path):
     # "Status" is one of a results workbook's own columns: given back as input it is ignored
     # (issue 12), so it is not copied; "descripton" is an unknown column, copied as typed
     assert header == [
-        "row", "courseId", "name", "date", "startTime", "roomId", "descripton",
+        "row", "occurrence", "courseId", "name", "date", "startTime", "roomId", "descripton",
         "status", "sessionId", "message", "attempts", "changes",
     ]
     # every input row, in input order, with its spreadsheet row number
@@ -218,7 +218,7 @@ def test_illegal_control_characters_do_not_crash(tmp_path):
     rows = [["bad\x01name", COURSE, None, None, None, None, None]]
     results.write_results(out, _validation(rows=rows), {}, {})
     ws = openpyxl.load_workbook(out)["Results"]
-    assert ws.cell(row=2, column=3).value == "badname"
+    assert ws.cell(row=2, column=4).value == "badname"  # after row, occurrence, courseId
 
 
 def test_a_results_workbook_given_back_gets_its_own_columns_once(tmp_path):
@@ -232,8 +232,8 @@ def test_a_results_workbook_given_back_gets_its_own_columns_once(tmp_path):
     results.write_results(out, _validation(rows=rows, headers=headers), {}, {})
     ws = openpyxl.load_workbook(out)["Results"]
     header = [c.value for c in ws[1]]
-    assert header == ["row", "name", "admin notes", "status", "sessionId", "message", "attempts",
-                      "changes"]
+    assert header == ["row", "occurrence", "name", "admin notes", "status", "sessionId",
+                      "message", "attempts", "changes"]
     line = [c.value for c in ws[2]]
     assert line[header.index("sessionId")] == "478346000099999901"
     assert line[header.index("admin notes")] == "kept"

@@ -74,7 +74,7 @@ def test_read_only_readers_see_the_whole_sheet(tmp_path):
     wb = openpyxl.load_workbook(out, read_only=True)
     try:
         ws = wb["Results"]
-        assert (ws.max_row, ws.max_column) == (31, 1 + len(HEADERS) + len(RESULT_COLUMNS))
+        assert (ws.max_row, ws.max_column) == (31, 2 + len(HEADERS) + len(RESULT_COLUMNS))
         assert len(list(ws.iter_rows(values_only=True))) == 31
     finally:
         wb.close()

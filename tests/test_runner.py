@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from fakeclock import FakeClock
 
-from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.problems import Line, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.send.journal import CREATED, FAILED, INFLIGHT, RELEASED, UNKNOWN, Journal
 from bulkschedule.send.limiter import LockGate, WindowLimiter, make_pace
@@ -198,7 +198,7 @@ class Env:
         run_id: int | None = None,
         stop: asyncio.Event | None = None,
         events: list[Event] | None = None,
-    ):  # -> coroutine of dict[int, Outcome]
+    ):  # -> coroutine of dict[Line, Outcome]
         j = journal or self.journal
         sink = self.events if events is None else events
         return send_all(
@@ -217,7 +217,7 @@ class Env:
 
     async def send(
         self, reqs: Sequence[Request], config: RunConfig | None = None, **kw: object
-    ) -> dict[int, Outcome]:
+    ) -> dict[Line, Outcome]:
         out = await self.clock.run(self.sending(reqs, config, **kw), max_time=MAX_FAKE)  # type: ignore[arg-type]
         assert_one_outcome_each(reqs, out)
         return out
@@ -227,12 +227,12 @@ class Env:
         return None if entry is None else entry.status
 
 
-def assert_one_outcome_each(reqs: Sequence[Request], out: dict[int, Outcome]) -> None:
-    assert sorted(out) == sorted(r.row for r in reqs)
-    assert all(out[r].row == r for r in out)
+def assert_one_outcome_each(reqs: Sequence[Request], out: dict[Line, Outcome]) -> None:
+    assert sorted(out) == sorted(r.line for r in reqs)
+    assert all(out[r].line == r for r in out)
 
 
-def statuses(out: dict[int, Outcome]) -> Counter[str]:
+def statuses(out: dict[Line, Outcome]) -> Counter[str]:
     return Counter(str(o.status) for o in out.values())
 
 
@@ -266,7 +266,7 @@ async def test_happy_path(env: Env) -> None:
         assert len(env.zoho.creates(r.identity)) == 1
         entry = env.journal.lookup(BASE, r)
         assert entry is not None and entry.status == CREATED
-        assert entry.session_id == out[r.row].session_id
+        assert entry.session_id == out[r.line].session_id
     assert sum(isinstance(e, OutcomeEvent) for e in env.events) == 10
     # four workers in parallel: 10 rows at 1 s each take 3 rounds
     assert env.clock.time() - env.t0 == pytest.approx(3.0, abs=1e-6)
@@ -304,9 +304,9 @@ async def test_changed_row_is_not_sent_and_names_the_existing_session(env: Env) 
     edited = [reqs[0], make_req(reqs[1].row, fp="edited"), reqs[2]]
     out = await env.send(edited)
     assert len(env.zoho.creates()) == 3
-    changed = out[reqs[1].row]
+    changed = out[reqs[1].line]
     assert changed.status is Status.CHANGED
-    assert changed.session_id == first[reqs[1].row].session_id
+    assert changed.session_id == first[reqs[1].line].session_id
     assert changed.session_id in changed.message
     assert statuses(out) == {"exists": 2, "changed": 1}
 
@@ -317,7 +317,7 @@ async def test_rejected_row_fails_with_the_servers_message(env: Env) -> None:
         Rejected("BATCH_DATE_AND_SESSION_DATE_MISMATCH", status=400)
     ]
     out = await env.send(reqs)
-    bad = out[reqs[1].row]
+    bad = out[reqs[1].line]
     assert (bad.status, bad.message, bad.attempts) == (
         Status.FAILED,
         "BATCH_DATE_AND_SESSION_DATE_MISMATCH",
@@ -336,7 +336,7 @@ async def test_lockout_pauses_every_worker_for_exactly_the_lock(env: Env) -> Non
     out = await env.send(reqs, RunConfig(workers=4))
 
     assert statuses(out) == {"created": 12}
-    assert out[reqs[2].row].attempts == 2
+    assert out[reqs[2].line].attempts == 2
     assert all(len(env.zoho.creates(r.identity)) == (2 if r is reqs[2] else 1) for r in reqs)
     [t_lock] = env.zoho.refused_at
     during = [c for c in env.zoho.calls if t_lock < c.at < t_lock + 300]
@@ -366,7 +366,7 @@ async def test_row_refused_again_after_a_full_lock_fails(env: Env) -> None:
         Locked("Maximum limit exceeded", status=422),
     ]
     out = await env.send(reqs, RunConfig(workers=2))
-    bad = out[reqs[1].row]
+    bad = out[reqs[1].line]
     assert bad.status is Status.FAILED
     assert "Maximum limit exceeded" in bad.message and "full lock" in bad.message
     assert len(env.zoho.creates(reqs[1].identity)) == 2  # once, then once after the lock: no loop
@@ -385,12 +385,12 @@ async def test_row_waiting_out_a_lock_is_released_not_left_in_flight(env: Env) -
         assert env.status(reqs[0]) == RELEASED  # a crash now would not force a reconciliation
         stop.set()
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(env.sending(reqs, stop=stop), stop_during_lock())
         return out
 
     out = await env.clock.run(both(), max_time=MAX_FAKE)
-    assert out[reqs[0].row].status is Status.PENDING
+    assert out[reqs[0].line].status is Status.PENDING
     assert env.status(reqs[0]) == RELEASED
     assert len(env.zoho.creates()) == 1
 
@@ -402,7 +402,7 @@ async def test_server_error_retried_with_backoff_then_created(env: Env) -> None:
     [req] = rows(1)
     env.zoho.create_script[req.identity] = [ServerError("500 oops"), ServerError("502 oops")]
     out = await env.send([req], RunConfig(backoff_base=10.0))
-    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 3
+    assert out[req.line].status is Status.CREATED and out[req.line].attempts == 3
     c1, c2, c3 = (c.at for c in env.zoho.creates())
     latency = env.zoho.latency
     # equal jitter: the n-th retry waits between half and all of base * 2**(n-1)
@@ -426,12 +426,12 @@ async def test_server_errors_exhaust_attempts_then_fail(env: Env) -> None:
     reqs = rows(2)
     env.zoho.create_script[reqs[0].identity] = [ServerError(f"500 try {i}") for i in range(9)]
     out = await env.send(reqs, RunConfig(max_attempts=4))
-    bad = out[reqs[0].row]
+    bad = out[reqs[0].line]
     assert bad.status is Status.FAILED and bad.attempts == 4
     assert "500 try 3" in bad.message
     assert len(env.zoho.creates(reqs[0].identity)) == 4
     assert env.status(reqs[0]) == FAILED
-    assert out[reqs[1].row].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.CREATED
 
 
 async def test_not_sent_is_retried_then_bounded(env: Env) -> None:
@@ -439,8 +439,8 @@ async def test_not_sent_is_retried_then_bounded(env: Env) -> None:
     env.zoho.create_script[ok.identity] = [NotSent("connection refused")]
     env.zoho.create_script[bad.identity] = [NotSent("DNS failure")] * 9
     out = await env.send([ok, bad], RunConfig(max_attempts=3))
-    assert out[ok.row].status is Status.CREATED and out[ok.row].attempts == 2
-    assert out[bad.row].status is Status.FAILED and "DNS failure" in out[bad.row].message
+    assert out[ok.line].status is Status.CREATED and out[ok.line].attempts == 2
+    assert out[bad.line].status is Status.FAILED and "DNS failure" in out[bad.line].message
     assert len(env.zoho.creates(bad.identity)) == 3
 
 
@@ -451,7 +451,7 @@ async def test_lost_reply_found_by_listing_is_created_without_a_second_post(env:
     reqs = rows(3)
     env.zoho.create_script[reqs[0].identity] = [LOST]
     out = await env.send(reqs, RunConfig(reconcile_delay=5.0))
-    got = out[reqs[0].row]
+    got = out[reqs[0].line]
     assert got.status is Status.CREATED
     assert got.session_id == env.zoho.sessions[reqs[0].identity][0]
     assert len(env.zoho.creates(reqs[0].identity)) == 1
@@ -466,7 +466,7 @@ async def test_lost_reply_not_found_is_sent_once_more(env: Env) -> None:
     [req] = rows(1)
     env.zoho.create_script[req.identity] = [OutcomeUnknown("connection reset")]  # did not land
     out = await env.send([req])
-    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 2
+    assert out[req.line].status is Status.CREATED and out[req.line].attempts == 2
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "create"]
     assert len(env.zoho.sessions[req.identity]) == 1
 
@@ -475,8 +475,8 @@ async def test_repeated_lost_replies_are_bounded(env: Env) -> None:
     [req] = rows(1)
     env.zoho.create_script[req.identity] = [OutcomeUnknown("timeout")] * 9
     out = await env.send([req], RunConfig(max_attempts=3))
-    assert out[req.row].status is Status.FAILED and out[req.row].attempts == 3
-    assert "not created" in out[req.row].message
+    assert out[req.line].status is Status.FAILED and out[req.line].attempts == 3
+    assert "not created" in out[req.line].message
     assert [c.kind for c in env.zoho.calls] == ["create", "find"] * 3
     assert env.status(req) == FAILED
 
@@ -486,7 +486,7 @@ async def test_lockout_on_the_listing_lists_again_after_the_lock(env: Env) -> No
     env.zoho.create_script[req.identity] = [LOST]
     env.zoho.find_script[req.identity] = [Locked("7209 threshold")]
     out = await env.send([req])
-    assert out[req.row].status is Status.CREATED
+    assert out[req.line].status is Status.CREATED
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find"]
     f1, f2 = env.zoho.finds()
     assert f2.at - f1.at >= 300
@@ -526,14 +526,14 @@ async def test_listing_failing_twice_then_finding_it_is_created_without_a_second
         assert entry is not None
         held.append((entry.status, entry.run_id, entry.message))
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(
             env.sending(reqs, RunConfig(backoff_base=10.0, reconcile_delay=5.0)), probe()
         )
         return out
 
     out = await env.clock.run(both(), max_time=MAX_FAKE)
-    got = out[lost.row]
+    got = out[lost.line]
     assert got.status is Status.CREATED and got.attempts == 1
     assert got.session_id == env.zoho.sessions[lost.identity][0]
     assert len(env.zoho.creates(lost.identity)) == 1  # never re-sent
@@ -557,7 +557,7 @@ async def test_listing_failing_twice_then_finding_it_is_created_without_a_second
     assert status == INFLIGHT and "listing failed" in message and str(error(1)) in message
     assert run_id == env.journal.runs(1)[0].id
     assert env.status(lost) == CREATED
-    assert out[reqs[1].row].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.CREATED
 
 
 @pytest.mark.parametrize("error", LIST_ERRORS)
@@ -568,7 +568,7 @@ async def test_listing_failing_twice_then_not_finding_it_sends_once_more(
     env.zoho.create_script[req.identity] = [OutcomeUnknown("connection reset")]  # did not land
     env.zoho.find_script[req.identity] = [error(1), error(2)]
     out = await env.send([req], RunConfig(backoff_base=10.0))
-    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 2
+    assert out[req.line].status is Status.CREATED and out[req.line].attempts == 2
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "find", "create"]
     g1, g2 = listing_gaps(env, req.identity)
     assert 5.0 <= g1 <= 10.0 and 10.0 <= g2 <= 20.0
@@ -585,7 +585,7 @@ async def test_listing_that_keeps_failing_is_unknown_after_the_bound_for_the_nex
     env.zoho.create_script[lost.identity] = [LOST]
     env.zoho.find_script[lost.identity] = [error(i) for i in range(1, 10)]
     out = await env.send(reqs, RunConfig(list_attempts=3, backoff_base=10.0))
-    got = out[lost.row]
+    got = out[lost.line]
     assert got.status is Status.UNKNOWN
     assert "may have been created" in got.message.lower() and "next run" in got.message
     assert "3 times" in got.message and " 3)" in got.message  # the last failure is named
@@ -594,13 +594,13 @@ async def test_listing_that_keeps_failing_is_unknown_after_the_bound_for_the_nex
     assert 5.0 <= g1 <= 10.0 and 10.0 <= g2 <= 20.0
     assert len(env.zoho.creates(lost.identity)) == 1  # never re-sent blindly
     assert env.status(lost) == UNKNOWN  # the journal keeps it for the next run
-    assert out[reqs[1].row].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.CREATED
 
     # the next run, with a working listing, finds it and does not send it again
     env.zoho.find_script.clear()
     again = await env.send(reqs)
-    assert again[lost.row].status is Status.EXISTS
-    assert again[lost.row].session_id == env.zoho.sessions[lost.identity][0]
+    assert again[lost.line].status is Status.EXISTS
+    assert again[lost.line].session_id == env.zoho.sessions[lost.identity][0]
     assert len(env.zoho.creates(lost.identity)) == 1
     assert len(env.zoho.finds(lost.identity)) == 4
     assert env.status(lost) == CREATED
@@ -615,15 +615,15 @@ async def test_row_of_a_dead_run_is_listed_again_after_a_failed_listing(env: Env
     env.zoho.find_script[landed.identity] = [ServerError("500 on list")]
     env.zoho.find_script[gone.identity] = [NotSent("DNS failure")]
     out = await env.send([landed, gone])
-    assert out[landed.row].status is Status.EXISTS and out[landed.row].session_id == sid
-    assert f"run #{crashed}" in out[landed.row].message
+    assert out[landed.line].status is Status.EXISTS and out[landed.line].session_id == sid
+    assert f"run #{crashed}" in out[landed.line].message
     assert [c.kind for c in env.zoho.calls if c.identity == landed.identity] == ["find", "find"]
     assert [c.kind for c in env.zoho.calls if c.identity == gone.identity] == [
         "find",
         "find",
         "create",
     ]
-    assert out[gone.row].status is Status.CREATED and out[gone.row].attempts == 1
+    assert out[gone.line].status is Status.CREATED and out[gone.line].attempts == 1
 
 
 async def test_stop_during_a_listing_backoff_is_unknown_at_once(env: Env) -> None:
@@ -634,14 +634,14 @@ async def test_stop_during_a_listing_backoff_is_unknown_at_once(env: Env) -> Non
     config = RunConfig(backoff_base=100.0, reconcile_delay=5.0)  # lists again at +57 or later
     out = await run_with_stop(env, reqs, config, stop_at=20)
     assert env.clock.time() - env.t0 == pytest.approx(20.0, abs=1e-6)  # no wait for the backoff
-    got = out[lost.row]
+    got = out[lost.line]
     assert got.status is Status.UNKNOWN and "next run" in got.message
     assert env.status(lost) == UNKNOWN  # not left in flight: the operator's list shows it
     assert len(env.zoho.finds(lost.identity)) == 1  # no listing after the stop
-    assert out[reqs[1].row].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.CREATED
 
     again = await env.send(reqs)
-    assert again[lost.row].status is Status.EXISTS
+    assert again[lost.line].status is Status.EXISTS
     assert len(env.zoho.creates(lost.identity)) == 1
 
 
@@ -652,17 +652,17 @@ async def test_hard_stop_during_a_listing_backoff_leaves_the_row_unknown(env: En
     env.zoho.create_script[req.identity] = [LOST]
     env.zoho.find_script[req.identity] = [ServerError("503 on list")]  # answered at +7
 
-    async def scenario() -> dict[int, Outcome]:
+    async def scenario() -> dict[Line, Outcome]:
         config = RunConfig(backoff_base=100.0, reconcile_delay=5.0)
         sending = asyncio.ensure_future(env.sending([req], config))
         await env.clock.sleep(20)
         sending.cancel()
         await asyncio.wait({sending})
-        return {e.outcome.row: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
+        return {e.outcome.line: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
 
     out = await env.clock.run(scenario(), max_time=MAX_FAKE)
     assert_one_outcome_each([req], out)
-    assert out[req.row].status is Status.UNKNOWN
+    assert out[req.line].status is Status.UNKNOWN
     assert env.status(req) == UNKNOWN
     assert len(env.zoho.finds()) == 1 and len(env.zoho.creates()) == 1
 
@@ -675,7 +675,7 @@ async def test_fatal_answer_to_a_repeated_listing_stops_the_run(env: Env) -> Non
         Fatal("7218 invalid OAuth scope", status=403),
     ]
     out = await env.send([req])
-    got = out[req.row]
+    got = out[req.line]
     assert got.status is Status.UNKNOWN and "7218" in got.message
     assert env.status(req) == UNKNOWN
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find"]
@@ -689,7 +689,7 @@ async def test_lockout_on_a_repeated_listing_still_waits_out_the_lock(env: Env) 
     env.zoho.create_script[req.identity] = [LOST]
     env.zoho.find_script[req.identity] = [ServerError("500 on list"), Locked("7209 threshold")]
     out = await env.send([req])
-    assert out[req.row].status is Status.CREATED and out[req.row].attempts == 1
+    assert out[req.line].status is Status.CREATED and out[req.line].attempts == 1
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "find"]
     _, f2, f3 = env.zoho.finds()
     assert f3.at - (f2.at + env.zoho.latency) == pytest.approx(300, abs=1e-6)
@@ -701,11 +701,11 @@ async def test_another_run_waits_while_a_listing_backs_off(env: Env) -> None:
     env.zoho.find_script[req.identity] = [ServerError("503 on list")]  # at +6, answered +7
     j2 = Journal(env.state, clock=env.clock.time)
 
-    async def second_run_during_the_backoff() -> dict[int, Outcome]:
+    async def second_run_during_the_backoff() -> dict[Line, Outcome]:
         await env.clock.sleep(10)  # run A lists again at +57 or later
         return await env.sending([req], RunConfig(busy_poll=5.0), journal=j2)
 
-    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+    async def both() -> tuple[dict[Line, Outcome], dict[Line, Outcome]]:
         a, b = await asyncio.gather(
             env.sending([req], RunConfig(reconcile_delay=5.0, backoff_base=100.0)),
             second_run_during_the_backoff(),
@@ -714,9 +714,9 @@ async def test_another_run_waits_while_a_listing_backs_off(env: Env) -> None:
 
     out_a, out_b = await env.clock.run(both(), max_time=MAX_FAKE)
     j2.close()
-    assert out_a[req.row].status is Status.CREATED and out_a[req.row].attempts == 2
-    assert out_b[req.row].status is Status.EXISTS  # it saw the row busy, never listed or sent
-    assert out_b[req.row].session_id == out_a[req.row].session_id
+    assert out_a[req.line].status is Status.CREATED and out_a[req.line].attempts == 2
+    assert out_b[req.line].status is Status.EXISTS  # it saw the row busy, never listed or sent
+    assert out_b[req.line].session_id == out_a[req.line].session_id
     assert [c.kind for c in env.zoho.calls] == ["create", "find", "find", "create"]
     assert len(env.zoho.sessions[req.identity]) == 1
 
@@ -735,14 +735,14 @@ async def test_row_taken_over_during_a_listing_backoff_is_not_listed_or_sent(env
         assert j2.claim(BASE, req, other).kind.value == "stale"
         j2.record_created(BASE, req, other, "999000000000000001", attempts=0)
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         config = RunConfig(reconcile_delay=5.0, backoff_base=100.0, heartbeat_every=10_000.0)
         out, _ = await asyncio.gather(env.sending([req], config), other_run_takes_it_over())
         return out
 
     out = await env.clock.run(both(), max_time=MAX_FAKE)
     j2.close()
-    got = out[req.row]
+    got = out[req.line]
     assert got.status is Status.EXISTS and got.session_id == "999000000000000001"
     assert [c.kind for c in env.zoho.calls] == ["create", "find"]  # nothing after the backoff
     entry = env.journal.lookup(BASE, req)
@@ -757,13 +757,13 @@ async def test_fatal_answer_stops_the_run(env: Env, error: type[Fatal] | type[Au
     reqs = rows(10)
     env.zoho.create_script[reqs[2].identity] = [error("7218 invalid OAuth scope", status=403)]
     out = await env.send(reqs, RunConfig(workers=2))
-    fatal_row = out[reqs[2].row]
+    fatal_row = out[reqs[2].line]
     assert fatal_row.status is Status.FAILED and fatal_row.message == "7218 invalid OAuth scope"
     [t_fatal] = [c.at + env.zoho.latency for c in env.zoho.creates(reqs[2].identity)]
     assert not [c for c in env.zoho.calls if c.at > t_fatal]  # no call after the answer
     called = {c.row for c in env.zoho.creates()}
     for r in reqs:
-        o = out[r.row]
+        o = out[r.line]
         if r.row not in called:
             assert o.status is Status.FAILED
             assert o.message == (
@@ -785,7 +785,7 @@ async def test_stop_lets_calls_in_flight_finish_and_leaves_the_rest_pending(env:
         await env.clock.sleep(15)
         stop.set()
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(
             env.sending(reqs, RunConfig(workers=2, stop_grace=30), stop=stop), stopper()
         )
@@ -794,9 +794,9 @@ async def test_stop_lets_calls_in_flight_finish_and_leaves_the_rest_pending(env:
     out = await env.clock.run(both(), max_time=MAX_FAKE)
     assert_one_outcome_each(reqs, out)
     # rows 2, 3 done at +10; rows 4, 5 were in flight at +15 and finished at +20
-    assert [out[r.row].status for r in reqs[:4]] == [Status.CREATED] * 4
-    assert all(out[r.row].status is Status.PENDING for r in reqs[4:])
-    assert all("stopped" in out[r.row].message for r in reqs[4:])
+    assert [out[r.line].status for r in reqs[:4]] == [Status.CREATED] * 4
+    assert all(out[r.line].status is Status.PENDING for r in reqs[4:])
+    assert all("stopped" in out[r.line].message for r in reqs[4:])
     assert not [c for c in env.zoho.calls if c.at > env.t0 + 15]
     assert all(env.status(r) is None for r in reqs[4:])
     assert env.clock.time() - env.t0 == pytest.approx(20.0, abs=1e-6)
@@ -811,7 +811,7 @@ async def test_stop_grace_expiry_leaves_in_flight_rows_unknown_then_reconciled(e
         await env.clock.sleep(5)
         stop.set()
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(
             env.sending(reqs, RunConfig(workers=2, stop_grace=30), stop=stop), stopper()
         )
@@ -822,7 +822,7 @@ async def test_stop_grace_expiry_leaves_in_flight_rows_unknown_then_reconciled(e
     assert env.clock.time() - env.t0 == pytest.approx(
         35.0, abs=1e-6
     )  # stop + grace, not the full 100 s
-    assert [out[r.row].status for r in reqs] == [Status.UNKNOWN] * 2 + [Status.PENDING] * 2
+    assert [out[r.line].status for r in reqs] == [Status.UNKNOWN] * 2 + [Status.PENDING] * 2
     assert [env.status(r) for r in reqs] == [UNKNOWN, UNKNOWN, None, None]
 
     env.zoho.latency = 1.0
@@ -863,14 +863,14 @@ def use_real_pace(env: Env, *, tracked: bool = True) -> None:
 
 async def run_with_stop(
     env: Env, reqs: Sequence[Request], config: RunConfig, *, stop_at: float
-) -> dict[int, Outcome]:
+) -> dict[Line, Outcome]:
     stop = asyncio.Event()
 
     async def stopper() -> None:
         await env.clock.sleep(stop_at)
         stop.set()
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(env.sending(reqs, config, stop=stop), stopper())
         return out
 
@@ -898,8 +898,8 @@ async def test_stop_during_a_lockout_releases_rows_waiting_in_the_pace_at_once(e
     assert [c.row for c in env.zoho.calls] == [reqs[0].row]  # nothing else left
     for r in reqs[1:4]:  # claimed, then waited in the pace: given back, no attempt counted
         assert env.status(r) == RELEASED
-        assert out[r.row].attempts == 0
-        assert "stopped before this row was sent" in out[r.row].message
+        assert out[r.line].attempts == 0
+        assert "stopped before this row was sent" in out[r.line].message
     assert env.status(reqs[0]) == RELEASED  # released when the lockout came back
     assert all(env.status(r) is None for r in reqs[4:])  # never claimed
 
@@ -920,7 +920,7 @@ async def test_without_track_pace_rows_inside_the_client_are_treated_as_sent(env
     reqs = lock_while_three_rows_wait_for_slots(env)
     out = await run_with_stop(env, reqs, RunConfig(workers=4, stop_grace=30), stop_at=60)
     assert env.clock.time() - env.t0 == pytest.approx(90.0, abs=1e-6)
-    assert [out[r.row].status for r in reqs[1:4]] == [Status.UNKNOWN] * 3
+    assert [out[r.line].status for r in reqs[1:4]] == [Status.UNKNOWN] * 3
     assert [env.status(r) for r in reqs[1:4]] == [UNKNOWN] * 3
     assert len(env.zoho.calls) == 1
 
@@ -951,7 +951,7 @@ async def test_stop_gives_the_grace_only_to_a_request_on_the_wire(
         settled_early.extend(e.outcome.row for e in env.events if isinstance(e, OutcomeEvent))
         assert [env.status(r) for r in reqs[2:]] == [RELEASED, RELEASED]
 
-    async def run() -> dict[int, Outcome]:
+    async def run() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(
             run_with_stop(env, reqs, RunConfig(workers=4, stop_grace=30), stop_at=10), probe()
         )
@@ -959,10 +959,10 @@ async def test_stop_gives_the_grace_only_to_a_request_on_the_wire(
 
     out = await run()
     assert env.clock.time() - env.t0 == pytest.approx(ends_at, abs=1e-6)
-    assert out[reqs[0].row].status is status  # the grace applied to the one on the wire
+    assert out[reqs[0].line].status is status  # the grace applied to the one on the wire
     assert env.status(reqs[0]) == journal_status
     assert sorted(settled_early) == sorted(r.row for r in reqs[1:])
-    assert [out[r.row].status for r in reqs[1:]] == [Status.PENDING] * 3
+    assert [out[r.line].status for r in reqs[1:]] == [Status.PENDING] * 3
     assert [env.status(r) for r in reqs[1:]] == [RELEASED] * 3
     assert [c.row for c in env.zoho.calls] == [reqs[0].row, reqs[1].row]
 
@@ -977,7 +977,7 @@ async def test_hard_stop_abandons_only_the_request_on_the_wire(
     reqs = one_in_flight_two_waiting(env, 100.0)
     stop = asyncio.Event()
 
-    async def scenario() -> dict[int, Outcome]:
+    async def scenario() -> dict[Line, Outcome]:
         sending = asyncio.ensure_future(env.sending(reqs, RunConfig(stop_grace=30), stop=stop))
         await env.clock.sleep(10)
         if soft_stop_first:
@@ -985,16 +985,16 @@ async def test_hard_stop_abandons_only_the_request_on_the_wire(
             await env.clock.sleep(2)
         sending.cancel()
         await asyncio.wait({sending})
-        return {e.outcome.row: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
+        return {e.outcome.line: e.outcome for e in env.events if isinstance(e, OutcomeEvent)}
 
     out = await env.clock.run(scenario(), max_time=MAX_FAKE)
     assert_one_outcome_each(reqs, out)
     assert env.clock.time() - env.t0 == pytest.approx(12.0 if soft_stop_first else 10.0, abs=1e-6)
-    assert out[reqs[0].row].status is Status.UNKNOWN
+    assert out[reqs[0].line].status is Status.UNKNOWN
     assert env.status(reqs[0]) == UNKNOWN
-    assert [out[r.row].status for r in reqs[1:]] == [Status.PENDING] * 3
+    assert [out[r.line].status for r in reqs[1:]] == [Status.PENDING] * 3
     assert [env.status(r) for r in reqs[1:]] == [RELEASED] * 3
-    assert all(out[r.row].attempts == 0 for r in reqs[2:])
+    assert all(out[r.line].attempts == 0 for r in reqs[2:])
 
 
 async def test_listing_waiting_on_the_lock_at_a_stop_is_unknown_at_once(env: Env) -> None:
@@ -1006,13 +1006,13 @@ async def test_listing_waiting_on_the_lock_at_a_stop_is_unknown_at_once(env: Env
         env, [lost, locked], RunConfig(workers=2, reconcile_delay=5.0), stop_at=60
     )
     assert env.clock.time() - env.t0 == pytest.approx(60.0, abs=1e-6)
-    assert out[lost.row].status is Status.UNKNOWN  # it may exist: never released
+    assert out[lost.line].status is Status.UNKNOWN  # it may exist: never released
     assert env.status(lost) == UNKNOWN
-    assert out[locked.row].status is Status.PENDING
+    assert out[locked.line].status is Status.PENDING
     assert env.zoho.finds() == []
 
     again = await env.send([lost, locked])  # lists first, finds it, does not send it again
-    assert again[lost.row].status is Status.EXISTS
+    assert again[lost.line].status is Status.EXISTS
     assert len(env.zoho.creates(lost.identity)) == 1
     assert len(env.zoho.finds(lost.identity)) == 1
 
@@ -1022,7 +1022,7 @@ async def test_no_listing_starts_after_a_stop(env: Env) -> None:
     env.zoho.create_script[req.identity] = [LOST]  # reply lost at +1; listing due at +31
     out = await run_with_stop(env, [req], RunConfig(reconcile_delay=30.0), stop_at=10)
     assert env.clock.time() - env.t0 == pytest.approx(10.0, abs=1e-6)  # no wait for the listing
-    assert out[req.row].status is Status.UNKNOWN and "next run" in out[req.row].message
+    assert out[req.line].status is Status.UNKNOWN and "next run" in out[req.line].message
     assert env.status(req) == UNKNOWN
     assert env.zoho.finds() == []
 
@@ -1034,12 +1034,12 @@ async def test_fatal_answer_releases_rows_waiting_in_the_pace(env: Env) -> None:
     out = await env.send(reqs, RunConfig(workers=4))
     t_fatal = env.zoho.creates(reqs[1].identity)[0].at + env.zoho.latency
     assert env.clock.time() == pytest.approx(t_fatal, abs=1e-6)  # nobody waited for a slot
-    assert out[reqs[0].row].status is Status.CREATED
-    assert out[reqs[1].row].status is Status.FAILED
+    assert out[reqs[0].line].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.FAILED
     for r in reqs[2:]:  # claimed, waiting for a limiter slot: not sent, given back
-        assert out[r.row].status is Status.FAILED
-        assert out[r.row].message.startswith("Not sent: the run stopped because Zoho answered")
-        assert out[r.row].attempts == 0
+        assert out[r.line].status is Status.FAILED
+        assert out[r.line].message.startswith("Not sent: the run stopped because Zoho answered")
+        assert out[r.line].attempts == 0
         assert env.status(r) == RELEASED
     assert [c.row for c in env.zoho.calls] == [reqs[0].row, reqs[1].row]
 
@@ -1055,7 +1055,7 @@ async def test_a_pace_refused_after_a_stop_sends_nothing(env: Env) -> None:
 
     env.zoho.pace = track_pace(pace_that_stops_the_run)
     out = await env.send([req], stop=stop)
-    assert out[req.row].status is Status.PENDING and out[req.row].attempts == 0
+    assert out[req.line].status is Status.PENDING and out[req.line].attempts == 0
     assert env.status(req) == RELEASED
     assert env.zoho.calls == []
 
@@ -1084,10 +1084,10 @@ async def test_row_left_in_flight_by_a_crashed_run_is_reconciled_before_resendin
     sid = env.zoho.add_session(landed)  # its POST had landed before the crash
     out = await env.send([landed, lost, fresh])
 
-    assert out[landed.row].status is Status.EXISTS and out[landed.row].session_id == sid
+    assert out[landed.line].status is Status.EXISTS and out[landed.line].session_id == sid
     assert env.zoho.creates(landed.identity) == []
     assert [c.kind for c in env.zoho.calls if c.identity == lost.identity] == ["find", "create"]
-    assert out[lost.row].status is Status.CREATED
+    assert out[lost.line].status is Status.CREATED
     assert env.zoho.finds(fresh.identity) == []  # an ordinary new row is not listed
     assert {env.status(r) for r in (landed, lost, fresh)} == {CREATED}
 
@@ -1101,17 +1101,17 @@ async def test_row_busy_in_another_live_run_becomes_exists(env: Env) -> None:
         await env.clock.sleep(20)
         env.journal.record_created(BASE, held, other, "999000000000000001", attempts=1)
 
-    async def both() -> dict[int, Outcome]:
+    async def both() -> dict[Line, Outcome]:
         out, _ = await asyncio.gather(
             env.sending([held, mine], RunConfig(busy_poll=5.0)), other_run_finishes()
         )
         return out
 
     out = await env.clock.run(both(), max_time=MAX_FAKE)
-    assert out[held.row].status is Status.EXISTS
-    assert out[held.row].session_id == "999000000000000001"
+    assert out[held.line].status is Status.EXISTS
+    assert out[held.line].session_id == "999000000000000001"
     assert env.zoho.calls == [c for c in env.zoho.calls if c.identity == mine.identity]
-    assert out[mine.row].status is Status.CREATED
+    assert out[mine.line].status is Status.CREATED
 
 
 async def test_row_busy_for_too_long_is_unknown_and_not_sent(env: Env) -> None:
@@ -1124,7 +1124,7 @@ async def test_row_busy_for_too_long_is_unknown_and_not_sent(env: Env) -> None:
             await env.clock.sleep(5)
             env.journal.heartbeat(other)
 
-    async def ours() -> dict[int, Outcome]:
+    async def ours() -> dict[Line, Outcome]:
         beat = asyncio.create_task(keep_other_alive())
         try:
             return await env.sending([held], RunConfig(busy_wait=60.0, busy_poll=5.0))
@@ -1132,7 +1132,7 @@ async def test_row_busy_for_too_long_is_unknown_and_not_sent(env: Env) -> None:
             beat.cancel()
 
     out = await env.clock.run(ours(), max_time=MAX_FAKE)
-    got = out[held.row]
+    got = out[held.line]
     assert got.status is Status.UNKNOWN and f"run #{other}" in got.message
     assert env.zoho.calls == []
     assert 60 <= env.clock.time() - env.t0 <= 66
@@ -1148,7 +1148,7 @@ async def test_two_concurrent_runs_create_each_identity_exactly_once(env: Env) -
     events_a: list[Event] = []
     events_b: list[Event] = []
 
-    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+    async def both() -> tuple[dict[Line, Outcome], dict[Line, Outcome]]:
         a, b = await asyncio.gather(
             env.sending(reqs, RunConfig(workers=3), events=events_a),
             env.sending(other_order, RunConfig(workers=3), journal=j2, events=events_b),
@@ -1162,9 +1162,9 @@ async def test_two_concurrent_runs_create_each_identity_exactly_once(env: Env) -
     creates = Counter(c.identity for c in env.zoho.creates())
     assert creates == Counter(r.identity for r in reqs)  # exactly once each
     for r in reqs:
-        pair = {out_a[r.row].status, out_b[r.row].status}
+        pair = {out_a[r.line].status, out_b[r.line].status}
         assert pair == {Status.CREATED, Status.EXISTS}
-        assert out_a[r.row].session_id == out_b[r.row].session_id
+        assert out_a[r.line].session_id == out_b[r.line].session_id
     assert statuses(out_a)["created"] > 0 and statuses(out_b)["created"] > 0
 
 
@@ -1174,11 +1174,11 @@ async def test_another_run_waits_while_a_lost_reply_is_being_reconciled(env: Env
     env.zoho.create_script[req.identity] = [OutcomeUnknown("read timeout")]
     j2 = Journal(env.state, clock=env.clock.time)
 
-    async def late_second_run() -> dict[int, Outcome]:
+    async def late_second_run() -> dict[Line, Outcome]:
         await env.clock.sleep(2)  # run A got no reply at +1 and lists at +6
         return await env.sending([req], RunConfig(busy_poll=1.0), journal=j2)
 
-    async def both() -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+    async def both() -> tuple[dict[Line, Outcome], dict[Line, Outcome]]:
         a, b = await asyncio.gather(
             env.sending([req], RunConfig(reconcile_delay=5.0)), late_second_run()
         )
@@ -1186,8 +1186,8 @@ async def test_another_run_waits_while_a_lost_reply_is_being_reconciled(env: Env
 
     out_a, out_b = await env.clock.run(both(), max_time=MAX_FAKE)
     j2.close()
-    assert out_a[req.row].status is Status.CREATED and out_a[req.row].attempts == 2
-    assert out_b[req.row].status is Status.EXISTS
+    assert out_a[req.line].status is Status.CREATED and out_a[req.line].attempts == 2
+    assert out_b[req.line].status is Status.EXISTS
     assert len(env.zoho.sessions[req.identity]) == 1
     assert [(c.kind, c.at - env.t0) for c in env.zoho.calls] == [
         ("create", 0.0),
@@ -1203,9 +1203,9 @@ async def test_unexpected_client_error_never_loses_the_row(env: Env) -> None:
     reqs = rows(2)
     env.zoho.create_script[reqs[0].identity] = [ValueError("bug")]
     out = await env.send(reqs)
-    assert out[reqs[0].row].status is Status.UNKNOWN
+    assert out[reqs[0].line].status is Status.UNKNOWN
     assert env.status(reqs[0]) == UNKNOWN
-    assert out[reqs[1].row].status is Status.CREATED
+    assert out[reqs[1].line].status is Status.CREATED
 
 
 async def test_a_failing_progress_callback_does_not_break_the_run(env: Env) -> None:
@@ -1264,11 +1264,11 @@ async def test_preview_reports_without_calling(env: Env) -> None:
     reqs = [done, make_req(edited.row, fp="edited"), unsure, new]
     out = preview(reqs, journal=env.journal, api_base=BASE)
     assert len(env.zoho.calls) == n
-    assert out[done.row].status is Status.EXISTS
-    assert out[done.row].session_id == first[done.row].session_id
-    assert out[edited.row].status is Status.CHANGED
-    assert out[unsure.row].status is Status.WOULD_CREATE and "list" in out[unsure.row].message
-    assert out[new.row].status is Status.WOULD_CREATE
+    assert out[done.line].status is Status.EXISTS
+    assert out[done.line].session_id == first[done.line].session_id
+    assert out[edited.line].status is Status.CHANGED
+    assert out[unsure.line].status is Status.WOULD_CREATE and "list" in out[unsure.line].message
+    assert out[new.line].status is Status.WOULD_CREATE
 
 
 def test_preview_flags_a_repeated_identity() -> None:
@@ -1284,7 +1284,7 @@ def test_preview_flags_a_repeated_identity() -> None:
             return {}
 
     out = preview([a, same, other], journal=NoJournal(), api_base=BASE)  # type: ignore[arg-type]
-    assert [out[r].status for r in (2, 3, 4)] == [
+    assert [out[(r, 0)].status for r in (2, 3, 4)] == [
         Status.WOULD_CREATE,
         Status.EXISTS,
         Status.CHANGED,

@@ -16,7 +16,7 @@ import pytest
 from fakeclock import FakeClock
 
 from bulkschedule.core.errors import Locked, Rejected, ServerError
-from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.problems import Line, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.send.journal import CREATED, Journal
 from bulkschedule.send.limiter import LockGate, WindowLimiter, make_pace, max_in_any_window
@@ -174,32 +174,32 @@ class Env:
         return make_req(row, start=start, session_id=session)
 
     def sending(self, reqs: Sequence[Request], config: RunConfig | None = None, *,
-                stop: asyncio.Event | None = None) -> Awaitable[dict[int, Outcome]]:
+                stop: asyncio.Event | None = None) -> Awaitable[dict[Line, Outcome]]:
         return send_all(reqs, client=self.zoho, journal=self.journal, gate=self.gate,
                         api_base=BASE, run_id=self.journal.start_run("term.results.xlsx", BASE),
                         config=config or RunConfig(), clock=self.clock, stop=stop,
                         on_event=self.events.append, rng=random.Random(7))
 
     async def send(self, reqs: Sequence[Request], config: RunConfig | None = None,
-                   ) -> dict[int, Outcome]:
+                   ) -> dict[Line, Outcome]:
         out = await self.clock.run(self.sending(reqs, config), max_time=MAX_FAKE)
-        assert sorted(out) == sorted(r.row for r in reqs)
+        assert sorted(out) == sorted(r.line for r in reqs)
         return out
 
     async def send_with_stop(self, reqs: Sequence[Request], config: RunConfig, *,
-                             stop_at: float) -> dict[int, Outcome]:
+                             stop_at: float) -> dict[Line, Outcome]:
         stop = asyncio.Event()
 
         async def stopper() -> None:
             await self.clock.sleep(stop_at)
             stop.set()
 
-        async def both() -> dict[int, Outcome]:
+        async def both() -> dict[Line, Outcome]:
             out, _ = await asyncio.gather(self.sending(reqs, config, stop=stop), stopper())
             return out
 
         out = await self.clock.run(both(), max_time=MAX_FAKE)
-        assert sorted(out) == sorted(r.row for r in reqs)
+        assert sorted(out) == sorted(r.line for r in reqs)
         return out
 
 
@@ -223,7 +223,7 @@ def paced(tmp_path: Path) -> Iterator[Env]:
 async def test_an_update_is_patched_never_claimed_or_created(env: Env) -> None:
     upd = env.edited(2)
     out = await env.send([upd])
-    o = out[upd.row]
+    o = out[upd.line]
     assert (o.status, o.session_id, o.attempts, o.message) == (Status.UPDATED, upd.session_id, 1,
                                                                "updated")
     assert [c.kind for c in env.zoho.calls] == ["patch"]
@@ -239,7 +239,7 @@ async def test_a_lost_patch_reply_is_sent_again_and_ends_updated(env: Env) -> No
     env.zoho.patch_script[upd.row] = [ServerError("lost contact with people.zoho.com while "
                                                   "waiting for the reply to the update")]
     out = await env.send([upd], RunConfig(backoff_base=10.0))
-    o = out[upd.row]
+    o = out[upd.line]
     assert (o.status, o.session_id, o.attempts) == (Status.UPDATED, upd.session_id, 2)
     first, second = env.zoho.kinds("patch")
     assert 5.0 <= second.at - (first.at + env.zoho.latency) <= 10.0  # the create backoff
@@ -253,7 +253,7 @@ async def test_patches_that_keep_failing_are_bounded(env: Env) -> None:
     upd = env.edited(2)
     env.zoho.patch_script[upd.row] = [ServerError("503")] * 10
     out = await env.send([upd], RunConfig(max_attempts=3, backoff_base=1.0))
-    o = out[upd.row]
+    o = out[upd.line]
     assert o.status is Status.FAILED and o.attempts == 3 and "503" in o.message
     assert len(env.zoho.kinds("patch")) == 3
     # not confirmed: the journal still holds it pending, for the next run to send again
@@ -268,7 +268,7 @@ async def test_a_session_deleted_in_zoho_fails_the_row_with_the_message(env: Env
             "--row N` for the row and run the sheet again")
     env.zoho.patch_script[upd.row] = [Rejected(gone, status=404)]
     out = await env.send([upd])
-    o = out[upd.row]
+    o = out[upd.line]
     assert (o.status, o.message, o.attempts) == (Status.FAILED, gone, 1)
     assert len(env.zoho.kinds("patch")) == 1 and env.zoho.kinds("create") == []
     # the journal's record of the session is not turned into a failed create
@@ -281,8 +281,8 @@ async def test_a_lockout_on_a_patch_closes_the_gate_for_everyone(env: Env) -> No
     creates = [make_req(r) for r in range(3, 9)]
     env.zoho.patch_script[upd.row] = [Locked("Maximum limit exceeded", status=422)]
     out = await env.send([upd, *creates], RunConfig(workers=2))
-    assert out[upd.row].status is Status.UPDATED and out[upd.row].attempts == 2
-    assert all(out[r.row].status is Status.CREATED for r in creates)
+    assert out[upd.line].status is Status.UPDATED and out[upd.line].attempts == 2
+    assert all(out[r.line].status is Status.CREATED for r in creates)
     [t_lock] = env.zoho.refused_at
     assert [c for c in env.zoho.calls if t_lock < c.at < t_lock + 300] == []
     later = [c for c in env.zoho.calls if c.at >= t_lock]
@@ -297,7 +297,7 @@ async def test_a_stop_while_an_update_may_be_on_the_wire_is_unknown_and_left_pen
     env.zoho.latency = 100.0
     out = await env.send_with_stop([upd], RunConfig(stop_grace=30), stop_at=5)
     assert env.clock.time() - env.t0 == pytest.approx(35.0, abs=1e-6)  # the stop + its grace
-    o = out[upd.row]
+    o = out[upd.line]
     assert (o.status, o.session_id, o.attempts) == (Status.UNKNOWN, upd.session_id, 1)
     assert "sends it again" in o.message
     e = env.journal.lookup(BASE, upd)
@@ -312,8 +312,8 @@ async def test_a_stop_gives_an_update_on_the_wire_the_grace_as_it_gives_a_create
     new = make_req(3)
     env.zoho.latency = 20.0
     out = await env.send_with_stop([upd, new], RunConfig(workers=2, stop_grace=30), stop_at=5)
-    assert out[new.row].status is Status.CREATED
-    assert out[upd.row].status is Status.UPDATED
+    assert out[new.line].status is Status.CREATED
+    assert out[upd.line].status is Status.UPDATED
     assert env.clock.time() - env.t0 == pytest.approx(20.0, abs=1e-6)
     e = env.journal.lookup(BASE, upd)
     assert e is not None and e.pending is None and e.sent == upd.session_data
@@ -327,7 +327,7 @@ async def test_a_stop_before_an_update_left_leaves_it_pending(paced: Env) -> Non
     env.zoho.create_script[first.row] = [Locked("Maximum limit exceeded", status=422)]
     upd = env.edited(3)
     out = await env.send_with_stop([first, upd], RunConfig(workers=2, stop_grace=30), stop_at=60)
-    o = out[upd.row]
+    o = out[upd.line]
     assert (o.status, o.attempts) == (Status.PENDING, 0)
     assert env.zoho.kinds("patch") == []
     assert env.clock.time() - env.t0 == pytest.approx(60.0, abs=1e-6)  # no grace was waited

@@ -461,6 +461,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             aliases=(Alias("--once", 0, "Process what is ready, then exit (the default; for "
                                         "cron and timers)."),),
             doc_default="none (run once)"),
+    Setting("inbox.holidays", "inbox: holidays", PathValue(), default=None,
+            help="Dates no repeating row of any inbox sheet has a session on: a file with a "
+                 "date or a range in the first column (besides a workbook's Holidays sheet)",
+            scope="inbox", doc_default="none (only each workbook's Holidays sheet)"),
     Setting("inbox.dir", "inbox: folder", PathValue(), default=None, help="The inbox folder",
             scope="inbox", argument="DIR", doc_default="none (`inbox` without DIR then fails)"),
     Setting("read_memory_mb", "reading: memory cap (MB)", Number(64, MAX_MEGABYTES, integer=True),
@@ -515,6 +519,7 @@ class InboxSettings:
     update: bool = False
     stable_seconds: float = 30.0
     watch: float | None = None
+    holidays: Path | None = None  #: a file of dates no repeating row has a session on
     dir: Path | None = None
 
 

@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -45,10 +46,11 @@ from bulkschedule.app.logs import log_summary
 from bulkschedule.app.results import write_report
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK
 from bulkschedule.core.errors import InboxBusy as InboxBusy  # the CLI and tests import it here
-from bulkschedule.core.errors import JobError
+from bulkschedule.core.errors import JobError, ReadError
 from bulkschedule.core.problems import Status
 from bulkschedule.send.api import SendSettings
 from bulkschedule.send.runner import Event
+from bulkschedule.sheet.reader import read_holidays
 from bulkschedule.sheet.schema import Validation
 from bulkschedule.zoho.auth import TokenProvider
 
@@ -498,13 +500,14 @@ SheetRead = tuple[tuple[bool, bool], Validation | str]
 SheetReader = Callable[[Path], SheetRead]
 
 
-def read_sheet(sheet: Path) -> SheetRead:
+def read_sheet(sheet: Path, holidays: Path | None = None) -> SheetRead:
     """What the capped child does with an inbox sheet (`isolate.run_isolated`): both the
-    Instructions check and the validation parse the file, so both happen there."""
+    Instructions check and the validation parse the file, so both happen there. ``holidays``:
+    the inbox's file of dates no repeating row has a session on (``[inbox] holidays``)."""
     asks = read_instructions(sheet)
     flags = (asks.all_or_nothing, asks.update)
     try:
-        return flags, load_sheet(sheet)
+        return flags, load_sheet(sheet, {"holidays": holidays} if holidays else None)
     except JobError as err:
         return flags, str(err)
 
@@ -526,6 +529,7 @@ class InboxPass:
     on_sheet: Callable[[SheetResult], None] | None = None
     read_limits: ReadLimits = field(default_factory=ReadLimits)
     reader: SheetReader = read_sheet  # run in the capped child (tests give their own)
+    holidays: Path | None = None  # the inbox's holidays file, checked before each sheet
 
     @property
     def stopping(self) -> bool:
@@ -548,6 +552,7 @@ async def process_inbox(
     clock: Callable[[], float] = time.time,
     read_limits: ReadLimits | None = None,
     reader: SheetReader = read_sheet,
+    holidays: Path | None = None,
 ) -> InboxResult:
     """Process every ready sheet in ``incoming/`` once, oldest first. Call with the instance lock
     held (`InstanceLock`): two passes over the same folder would race for the same files.
@@ -576,12 +581,18 @@ async def process_inbox(
     yes``); otherwise they are reported ``changed`` and nothing of them is sent.
     ``on_event_factory(sheet_name, rows_to_send)`` gives the runner-event callback for a sheet
     (progress, log lines); ``on_sheet`` hears about each sheet when it is settled.
+    ``holidays``: a file of dates no repeating row of any sheet has a session on (besides a
+    workbook's own Holidays sheet); one that cannot be read leaves the sheet in ``incoming/``
+    (not started: the pass ends), since it is the inbox's set-up and not the sheet at fault.
     """
+    if holidays is not None and reader is read_sheet:  # a reader of one's own reads its own
+        reader = functools.partial(read_sheet, holidays=holidays)
     run = InboxPass(paths, send_settings, tokens, start=clock() if now is None else now,
                     log=logger or logging.getLogger("bulkschedule"), clock=clock,
                     all_or_nothing=all_or_nothing, update=update, stop=stop,
                     on_event_factory=on_event_factory, on_sheet=on_sheet,
-                    read_limits=read_limits or ReadLimits(), reader=reader)
+                    read_limits=read_limits or ReadLimits(), reader=reader,
+                    holidays=holidays)
     paths.ensure()
     outcome = InboxResult()
     for sheet in pending_sheets(paths, run.start, stable_seconds):
@@ -603,6 +614,14 @@ async def process_sheet(sheet: Path, run: InboxPass) -> SheetResult:
     it: rejected/ (unreadable, or all-or-nothing with errors), done/ (sent), or left in
     incoming/ (not started, incomplete). The result is not settled yet (see `_settle`)."""
     started = run.clock()
+    if run.holidays is not None:
+        try:
+            read_holidays(run.holidays)  # the admin's own small file: read here
+        except (ReadError, OSError) as err:
+            result = SheetResult(sheet.name, DONE, EXIT_OK, all_or_nothing=run.all_or_nothing,
+                                 started=started)
+            why = err.strerror if isinstance(err, OSError) and err.strerror else err
+            return _not_started(result, f"the inbox's holidays file: {why}", run)
     try:
         flags, read = await run_isolated(run.reader, sheet, limits=run.read_limits,
                                          what=str(sheet))

@@ -23,7 +23,14 @@ import aiohttp
 from bulkschedule.app.results import write_results
 from bulkschedule.core.constants import EXIT_CANNOT_START, EXIT_INCOMPLETE, EXIT_OK, PayloadStyle
 from bulkschedule.core.errors import AuthError, JobError, ReadError, StateError
-from bulkschedule.core.problems import DONE_STATUSES, PLANNED_STATUSES, Outcome, Status
+from bulkschedule.core.problems import (
+    DONE_STATUSES,
+    PLANNED_STATUSES,
+    Line,
+    Outcome,
+    Status,
+    line_of,
+)
 from bulkschedule.core.request import Request
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.preflight import resolve_offline, with_problems
@@ -45,10 +52,10 @@ from bulkschedule.send.runner import (
     track_pace,
 )
 from bulkschedule.sheet.limits import ReadLimits
-from bulkschedule.sheet.parse import typed_id
+from bulkschedule.sheet.parse import format_date, typed_id
 from bulkschedule.sheet.payload import build_request, oversized
 from bulkschedule.sheet.reader import read_holidays, read_table
-from bulkschedule.sheet.schema import Validation, preload, validate
+from bulkschedule.sheet.schema import SessionRow, Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.urls import check_base_url
 
@@ -76,7 +83,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class JobResult:
     validation: Validation
-    outcomes: dict[int, Outcome]  # one per input row
+    #: one per session (a valid repeating row's each), one per invalid row: by `Line`
+    outcomes: dict[Line, Outcome]
     results_path: Path | None
     summary: dict[str, Any]
     exit_code: int
@@ -99,7 +107,6 @@ def load(
     payload_style: PayloadStyle = "query",
     limits: ReadLimits = DEFAULT_LIMITS,
     holidays: str | Path | None = None,
-    repeating: bool = False,
 ) -> Validation:
     """Read and validate; an unreadable file is a `JobError` (one line, exit 2).
 
@@ -111,9 +118,6 @@ def load(
 
     ``holidays``: a file of dates no repeating row has a session on (``--holidays``), besides a
     workbook's own Holidays sheet; unreadable, it is a `JobError` like the sheet.
-    ``repeating``: the caller can take the sessions of repeating rows (``validate``); for the
-    others, a sheet with a valid repeating row is a `JobError`: sending them, which keys its
-    outcomes by row, is not there yet.
     """
 
     if Path(sheet).suffix.lower() not in (".csv", ".txt"):
@@ -138,12 +142,6 @@ def load(
                             given={"courseId": course, "batchId": batch, "moduleId": module})
     checked = validate(names.table, course=course, batch=batch, module=module,
                        month_first=month_first, today=today)
-    waiting = [e.row for e in checked.expansions if e.row not in checked.error_rows]
-    if waiting and not repeating:
-        shown = ", ".join(map(str, waiting[:3])) + (f" and {len(waiting) - 3} more"
-                                                     if len(waiting) > 3 else "")
-        raise JobError(f"{sheet}: row{'s' * (len(waiting) > 1)} {shown} repeat: repeating rows "
-                       "are validated but not yet sent (check them with bulkschedule validate)")
     unsendable = oversized(checked.sessions, payload_style) if not checked.fatal else []
     if not (names.resolved or names.problems or unsendable):
         return checked
@@ -183,7 +181,7 @@ def plan_for(validation: Validation, journal: Journal, base: str, zoho: Zoho | N
         entries = journal.lookup_many(base, requests)
     named = [r.session_id for r in requests if r.session_id is not None]
     return make_plan(requests, journal=entries, sessions=journal.by_session(base, named),
-                     zoho=zoho, invalid=validation.n_rows - len(requests),
+                     zoho=zoho, invalid=validation.n_rows - validation.valid_rows,
                      named_elsewhere=named_on_invalid_rows(validation))
 
 
@@ -202,17 +200,22 @@ def named_on_invalid_rows(validation: Validation) -> list[str]:
 def plan_document(result: JobResult) -> dict[str, Any]:
     """``run --dry-run --json``: ``{"file", "rows", "plan": {"create", "update", "unchanged",
     "invalid"}, "actions": [{"row", "action", "sessionId", "changes": {field: [old, new]}}]}``,
-    one action per input row (a contract: scripts read it)."""
-    steps = result.plan.by_row() if result.plan is not None else {}
+    one action per input row (a contract: scripts read it). A valid repeating row has one
+    action per session, each with its ``"occurrence"`` (n from 1) after ``"row"``; ``rows``
+    counts the actions."""
+    steps = result.plan.by_line() if result.plan is not None else {}
     actions = []
     counts = {str(a): 0 for a in Action}
-    for row, outcome in sorted(result.outcomes.items()):
-        step = steps.get(row)
+    for line, outcome in sorted(result.outcomes.items()):
+        step = steps.get(line)
         action = Action.INVALID if step is None else step.action
         if outcome.status == Status.INVALID:
             action = Action.INVALID
         counts[str(action)] += 1
-        actions.append({"row": row, "action": str(action),
+        where: dict[str, Any] = {"row": outcome.row}
+        if outcome.occurrence is not None:
+            where["occurrence"] = outcome.occurrence
+        actions.append({**where, "action": str(action),
                         "sessionId": outcome.session_id if step is not None else None,
                         "changes": {k: list(v) for k, v in (outcome.changes or {}).items()}})
     return {"file": str(result.validation.table.file), "rows": len(result.outcomes),
@@ -225,23 +228,45 @@ def default_results_path(sheet: str | Path) -> Path:
     return p.with_name(f"{p.stem}.results.xlsx")
 
 
-def complete(validation: Validation, outcomes: Mapping[int, Outcome]) -> dict[int, Outcome]:
-    """One Outcome for every input row: invalid rows and rows never reached included."""
+def repeating_sessions(validation: Validation) -> dict[int, list[SessionRow]]:
+    """The sessions of each valid repeating row, by row (empty for a sheet without one); a line
+    of a results workbook given back that names one session of a repeating row is that one."""
+    out: dict[int, list[SessionRow]] = {}
+    for s in validation.sessions:
+        if s.occurrence is not None:
+            out.setdefault(s.row, []).append(s)
+    return out
+
+
+def complete(validation: Validation, outcomes: Mapping[Line, Outcome]) -> dict[Line, Outcome]:
+    """One Outcome for every session of a valid row (a repeating row's each) and every invalid
+    row (one line however many sessions it would make), sessions never reached included, by
+    `Line` in sheet order."""
     messages: dict[int, list[str]] = {}
     for p in validation.problems:
         if p.is_error and p.row is not None:
             messages.setdefault(p.row, []).append(f"{p.column}: {p.message}" if p.column
                                                   else p.message)
     sheet_errors = [p.message for p in validation.problems if p.is_error and p.row is None]
-    out: dict[int, Outcome] = {}
+    repeating = repeating_sessions(validation)
+    out: dict[Line, Outcome] = {}
     for row in validation.table.row_numbers:
-        if row in outcomes:
-            out[row] = outcomes[row]
+        sessions = repeating.get(row)
+        if sessions is not None:
+            for s in sessions:
+                line = line_of(row, s.occurrence)
+                out[line] = outcomes.get(line) or Outcome(
+                    row, Status.PENDING, None, "not reached", occurrence=s.occurrence,
+                    date=format_date(s.date))
+            continue
+        line = line_of(row, None)
+        if line in outcomes:
+            out[line] = outcomes[line]
         elif row in validation.error_rows or validation.fatal:
             text = "; ".join(messages.get(row) or sheet_errors or ["invalid"])
-            out[row] = Outcome(row, Status.INVALID, None, text)
+            out[line] = Outcome(row, Status.INVALID, None, text)
         else:
-            out[row] = Outcome(row, Status.PENDING, None, "not reached")
+            out[line] = Outcome(row, Status.PENDING, None, "not reached")
     return out
 
 
@@ -264,7 +289,7 @@ async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> 
     return task.result()
 
 
-def exit_code_for(outcomes: Mapping[int, Outcome], *, dry_run: bool) -> int:
+def exit_code_for(outcomes: Mapping[Line, Outcome], *, dry_run: bool) -> int:
     ok = PLANNED_STATUSES if dry_run else DONE_STATUSES
     return EXIT_OK if all(o.status in ok for o in outcomes.values()) else EXIT_INCOMPLETE
 
@@ -293,7 +318,7 @@ class Stops:
 
 @dataclass(frozen=True)
 class _Report:
-    outcomes: dict[int, Outcome]  # one per input row
+    outcomes: dict[Line, Outcome]  # one per session, one per invalid row
     summary: dict[str, Any]
     counts: dict[str, int]
     results_error: str | None = None  # why the workbook was not written (journal failed too)
@@ -353,7 +378,7 @@ async def send(
                                 hooks=Hooks(on_event, on_start, on_register),
                                 stops=Stops(stop, hard_stop), journal_wait=journal_wait,
                                 zoho=zoho, update=update)
-    sent: dict[int, Outcome] = {}
+    sent: dict[Line, Outcome] = {}
     status = "finished"
     failure: StateError | None = None
     try:
@@ -408,8 +433,8 @@ class _SheetRun:
         self.run_id = self.journal.start_run(str(validation.table.file), base,
                                              total=len(self.requests), dry_run=dry_run)
         self.emit = guarded(hooks.on_event)
-        self.reported: set[int] = set()  # rows whose OutcomeEvent on_event has had
-        self.seen: dict[int, Outcome] = {}  # what a hard stop keeps: the runner's final word
+        self.reported: set[Line] = set()  # sessions whose OutcomeEvent on_event has had
+        self.seen: dict[Line, Outcome] = {}  # what a hard stop keeps: the runner's final word
         self.halted: list[str] = []  # why the runner stopped taking rows (a fatal answer)
 
     @classmethod
@@ -437,18 +462,18 @@ class _SheetRun:
 
     def tell(self, event: Event) -> None:
         if isinstance(event, OutcomeEvent):
-            self.reported.add(event.outcome.row)
+            self.reported.add(event.outcome.line)
         self.emit(event)
 
-    def tell_unreported(self, outcomes: Mapping[int, Outcome]) -> None:
-        for row in sorted(outcomes):
-            if row not in self.reported:
-                self.tell(OutcomeEvent(outcomes[row]))
+    def tell_unreported(self, outcomes: Mapping[Line, Outcome]) -> None:
+        for line in sorted(outcomes):
+            if line not in self.reported:
+                self.tell(OutcomeEvent(outcomes[line]))
 
     def watch(self, event: Event) -> None:
         """The runner's events: kept (for a hard stop and the summary), then passed on."""
         if isinstance(event, OutcomeEvent):
-            self.seen[event.outcome.row] = event.outcome
+            self.seen[event.outcome.line] = event.outcome
         if isinstance(event, StopEvent) and not self.stops.requested:
             self.halted.append(event.reason)
         self.tell(event)
@@ -456,7 +481,7 @@ class _SheetRun:
     # -- sending ----------------------------------------------------------------------------------
 
     async def sent(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
-                   ) -> dict[int, Outcome]:
+                   ) -> dict[Line, Outcome]:
         """Register the run, report the invalid rows, then preview or send the valid ones."""
         if self.hooks.on_register is not None:
             self.hooks.on_register(self.run_id)
@@ -468,11 +493,11 @@ class _SheetRun:
             raise state_error(err, self.journal.path, running=not self.dry_run) from err
 
     async def _preview_or_send(self, tokens: Callable[[aiohttp.ClientSession], TokenProvider]
-                               ) -> dict[int, Outcome]:
+                               ) -> dict[Line, Outcome]:
         entries = self.journal.lookup_many(self.base, self.requests)
         self.plan = self._make_plan(entries)
         adopted = self._settle_planned(self.plan.steps)
-        requests = [self._to_send(s) for s in self.plan.steps if s.req.row not in adopted]
+        requests = [self._to_send(s) for s in self.plan.steps if s.req.line not in adopted]
         if self.dry_run:
             return {**preview(requests, journal=self.journal, api_base=self.base, known=entries),
                     **adopted}
@@ -496,8 +521,8 @@ class _SheetRun:
         # rate-limit slot, and rows never reached, are pending.
         sent = self.seen if done is None else done
         for step in self.plan.steps:  # an update's outcome carries what it changed
-            if step.action is Action.UPDATE and step.req.row in sent:
-                sent[step.req.row].changes = step.changes
+            if step.action is Action.UPDATE and step.req.line in sent:
+                sent[step.req.line].changes = step.changes
         return {**sent, **adopted}
 
     def _make_plan(self, entries: Mapping[str, Entry]) -> Plan:
@@ -506,11 +531,11 @@ class _SheetRun:
         return plan_for(self.validation, self.journal, self.base, self.zoho,
                         requests=self.requests, entries=entries)
 
-    def _settle_planned(self, steps: Sequence[Step]) -> dict[int, Outcome]:
+    def _settle_planned(self, steps: Sequence[Step]) -> dict[Line, Outcome]:
         """The rows that need no call: unchanged (``exists``), differing without ``update``
         (``changed``) or in a dry run (``would-update``), and a second row for one session
         (``invalid``). A session found in Zoho that the journal did not know is recorded."""
-        out: dict[int, Outcome] = {}
+        out: dict[Line, Outcome] = {}
         for step in steps:
             if step.action is Action.CREATE or (step.action is Action.UPDATE and self.update
                                                 and not self.dry_run):
@@ -518,24 +543,24 @@ class _SheetRun:
             outcome = self._planned(step)
             if outcome is None:
                 continue
-            out[step.req.row] = outcome
+            out[step.req.line] = outcome
             self.tell(OutcomeEvent(outcome))
         return out
 
     def _planned(self, step: Step) -> Outcome | None:
         req, sid = step.req, step.session_id
         if step.action is Action.INVALID:
-            return Outcome(req.row, Status.INVALID, None, step.note)
-        found = self.zoho is not None and req.row in self.zoho.matched and \
-            self.zoho.matched[req.row].id == sid
+            return req.outcome(Status.INVALID, None, step.note)
+        found = self.zoho is not None and req.line in self.zoho.matched and \
+            self.zoho.matched[req.line].id == sid
         if found and not self.dry_run and not self._recorded(req, step):
             return None  # in flight in a live run: the runner settles it
         if step.action is Action.UNCHANGED:
             message = ALREADY_IN_ZOHO if found else step.note or already_created(sid)
-            return Outcome(req.row, Status.EXISTS, sid, message)
+            return req.outcome(Status.EXISTS, sid, message)
         status = Status.WOULD_UPDATE if self.dry_run else Status.CHANGED
         message = step.note or ("" if self.dry_run else ADD_UPDATE)
-        return Outcome(req.row, status, sid, message, changes=step.changes)
+        return req.outcome(status, sid, message, changes=step.changes)
 
     def _recorded(self, req: Request, step: Step) -> bool:
         """Record a session found in Zoho as this row's, unless the journal has it already;
@@ -564,7 +589,7 @@ class _SheetRun:
 
     # -- reporting --------------------------------------------------------------------------------
 
-    def report(self, sent: Mapping[int, Outcome], status: str, results_path: Path | None,
+    def report(self, sent: Mapping[Line, Outcome], status: str, results_path: Path | None,
                summary_extra: Mapping[str, object] | None, *,
                journal_failed: bool = False) -> _Report:
         """Every input row's outcome (told to the caller if not yet), the summary, the results
@@ -595,7 +620,7 @@ class _SheetRun:
             self.journal.close()
         return _Report(outcomes, summary, counts, results_error)
 
-    def _close_run(self, sent: Mapping[int, Outcome], status: str, results_path: Path | None,
+    def _close_run(self, sent: Mapping[Line, Outcome], status: str, results_path: Path | None,
                    *, journal_failed: bool) -> None:
         try:
             self.journal.finish_run(self.run_id, summarize(sent), str(results_path or ""),
@@ -606,7 +631,7 @@ class _SheetRun:
             # the failure itself is reported once, by the caller; a run left open is judged dead
             log.info("run %s is left open in the journal: %s", self.run_id, err)
 
-    def _summary(self, outcomes: Mapping[int, Outcome], counts: Mapping[str, int],
+    def _summary(self, outcomes: Mapping[Line, Outcome], counts: Mapping[str, int],
                  extra: Mapping[str, object] | None) -> dict[str, Any]:
         """The workbook's Summary sheet (and ``--json``'s ``summary``)."""
         finished = time.time()
@@ -619,7 +644,8 @@ class _SheetRun:
             "started": dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
             "finished": dt.datetime.fromtimestamp(finished).isoformat(timespec="seconds"),
             "seconds": round(finished - self.started, 1),
-            "rows": len(outcomes),
+            "rows": self.validation.n_rows,
+            **({"sessions": self.validation.valid} if self.validation.expansions else {}),
             "rate limit": f"{self.settings.rate_calls} calls / {self.settings.period:g} s",
             "created per minute": round(created * 60 / max(finished - self.started, 1e-9), 1)
             if created else 0,
@@ -631,7 +657,7 @@ class _SheetRun:
             summary["stopped because"] = self.halted[0]
         return summary
 
-    def result(self, sent: Mapping[int, Outcome], report: _Report,
+    def result(self, sent: Mapping[Line, Outcome], report: _Report,
                results_path: Path | None) -> JobResult:
         code = exit_code_for(report.outcomes, dry_run=self.dry_run)
         if self.halted and not any(o.status in DONE_STATUSES for o in sent.values()):

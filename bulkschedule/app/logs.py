@@ -268,10 +268,11 @@ _OUTCOME_LEVELS: dict[str, int] = {
 
 
 def log_outcome(logger: logging.Logger, outcome: Outcome, *, sheet: str | None = None) -> None:
-    """One line for one row: ``[term.xlsx] row 5: created sessionId=123``. ``sheet`` names the
+    """One line for one row: ``[term.xlsx] row 5: created sessionId=123``, or for a session of a
+    repeating row ``row 5 (12-01-2027): created ...`` (its row and date). ``sheet`` names the
     file when one log covers several (the inbox)."""
     status = str(outcome.status)
-    parts = [f"row {outcome.row}: {status}"]
+    parts = [f"{outcome.where}: {status}"]
     if outcome.session_id:
         parts.append(f"sessionId={outcome.session_id}")
     if outcome.attempts > 1:
@@ -284,6 +285,8 @@ def log_outcome(logger: logging.Logger, outcome: Outcome, *, sheet: str | None =
     extra: dict[str, Any] = {
         "event": "row",
         "row": outcome.row,
+        **({"occurrence": outcome.occurrence, "date": outcome.date}
+           if outcome.occurrence is not None else {}),
         "status": status,
         "sessionId": outcome.session_id,
         "detail": outcome.message,

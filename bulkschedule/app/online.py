@@ -24,6 +24,7 @@ import aiohttp
 
 from bulkschedule.app import job
 from bulkschedule.core.errors import ApiError, AuthError, JobError, StateError
+from bulkschedule.core.problems import Line
 from bulkschedule.org.cache import OrgCache
 from bulkschedule.org.catalogue import KINDS, Catalogue, Spent, ages, describe_batch
 from bulkschedule.org.checks import OrgView, check, existing
@@ -61,8 +62,9 @@ class Online:
     warning: str | None = None  #: why the org could not be read, when it could not
 
     @property
-    def held(self) -> Mapping[int, ListedSession]:
-        """Rows whose session Zoho already holds (module, name, date and start time)."""
+    def held(self) -> Mapping[Line, ListedSession]:
+        """The sheet's sessions (by `Line`) that Zoho already holds (module, name, date and
+        start time)."""
         return {} if self.zoho is None else self.zoho.matched
 
     def line(self) -> str:
@@ -126,7 +128,7 @@ def _unsettled(rows: Sequence[SessionRow], journal: Journal, base: str
 
 
 def _zoho(rows: Sequence[SessionRow], sessions: Mapping[str, list[ListedSession]]) -> Zoho:
-    return Zoho(dict(sessions), {row: f.session for row, f in
+    return Zoho(dict(sessions), {line: f.session for line, f in
                                  existing(rows, OrgView(sessions=dict(sessions))).items()})
 
 

@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, cast
 from xml.sax.saxutils import escape as xml_escape
 
 from bulkschedule.core.files import atomic_write
-from bulkschedule.core.problems import Outcome, Problem, Status, changes_text
-from bulkschedule.sheet.columns import RESULT_COLUMNS, SPEC, Column, Spec
+from bulkschedule.core.problems import Line, Outcome, Problem, Status, changes_text
+from bulkschedule.sheet.columns import OCCURRENCE, RESULT_COLUMNS, SPEC, Column, Spec
 from bulkschedule.sheet.parse import format_date, format_time, typed_id
 from bulkschedule.sheet.recurrence import MAX_OCCURRENCES
-from bulkschedule.sheet.schema import Validation
+from bulkschedule.sheet.schema import SessionRow, Validation
 from bulkschedule.sheet.xml_scan import column_letters
 from bulkschedule.zoho.records import ListedSession
 
@@ -279,7 +279,7 @@ def _input_columns(validation: Validation, columns: Sequence[Sequence[object]] |
         cells = columns[i] if columns is not None else table.columns()[i].tolist()
         if any(value not in (None, "") for value in cells):
             out.append((i, f"(column {column_letters(i + 1)})"))
-    reserved = {"row", *RESULT_COLUMNS}
+    reserved = {"row", OCCURRENCE, *RESULT_COLUMNS}
     seen: set[str] = set()
     named: list[tuple[int, str]] = []
     for i, header in out:
@@ -610,10 +610,54 @@ def _lines(columns: Sequence[Sequence[object]], n: int) -> Iterable[Sequence[obj
     return zip(*columns, strict=True) if columns else itertools.repeat((), n)
 
 
+class _SessionLines:
+    """The lines of the Results sheet a valid repeating row gets: one per session, the input
+    cells as typed but ``date`` (and a moved ``lockUntil``) the session's, and ``name`` and
+    ``description`` with their placeholders filled in."""
+
+    def __init__(self, validation: Validation, outcomes: Iterable[Outcome],
+                 inputs: Sequence[tuple[int, str]]) -> None:
+        self.by_row: dict[int, list[Outcome]] = {}
+        for o in outcomes:
+            if o.occurrence is not None:
+                self.by_row.setdefault(o.row, []).append(o)
+        for found in self.by_row.values():
+            found.sort(key=lambda o: o.occurrence or 0)
+        self.sessions: dict[tuple[int, int | None], SessionRow] = {
+            (s.row, s.occurrence): s for s in validation.sessions
+            if s.occurrence is not None} if self.by_row else {}
+        at = {raw: k for k, (raw, _) in enumerate(inputs)}
+        index = validation.headers.index
+        #: (position in a line of inputs, the SessionRow's field, only where typed with "{")
+        self.changed = [(at[index[name]], attr, name in ("name", "description"))
+                        for name, attr in (("date", "date"), ("lockUntil", "lock_until"),
+                                           ("name", "name"), ("description", "description"))
+                        if name in index and index[name] in at]
+
+    def lines(self, row: int, typed: Sequence[object]
+              ) -> list[tuple[int | None, Outcome | None, Sequence[object]]]:
+        """(occurrence, outcome, input cells) for each line of ``row``: one with no outcome
+        for a row that is not a valid repeating row's."""
+        outcomes = self.by_row.get(row)
+        if outcomes is None:
+            return [(None, None, typed)]
+        out: list[tuple[int | None, Outcome | None, Sequence[object]]] = []
+        for o in outcomes:
+            session = self.sessions.get((row, o.occurrence))
+            cells = list(typed)
+            if session is not None:
+                for k, attr, placeholders in self.changed:
+                    cell = cells[k]
+                    if not placeholders or (isinstance(cell, str) and "{" in cell):
+                        cells[k] = getattr(session, attr)
+            out.append((o.occurrence, o, cells))
+        return out
+
+
 def write_results(
     path: str | os.PathLike[str],
     validation: Validation,
-    outcomes: Mapping[int, Outcome],
+    outcomes: Mapping[Line, Outcome],
     summary: Mapping[str, object],
     *,
     only_in_zoho: Sequence[ListedSession] = (),
@@ -621,11 +665,14 @@ def write_results(
     """Write the results workbook: ``Results``, ``Summary`` and ``Problems`` sheets, and
     ``Only in Zoho`` when ``only_in_zoho`` lists sessions no row is.
 
-    ``Results`` has one line per input row, in input order: ``row``, the input columns as typed
-    (but ``sessionId``), then `RESULT_COLUMNS`: ``status``, ``sessionId`` (the row's session, or
-    the one its cell named), ``message``, ``attempts``, ``changes``. A row without an Outcome is
-    ``invalid`` (with its error messages) when validation found errors in it, else ``pending``.
-    ``Summary`` lists ``summary`` in order, followed by the row counts by status as written.
+    ``Results`` has one line per input row, in input order, and one per session of a valid
+    repeating row: ``row``, ``occurrence`` (a repeating row's session number, else blank), the
+    input columns as typed (but ``sessionId``; a session's line has its own ``date``, moved
+    ``lockUntil`` and filled-in ``name`` and ``description``), then `RESULT_COLUMNS`:
+    ``status``, ``sessionId`` (the row's session, or the one its cell named), ``message``,
+    ``attempts``, ``changes``. A row without an Outcome is ``invalid`` (with its error
+    messages) when validation found errors in it, else ``pending``. ``Summary`` lists
+    ``summary`` in order, followed by the line counts by status as written.
 
     Streamed (XlsxWriter's constant-memory mode): memory stays flat however long the sheet, and
     each column's width is measured over its distinct values before the first row is written.
@@ -633,25 +680,36 @@ def write_results(
     table = validation.table
     columns = _column_lists(table)
     inputs = _input_columns(validation, columns, leave_out={"sessionId"})
-    header = ["row", *(name for _, name in inputs), *RESULT_COLUMNS]
+    header = ["row", OCCURRENCE, *(name for _, name in inputs), *RESULT_COLUMNS]
     errors: dict[int, list[str]] = {}
     for p in validation.problems:
         if p.row is not None and p.is_error:
             errors.setdefault(p.row, []).append(_problem_text(p))
-    results = [
-        (status, session_id or typed_id(typed), message, attempts, changes)
-        for (status, session_id, message, attempts, changes), typed in zip(
-            (_row_status(r, validation, outcomes, errors) for r in table.row_numbers),
-            _typed_session_ids(validation, columns), strict=True)]
+    plain = {o.row: o for o in outcomes.values() if o.occurrence is None}
+    repeating = _SessionLines(validation, outcomes.values(), inputs)
+    results: list[tuple[str, str | None, str | None, int | None, str | None]] = []
+    for r, typed in zip(table.row_numbers, _typed_session_ids(validation, columns),
+                        strict=True):
+        sessions = repeating.by_row.get(r)
+        if sessions is None:
+            status, session_id, message, attempts, changes = _row_status(r, validation, plain,
+                                                                         errors)
+            results.append((status, session_id or typed_id(typed), message, attempts, changes))
+            continue
+        results += [(str(o.status), o.session_id or typed_id(typed), o.message or None,
+                     o.attempts, changes_text(o.changes) or None) for o in sessions]
     counts: Counter[str] = Counter(status for status, *_ in results)
 
-    status_col = 2 + len(inputs)
+    status_col = 3 + len(inputs)
     text_columns = {c for c, name in enumerate(header, start=1)
                     if _is_id_column(name, validation.spec) or name == "sessionId"}
     widths = {c: len(h) for c, h in enumerate(header, start=1)}
     widths[1] = max(widths[1], _column_width(table.row_numbers))
-    for c, (i, _) in enumerate(inputs, start=2):
+    for c, (i, _) in enumerate(inputs, start=3):
         widths[c] = max(widths[c], _column_width(columns[i]))
+    for k, attr, _ in repeating.changed:  # what a session's line holds instead
+        widths[3 + k] = max(widths[3 + k], _column_width(
+            getattr(s, attr) for s in repeating.sessions.values()))
     for c, column in enumerate(zip(*results, strict=True), start=status_col):
         widths[c] = max(widths[c], _column_width(column))
     message_col = status_col + 2
@@ -661,21 +719,26 @@ def write_results(
         ws.prepare(widths)
         ws.width(message_col, max(12, min(80, widths[message_col] + 2)))
         ws.header(header)
-        lines = _lines([columns[i] for i, _ in inputs], len(results))
+        lines = _lines([columns[i] for i, _ in inputs], len(table.row_numbers))
         fills = {status: book.format(None, colour) for status, colour in STATUS_COLOURS.items()}
         status_at, write_string = status_col - 1, ws._fast[0]
-        for r, (row_number, line, (status, *rest)) in enumerate(zip(
-                table.row_numbers, lines, results, strict=True), start=2):
-            ws.line(r, (row_number, *line), text_columns)
-            if status in fills:  # one of ours: plain text, coloured
-                write_string(r - 1, status_at, status, fills[status])
-            else:
-                ws.cell(r, status_col, status)
-            ws.line(r, rest, text_columns, start=status_col + 1)
+        out = iter(results)
+        r = 1
+        for row_number, typed in zip(table.row_numbers, lines, strict=True):
+            for occurrence, _, line in repeating.lines(row_number, typed):
+                r += 1
+                status, *rest = next(out)
+                ws.line(r, (row_number, occurrence, *line), text_columns)
+                if status in fills:  # one of ours: plain text, coloured
+                    write_string(r - 1, status_at, status, fills[status])
+                else:
+                    ws.cell(r, status_col, status)
+                ws.line(r, rest, text_columns, start=status_col + 1)
         ws.cover(len(results) + 1, len(header))
         ws.filter(len(results) + 1, len(header))
 
-        _write_summary(book.sheet("Summary"), summary, counts)
+        _write_summary(book.sheet("Summary"), summary, counts,
+                       sessions=bool(repeating.by_row))
         _write_problems(book.sheet("Problems"), validation.problems)
         _write_names(book, validation)
         _write_only_in_zoho(book, only_in_zoho)
@@ -696,10 +759,14 @@ def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[
             yield [name, str(value)]
 
 
-def _write_summary(ws: _Sheet, summary: Mapping[str, object], counts: Counter[str]) -> None:
+def _write_summary(ws: _Sheet, summary: Mapping[str, object], counts: Counter[str], *,
+                   sessions: bool = False) -> None:
+    """``summary``, then the Results sheet's lines by status (with repeating rows: a line per
+    session, and one per invalid row)."""
     lines = list(_summary_lines(summary))
     lines.append([None, None])
-    lines.append(["rows by status", None])
+    lines.append(["sessions by status (an invalid row once)" if sessions else "rows by status",
+                  None])
     for status in Status:
         lines.append([str(status), counts.get(str(status), 0)])
     # a key/value list; a filter only gets in the way

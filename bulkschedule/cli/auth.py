@@ -65,7 +65,7 @@ def auth(settings: Settings, check_only: bool, force: bool, ids_from: str | None
     if ids_from:
         if chosen is not None:
             raise click.UsageError("give either --ids-from or --course/--batch/--module")
-        first = read_and_validate(ids_from, repeating=True).sessions  # only its IDs are read
+        first = read_and_validate(ids_from).sessions  # only its IDs are read
         if not first:
             fail(f"{ids_from}: no valid row to take the course, batch and module IDs from")
         chosen = (first[0].course_id, first[0].batch_id, first[0].module_id)

@@ -25,7 +25,7 @@ from bulkschedule.app.inbox import SheetResult
 from bulkschedule.app.job import JobResult
 from bulkschedule.app.logs import log_lock, log_outcome
 from bulkschedule.app.progress import Tally
-from bulkschedule.core.problems import Problem, Status, changes_text
+from bulkschedule.core.problems import Problem, Status, changes_text, line_of
 from bulkschedule.send.plan import ACTION_WORDS
 from bulkschedule.send.runner import Event, LockEvent, OutcomeEvent
 from bulkschedule.sheet.parse import format_date
@@ -176,23 +176,24 @@ def preview_lines(result: JobResult, shown: int = 3, *, listed: int = PREVIEW_SH
     """A dry run: what would be sent, the first ``shown`` payloads in full, the first
     ``listed`` rows already created or to update (then how many more, and where they all are),
     and the plan's counts."""
-    sessions = {s.row: s for s in result.validation.sessions}
+    sessions = {line_of(s.row, s.occurrence): s for s in result.validation.sessions}
     out: list[str] = []
     settled = 0
-    for row, outcome in sorted(result.outcomes.items()):
-        if outcome.status == Status.WOULD_CREATE and row in sessions and shown > 0:
-            req = build_request(sessions[row])  # only the few shown: 100,000 cost a second
-            out += [f"row {row}: POST {req.path}", f"  sessionData={json.dumps(req.session_data)}"]
+    for line, outcome in sorted(result.outcomes.items()):
+        if outcome.status == Status.WOULD_CREATE and line in sessions and shown > 0:
+            req = build_request(sessions[line])  # only the few shown: 100,000 cost a second
+            out += [f"{outcome.where}: POST {req.path}",
+                    f"  sessionData={json.dumps(req.session_data)}"]
             shown -= 1
         elif outcome.status in (Status.EXISTS, Status.CHANGED, Status.WOULD_UPDATE):
             settled += 1
             if settled > listed:
                 continue
             if outcome.status == Status.WOULD_UPDATE:
-                out.append(f"row {row}: would update session {outcome.session_id}: "
+                out.append(f"{outcome.where}: would update session {outcome.session_id}: "
                            f"{changes_text(outcome.changes) or outcome.message}")
             else:
-                out.append(f"row {row}: {outcome.status}: {outcome.message}")
+                out.append(f"{outcome.where}: {outcome.status}: {outcome.message}")
     if settled > listed:
         where = (f"the status column of {result.results_path}" if result.results_path
                  else "the results workbook")

@@ -91,7 +91,8 @@ async def _passes(settings: Settings, paths: InboxPaths, target: Target,
     result = await watch_inbox(
         paths, target.send, tokens=target.tokens, watch=watch, stop=signals.stop,
         all_or_nothing=settings.inbox.all_or_nothing, update=settings.inbox.update,
-        stable_seconds=settings.inbox.stable_seconds, on_event_factory=progress_for,
+        stable_seconds=settings.inbox.stable_seconds, holidays=settings.inbox.holidays,
+        on_event_factory=progress_for,
         on_sheet=on_sheet, logger=logger,
         read_limits=ReadLimits(memory_mb=settings.read_memory_mb,
                                cpu_seconds=settings.read_cpu_seconds))

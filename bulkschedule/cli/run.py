@@ -31,6 +31,7 @@ from bulkschedule.cli.common import (
 from bulkschedule.cli.console import (
     Progress,
     counts_line,
+    echo_expansions,
     echo_problems,
     preview_lines,
     sandbox_stats_line,
@@ -72,11 +73,11 @@ def run(settings: Settings, sheet: str, results: str | None, dry_run: bool, upda
         today: dt.date | None) -> None:
     """Create a Zoho LMS session for every valid row of SHEET, at the API's pace.
 
-    Valid rows are sent; invalid rows are reported, never sent. A session is never created twice:
-    re-running the same sheet sends only what is not yet created. A row that is a session
-    already (its sessionId, as in a results workbook given back, or the journal's record) and
-    differs from it is updated with --update. Writes a results workbook with every row's status,
-    sessionId and changes.
+    Valid rows are sent (a repeating row as one session per date); invalid rows are reported,
+    never sent. A session is never created twice: re-running the same sheet sends only what is
+    not yet created. A row that is a session already (its sessionId, as in a results workbook
+    given back, or the journal's record) and differs from it is updated with --update. Writes a
+    results workbook with every session's status, sessionId and changes.
 
     Exit code 0 when every row is created, exists or is updated (a dry run: would be), 1 when
     some rows are invalid, changed, failed or not confirmed, 2 when nothing could start, 130/143
@@ -118,6 +119,8 @@ def _show(validation: Validation, results_path: Path) -> None:
     echo_problems(validation.problems,
                   where=f"every one is on the Problems sheet of {results_path}; "
                         f"bulkschedule validate --json (or --report OUT.xlsx) lists them too")
+    if validation.expansions:
+        echo_expansions(validation.expansions)
     click.echo(summary_line(validation))
 
 

@@ -34,17 +34,15 @@ AS_GIVEN = Reading()  # the first worksheet, IDs from the sheet, day-first dates
 def read_and_validate(sheet: str, reading: Reading = AS_GIVEN, *, today: dt.date | None = None,
                       json_mode: bool = False, names_from: OrgCache | None = None,
                       payload_style: PayloadStyle = "query",
-                      limits: ReadLimits = DEFAULT_LIMITS,
-                      repeating: bool = False) -> Validation:
+                      limits: ReadLimits = DEFAULT_LIMITS) -> Validation:
     """Read and validate a sheet, or stop with exit code 2 when the file cannot be read (with
     ``json_mode``, after printing the one JSON object a script expects). Names in ID columns
-    resolve from ``names_from``, the org cache. ``repeating``: the caller takes the sessions of
-    repeating rows (see `job.load`); otherwise such a sheet stops it too."""
+    resolve from ``names_from``, the org cache."""
     try:
         return load(sheet, sheet_name=reading.sheet_name, course=reading.course,
                     batch=reading.batch, module=reading.module, month_first=reading.month_first,
                     today=today, names_from=names_from, payload_style=payload_style,
-                    limits=limits, holidays=reading.holidays, repeating=repeating)
+                    limits=limits, holidays=reading.holidays)
     except JobError as err:
         fail(str(err), json_out={"file": sheet} if json_mode else None)
 
@@ -102,7 +100,7 @@ def validate(settings: Settings, sheet: str, reading: Reading, online: bool, as_
     validation = read_and_validate(sheet, reading, today=today, json_mode=as_json,
                                    names_from=org_cache(settings),
                                    payload_style=settings.payload_style,
-                                   limits=settings.read_limits, repeating=True)
+                                   limits=settings.read_limits)
     if online:
         checked = online_stage(settings, validation, reading, strict=True, json_mode=as_json)
         validation = checked.validation

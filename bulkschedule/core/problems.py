@@ -193,10 +193,29 @@ def changes_text(changes: Changes | None) -> str:
                      for name, (old, new) in (changes or {}).items())
 
 
+#: Which session of a sheet a line of a run is: (spreadsheet row, occurrence), the occurrence
+#: 0 for a row that does not repeat. Every outcome, plan step and report of a run is keyed by
+#: it: the sessions of one repeating row share their row.
+Line = tuple[int, int]
+
+
+def line_of(row: int, occurrence: int | None) -> Line:
+    """The `Line` of a row's session (``occurrence`` None for a row that does not repeat)."""
+    return (row, occurrence or 0)
+
+
+def where(row: int, date: str | None = None) -> str:
+    """How the operator is told which session a line is: ``row 5``, or for a session of a
+    repeating row ``row 5 (12-01-2027)``."""
+    return f"row {row}" if date is None else f"row {row} ({date})"
+
+
 @dataclass(slots=True)
 class Outcome:
-    """The fate of one input row after a run (or a dry run). ``changes``: for a row whose
-    session differs from it (``changed``, ``updated``, ``would-update``), what differs."""
+    """The fate of one session after a run (or a dry run): of an input row, or of one session
+    of a repeating row (``occurrence``, its number from 1, and ``date``, its date as
+    dd-mm-yyyy; both None for a row that does not repeat). ``changes``: for a session that
+    differs from its row (``changed``, ``updated``, ``would-update``), what differs."""
 
     row: int
     status: Status
@@ -204,9 +223,21 @@ class Outcome:
     message: str = ""
     attempts: int = 0
     changes: Changes | None = None
+    occurrence: int | None = None
+    date: str | None = None
+
+    @property
+    def line(self) -> Line:
+        return line_of(self.row, self.occurrence)
+
+    @property
+    def where(self) -> str:
+        """``row 5``, or ``row 5 (12-01-2027)`` for a session of a repeating row."""
+        return where(self.row, self.date if self.occurrence is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "status": str(self.status), "session_id": self.session_id,
+        return {"row": self.row, "occurrence": self.occurrence, "date": self.date,
+                "status": str(self.status), "session_id": self.session_id,
                 "message": self.message, "attempts": self.attempts,
                 "changes": None if self.changes is None
                 else {k: list(v) for k, v in self.changes.items()}}

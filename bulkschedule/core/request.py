@@ -11,6 +11,8 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bulkschedule.core.problems import Changes, Line, Outcome, Status, line_of, where
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -24,6 +26,27 @@ class Request:
     #: the session this request updates (PATCH), or None to create one (POST)
     session_id: str | None = None
     occurrence: int | None = None  # n of a repeating row's session (from 1); None: not repeating
+
+    @property
+    def line(self) -> Line:
+        """Which session of the sheet this is (its row, and its occurrence or 0)."""
+        return line_of(self.row, self.occurrence)
+
+    @property
+    def date(self) -> str | None:
+        """The session's date as sent (dd-mm-yyyy) when it is one of a repeating row's."""
+        return None if self.occurrence is None else self.session_data.get("date")
+
+    @property
+    def where(self) -> str:
+        """``row 5``, or ``row 5 (12-01-2027)`` for a session of a repeating row."""
+        return where(self.row, self.date)
+
+    def outcome(self, status: Status, session_id: str | None = None, message: str = "",
+                attempts: int = 0, changes: Changes | None = None) -> Outcome:
+        """This session's `Outcome` (its row, occurrence and date filled in)."""
+        return Outcome(self.row, status, session_id, message, attempts, changes,
+                       self.occurrence, self.date)
 
     @property
     def path(self) -> str:

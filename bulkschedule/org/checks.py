@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bulkschedule.core.problems import Problem, error, warning
+from bulkschedule.core.problems import Line, Problem, error, line_of, warning
 from bulkschedule.org.resolve import normalise_name
 from bulkschedule.sheet.parse import format_time
 from bulkschedule.zoho.records import Batch, Course, ListedSession, Module, Room, Trainer
@@ -26,6 +26,8 @@ class Row(Protocol):
 
     @property
     def row(self) -> int: ...
+    @property
+    def occurrence(self) -> int | None: ...  # n of a repeating row's session; None: a row
     @property
     def course_id(self) -> str: ...
     @property
@@ -60,9 +62,10 @@ class OrgView:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A row that matches a session Zoho already holds (module, name, date and start time)."""
+    """A row (or one session of a repeating row) that matches a session Zoho already holds
+    (module, name, date and start time)."""
 
-    row: int
+    line: Line
     session: ListedSession
 
 
@@ -84,17 +87,17 @@ def _held(row: Row, org: OrgView) -> Found | None:
     """The session Zoho already holds for ``row``, if any."""
     for session in org.sessions.get(row.module_id, ()):
         if matches(row, session):
-            return Found(row.row, session)
+            return Found(line_of(row.row, row.occurrence), session)
     return None
 
 
-def existing(rows: Iterable[Row], org: OrgView) -> dict[int, Found]:
-    """Rows whose session Zoho already holds, by spreadsheet row."""
-    out: dict[int, Found] = {}
+def existing(rows: Iterable[Row], org: OrgView) -> dict[Line, Found]:
+    """The sheet's sessions Zoho already holds, by `Line` (row, and occurrence or 0)."""
+    out: dict[Line, Found] = {}
     for row in rows:
         found = _held(row, org)
         if found is not None:
-            out[row.row] = found
+            out[found.line] = found
     return out
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from bulkschedule.core.errors import StateError
-from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.problems import Line, Outcome, Status
 from bulkschedule.send import messages as msg
 from bulkschedule.send.events import Listener, OutcomeEvent
 from bulkschedule.send.faults import JournalBusy, state_error
@@ -63,7 +63,7 @@ class Ledger:
         self.run_id = run_id
         self.halt = halt
         self.emit = emit
-        self.outcomes: dict[int, Outcome] = {}
+        self.outcomes: dict[Line, Outcome] = {}  # by session (`Request.line`)
         self.remaining = rows
         self.all_done = asyncio.Event()
         self.failure: StateError | None = None  # the journal failed: the run stopped on it
@@ -143,7 +143,7 @@ class Ledger:
     def outcome(
         self, item: Item, status: Status, message: str = "", session_id: str | None = None
     ) -> Outcome:
-        return Outcome(item.req.row, status, session_id, message, item.attempts)
+        return item.req.outcome(status, session_id, message, item.attempts)
 
     def finish(self, item: Item, outcome: Outcome) -> None:
         """Settle ``item`` once: its outcome, the caller's event, and the run's countdown."""
@@ -151,7 +151,7 @@ class Ledger:
             return
         item.done = True
         item.claimed = False
-        self.outcomes[item.req.row] = outcome
+        self.outcomes[item.req.line] = outcome
         self.emit(OutcomeEvent(outcome))
         self.remaining -= 1
         if self.remaining == 0:

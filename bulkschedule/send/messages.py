@@ -178,14 +178,14 @@ def hold_lost(journal_state: str) -> str:
 # -- preview (dry run) -----------------------------------------------------------------------------
 
 
-def preview_same_session(first_row: int) -> str:
-    return f"Same session as row {first_row}; sent once."
+def preview_same_session(first: str) -> str:
+    """``first``: the earlier session (``row 3``, or ``row 3 (12-01-2027)``)."""
+    return f"Same session as {first}; sent once."
 
 
-def preview_same_identity(first_row: int) -> str:
+def preview_same_identity(first: str) -> str:
     return (
-        f"Same identity as row {first_row} with different details; only row "
-        f"{first_row} would be sent."
+        f"Same identity as {first} with different details; only {first} would be sent."
     )
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bulkschedule.core.problems import Changes
+from bulkschedule.core.problems import Changes, Line
 from bulkschedule.core.request import Request
 from bulkschedule.send.journal import CREATED, Entry
 from bulkschedule.zoho.matching import clean_name, minutes, one_date
@@ -34,7 +34,8 @@ from bulkschedule.zoho.records import ListedSession
 
 
 class Action(StrEnum):
-    """What the run does with a row. The values are a contract (``run --dry-run --json``)."""
+    """What the run does with a session (a row, or one session of a repeating row). The values
+    are a contract (``run --dry-run --json``)."""
 
     CREATE = "create"
     UPDATE = "update"
@@ -49,7 +50,8 @@ ACTION_WORDS: dict[str, str] = {Action.CREATE: "to create", Action.UPDATE: "to u
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One valid row's action. ``req`` names its session (``session_id``) for an update."""
+    """One valid session's action (a row's, or one of a repeating row's sessions). ``req``
+    names its session (``session_id``) for an update."""
 
     req: Request
     action: Action
@@ -61,10 +63,11 @@ class Step:
 @dataclass(frozen=True, slots=True)
 class Zoho:
     """What the org's listings showed: the sessions of every module the sheet touches, and
-    which listed session each row matches by module, name, date and start time."""
+    which listed session each of the sheet's sessions matches by module, name, date and start
+    time (keyed by `Line`)."""
 
     modules: Mapping[str, Sequence[ListedSession]]
-    matched: Mapping[int, ListedSession]
+    matched: Mapping[Line, ListedSession]
 
     def by_id(self) -> dict[str, ListedSession]:
         return {s.id: s for sessions in self.modules.values() for s in sessions}
@@ -72,7 +75,7 @@ class Zoho:
 
 @dataclass
 class Plan:
-    steps: list[Step]  # one per valid row, in input order
+    steps: list[Step]  # one per valid session, in input order
     only_in_zoho: list[ListedSession] = field(default_factory=list)
     invalid: int = 0  # rows validation refused (they have no step)
 
@@ -82,8 +85,9 @@ class Plan:
         found[str(Action.INVALID)] += self.invalid
         return {str(a): found.get(str(a), 0) for a in Action}
 
-    def by_row(self) -> dict[int, Step]:
-        return {s.req.row: s for s in self.steps}
+    def by_line(self) -> dict[Line, Step]:
+        """The steps by session (`Request.line`)."""
+        return {s.req.line: s for s in self.steps}
 
 
 #: Listed type values meaning the sheet's "0" / "1".
@@ -135,14 +139,15 @@ def make_plan(requests: Sequence[Request], *, journal: Mapping[str, Entry],
     """
     listed = zoho.by_id() if zoho is not None else {}
     steps: list[Step] = []
-    taken: dict[str, int] = {}  # sessionId -> the row that is it
+    taken: dict[str, Request] = {}  # sessionId -> the row (or row's session) that is it
     for req in requests:
         step = _step(req, journal.get(req.identity), sessions, listed, zoho)
         if step.session_id is not None:
-            first = taken.setdefault(step.session_id, req.row)
-            if first != req.row:
+            first = taken.setdefault(step.session_id, req)
+            if first is not req:
                 step = Step(req, Action.INVALID, step.session_id, note=(
-                    f"row {first} is already session {step.session_id}: one row per session"))
+                    f"{first.where} is already session {step.session_id}: one row per "
+                    "session"))
         steps.append(step)
     only: list[ListedSession] = []
     if zoho is not None:
@@ -158,8 +163,8 @@ def _step(req: Request, entry: Entry | None, sessions: Mapping[str, Entry],
         recorded = sessions.get(req.session_id)
     elif entry is not None and entry.status == CREATED and entry.session_id:
         target, recorded = entry.session_id, entry
-    elif zoho is not None and req.row in zoho.matched:
-        target, recorded = zoho.matched[req.row].id, None
+    elif zoho is not None and req.line in zoho.matched:
+        target, recorded = zoho.matched[req.line].id, None
     else:
         return Step(req, Action.CREATE)
     assert target is not None

@@ -120,7 +120,7 @@ class Pool:
             except (StateError, sqlite3.Error) as exc:  # the journal, or the pace in its file
                 self.ledger.lost_journal(item, exc)
             except Exception as exc:  # a bug or an unclassified failure: never lose the row
-                log.exception("row %s: unexpected error", item.req.row)
+                log.exception("%s: unexpected error", item.req.where)
                 self.ledger.unexpected(item, exc)
             finally:
                 self.current[wid] = None

@@ -54,7 +54,7 @@ from bulkschedule.core.errors import (
     Rejected,
     ServerError,
 )
-from bulkschedule.core.problems import Outcome, Status
+from bulkschedule.core.problems import Line, Outcome, Status
 from bulkschedule.core.request import Request
 from bulkschedule.send import messages as msg
 from bulkschedule.send.events import (
@@ -326,8 +326,9 @@ async def send_all(
     stop: asyncio.Event | None = None,
     on_event: Listener | None = None,
     rng: random.Random | None = None,
-) -> dict[int, Outcome]:
-    """Send every request; return one `Outcome` per request, keyed by spreadsheet row.
+) -> dict[Line, Outcome]:
+    """Send every request; return one `Outcome` per request, keyed by its `Line` (its row, and
+    its occurrence for a session of a repeating row).
 
     The caller owns the run record (``journal.start_run`` before, ``journal.finish_run`` after,
     e.g. with `summarize`); this function heartbeats it while it works. ``rng`` seeds the backoff
@@ -353,53 +354,55 @@ async def send_all(
     )
     sender = Sender(client=client, ledger=ledger, pool=pool, halt=halt, config=config, clock=clock)
     await pool.run(sender.process)
-    return {r.row: ledger.outcomes[r.row] for r in requests}
+    return {r.line: ledger.outcomes[r.line] for r in requests}
 
 
 def preview(requests: Sequence[Request], *, journal: Journal, api_base: str,
-            known: Mapping[str, Entry] | None = None) -> dict[int, Outcome]:
-    """Dry run: what a real run would do with each row, from the journal alone (no calls).
-    ``known``: the journal's entries of these rows, when the caller has read them already."""
-    out: dict[int, Outcome] = {}
+            known: Mapping[str, Entry] | None = None) -> dict[Line, Outcome]:
+    """Dry run: what a real run would do with each session, from the journal alone (no calls),
+    keyed by `Line`. ``known``: the journal's entries of these sessions, when the caller has
+    read them already."""
+    out: dict[Line, Outcome] = {}
     first: dict[str, Request] = {}
     if known is None:
         known = journal.lookup_many(api_base, requests)
     for req in requests:
         earlier = first.setdefault(req.identity, req)
         if earlier is not req:
-            out[req.row] = _preview_repeat(req, earlier)
+            out[req.line] = _preview_repeat(req, earlier)
         else:
-            out[req.row] = _preview_one(req, journal, known.get(req.identity))
+            out[req.line] = _preview_one(req, journal, known.get(req.identity))
     return out
 
 
 def _preview_repeat(req: Request, earlier: Request) -> Outcome:
     """A row whose identity an earlier row of the sheet already has: only that one is sent."""
     if earlier.fingerprint == req.fingerprint:
-        return Outcome(req.row, Status.EXISTS, None, msg.preview_same_session(earlier.row))
-    return Outcome(req.row, Status.CHANGED, None, msg.preview_same_identity(earlier.row))
+        return req.outcome(Status.EXISTS, None, msg.preview_same_session(earlier.where))
+    return req.outcome(Status.CHANGED, None, msg.preview_same_identity(earlier.where))
 
 
 def _preview_one(req: Request, journal: Journal, entry: Entry | None) -> Outcome:
     if entry is None:
-        return Outcome(req.row, Status.WOULD_CREATE)
+        return req.outcome(Status.WOULD_CREATE)
     if entry.status == CREATED:
         if entry.fingerprint == req.fingerprint:
             message = msg.preview_exists(entry.session_id)
-            return Outcome(req.row, Status.EXISTS, entry.session_id, message)
+            return req.outcome(Status.EXISTS, entry.session_id, message)
         message = msg.preview_changed(entry.session_id)
-        return Outcome(req.row, Status.CHANGED, entry.session_id, message)
+        return req.outcome(Status.CHANGED, entry.session_id, message)
     if entry.status == INFLIGHT and journal.run_alive(entry.run_id):
         message = msg.preview_busy(entry.run_id)
     elif entry.status in (INFLIGHT, UNKNOWN):
         message = msg.preview_maybe_created()
     else:  # failed / released: nothing was created
         message = msg.preview_last_time(entry.message)
-    return Outcome(req.row, Status.WOULD_CREATE, None, message)
+    return req.outcome(Status.WOULD_CREATE, None, message)
 
 
-def summarize(outcomes: Mapping[int, Outcome]) -> dict[str, int]:
-    """Counts per status, in `Status` order, statuses with no row left out (for
+def summarize(outcomes: Mapping[Line, Outcome]) -> dict[str, int]:
+    """Counts per status (of sessions; an invalid row counts once), in `Status` order,
+    statuses with none left out (for
     ``Journal.finish_run``, the summary line and ``--json``)."""
     counts = {str(s): 0 for s in Status}
     for o in outcomes.values():

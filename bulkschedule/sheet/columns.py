@@ -121,10 +121,15 @@ COLUMNS: tuple[Column, ...] = (
 #: Columns a results workbook adds after the input columns. A contract: scripts read these names.
 #: ``sessionId`` is also an input column: a results workbook given back as input names its sessions.
 RESULT_COLUMNS: tuple[str, ...] = ("status", "sessionId", "message", "attempts", "changes")
-#: Headers a results workbook carries that are not input (the rest of `RESULT_COLUMNS` and its
-#: ``row``): read back as input they are ignored quietly, not reported as unknown columns.
+#: The results workbook's column after ``row``: which session of a repeating row a line is. Read
+#: back as input it is not a column of the sheet, but it tells validation that the line is that
+#: one session (`schema`), not a rule to expand again.
+OCCURRENCE = "occurrence"
+#: Headers a results workbook carries that are not input (the rest of `RESULT_COLUMNS`, its
+#: ``row`` and `OCCURRENCE`): read back as input they are ignored quietly, not reported as
+#: unknown columns.
 OUTPUT_HEADERS: frozenset[str] = frozenset(
-    {"row", *(name.lower() for name in RESULT_COLUMNS if name != "sessionId")})
+    {"row", OCCURRENCE, *(name.lower() for name in RESULT_COLUMNS if name != "sessionId")})
 
 _STRIP = re.compile(r"[\s_\-]+")
 

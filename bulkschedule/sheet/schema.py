@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from bulkschedule.core.problems import Problem, error, sort_key, warning
 from bulkschedule.sheet import parse, recurrence
-from bulkschedule.sheet.columns import SPEC, HeaderMap, Kind, Spec, map_headers
+from bulkschedule.sheet.columns import (
+    OCCURRENCE,
+    SPEC,
+    HeaderMap,
+    Kind,
+    Spec,
+    map_headers,
+    normalise,
+)
 from bulkschedule.sheet.reader import ByValue, Cells, HolidayLine, RawTable, gc_paused
 from bulkschedule.sheet.recurrence import RecurrenceError
 
@@ -278,14 +286,16 @@ def _validate(
             return parse.display(found)
         return args.get(name, "")
 
+    # a results workbook given back: its lines of a repeating row's sessions are one each
+    named = _given_occurrences(table, columns, cols.get("repeat"))
     # a repeating row becomes one entry per date here, before the cross-row checks
-    expanded = _expand(cols, row_numbers, table.holidays, month_first, cell, problems)
+    expanded = _expand(cols, row_numbers, table.holidays, month_first, cell, problems, named)
     frame = _frame(cols, row_numbers, spec)
     bad_cells = {
         (int(row_numbers[pos]), name) for name, c in cols.items() for pos, _, _ in c.errors
     }
     problems.extend(_schema_problems(frame, today, bad_cells, cell, spec))
-    problems.extend(_cross_row_problems(frame, cols, expanded))
+    problems.extend(_cross_row_problems(frame, cols, expanded, key=_session_keys(cols, named)))
 
     problems.sort(key=sort_key)
     if fatal:
@@ -296,7 +306,7 @@ def _validate(
                             expanded.summary if expanded is not None else ())
     if not fatal:  # the valid rows become SessionRows only when someone asks for them
         if expanded is None:
-            build = functools.partial(_sessions, cols, row_numbers, None, spec)
+            build = functools.partial(_sessions, cols, row_numbers, named, spec)
             entries = row_numbers
         else:
             build = functools.partial(_sessions, expanded.columns(cols), expanded.rows,
@@ -797,7 +807,7 @@ class _Expanded:
     """
 
     def __init__(self, row_numbers: np.ndarray, own: np.ndarray,
-                 dates: dict[int, list[dt.date]]) -> None:
+                 dates: dict[int, list[dt.date]], given: np.ndarray | None = None) -> None:
         import numpy as np  # lazy: heavy
 
         n = len(row_numbers)
@@ -813,6 +823,9 @@ class _Expanded:
         for pos, days in dates.items():
             at = int(self.first[pos])
             self.occurrence[at:at + len(days)] = list(range(1, len(days) + 1))
+        if given is not None:  # one session of a repeating row, as a results workbook names it
+            for at in np.flatnonzero(np.not_equal(given, np.array(None, dtype=object))).tolist():
+                self.occurrence[int(self.first[at])] = given[at]
         self.summary = [Expansion(int(row_numbers[pos]), len(days), days[0], days[-1])
                         for pos, days in sorted(dates.items())]
         self._columns: dict[str, _Parsed] | None = None
@@ -897,19 +910,23 @@ def _expand(
     month_first: bool,
     cell: Callable[[int, str], str],
     problems: list[Problem],
+    given: np.ndarray | None = None,
 ) -> _Expanded | None:
     """The dates of every repeating row (a problem on its cell where they cannot be worked
-    out), or None when no row repeats: the sheet is then checked exactly as before."""
+    out), or None when no row repeats: the sheet is then checked exactly as before. ``given``:
+    per row, the occurrence a results workbook's line of a repeating row's session names
+    (`_given_occurrences`): such a line is that one session, not expanded again."""
     import numpy as np  # lazy: heavy
 
     n = len(row_numbers)
     rules = cols.get("repeat")
-    repeating = np.zeros(n, dtype=bool) if rules is None else ~rules.blank
+    typed = np.zeros(n, dtype=bool) if rules is None else ~rules.blank
+    repeating = typed if given is None else typed & np.equal(given, np.array(None, dtype=object))
     for name in ("until", "count", "skip"):  # filled in on a row that does not repeat
         col = cols.get(name)
         if col is None:
             continue
-        for pos in np.flatnonzero(~col.blank & ~repeating & np.not_equal(
+        for pos in np.flatnonzero(~col.blank & ~typed & np.not_equal(
                 col.values, np.array(None, dtype=object))).tolist():
             row = int(row_numbers[pos])
             problems.append(warning(
@@ -963,7 +980,59 @@ def _expand(
             problems.append(error(row, column, cell(row, column), days.message, code=days.code))
             continue
         found[pos] = days
-    return _Expanded(row_numbers, cols["date"].values, found) if found else None
+    return _Expanded(row_numbers, cols["date"].values, found, given) if found else None
+
+
+def _given_occurrences(table: RawTable, columns: Sequence[Cells], rules: _Parsed | None
+                       ) -> np.ndarray | None:
+    """Per row, the session number a results workbook given back as input names in its
+    ``occurrence`` column (a whole number from 1, on a row whose ``repeat`` is filled in), else
+    None; None for a sheet without such a column or number. Such a line is one session of its
+    repeating row (its date, filled-in name and identity as written), not expanded again: the
+    results workbook of a repeating sheet, edited and run again, is each session once."""
+    import numpy as np  # lazy: heavy
+
+    at = next((i for i, h in enumerate(table.headers)
+               if h is not None and normalise(str(h)) == OCCURRENCE), None)
+    if at is None or rules is None:
+        return None
+    out: np.ndarray = np.full(len(table.row_numbers), None, dtype=object)
+    cells: Sequence[object] = columns[at].tolist()
+    for pos, value in enumerate(cells):
+        if rules.blank[pos]:
+            continue
+        n = _whole(value)
+        if n is not None:
+            out[pos] = n
+    return out if np.not_equal(out, np.array(None, dtype=object)).any() else None
+
+
+def _whole(value: object) -> int | None:
+    """A cell's whole number from 1 (an int, an integral float, digits as text), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value >= 1 else None
+
+
+def _session_keys(cols: dict[str, _Parsed], given: np.ndarray | None) -> _Parsed | None:
+    """The key column as the duplicate-key check reads it when lines of a results workbook
+    are sessions of one repeating row (`_given_occurrences`): those lines share the row's key,
+    and each is told apart by its date, as its identity is (``key@dd-mm-yyyy``). None: the
+    typed column."""
+    import numpy as np  # lazy: heavy
+
+    key, day = cols.get("key"), cols.get("date")
+    if given is None or key is None or day is None:
+        return None
+    values: np.ndarray = key.values.copy()
+    for pos in np.flatnonzero(np.not_equal(given, np.array(None, dtype=object))).tolist():
+        if values[pos] and day.values[pos] is not None:
+            values[pos] = f"{values[pos]}@{parse.format_date(day.values[pos])}"
+    return _Parsed.per_entry(key.kind, values)
 
 
 def _dates(rule: str, first: dt.date, until: dt.date | None, count: int | None,
@@ -989,14 +1058,16 @@ def _dates(rule: str, first: dt.date, until: dt.date | None, count: int | None,
 
 
 def _cross_row_problems(
-    frame: pd.DataFrame, cols: dict[str, _Parsed], expanded: _Expanded | None = None
+    frame: pd.DataFrame, cols: dict[str, _Parsed], expanded: _Expanded | None = None, *,
+    key: _Parsed | None = None,
 ) -> list[Problem]:
     """Duplicates and double bookings, on codes of the parsed values: no cell is hashed twice.
 
     With repeating rows (``expanded``), the sessions are checked one by one (a problem in one is
-    reported on its row and names its date); each row's key stays the row's.
+    reported on its row and names its date); each row's key stays the row's. ``key``: the key
+    column as the duplicate check reads it, when it is not the typed one (`_session_keys`).
     """
-    keys = _Keys(frame, cols)
+    keys = _Keys(frame, cols if key is None else {**cols, "key": key})
     each = keys if expanded is None else _Keys(expanded.frame(frame), expanded.columns(cols),
                                                expanded.occurrence)
     found = _Found()

@@ -45,6 +45,8 @@ PARTIAL = ".upload.part"
 
 #: Problems kept in the summary (and shown in the page's table); the annotated sheet has them all.
 SHOWN_PROBLEMS = 200
+#: How many repeating rows the upload's page lists (the rest are counted).
+SHOWN_EXPANSIONS = 50
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -188,13 +190,19 @@ def finish_upload(folder: Path, meta: Mapping[str, Any], checked: Mapping[str, A
 def summary(validation: Validation, meta: Mapping[str, Any], folder: Path,
             org: Mapping[str, Any]) -> dict[str, Any]:
     """What the upload's page shows: counts, the first `SHOWN_PROBLEMS` problems with their
-    total (a 100,000-row sheet's page stays small; the annotated sheet has them all), notes
-    without the server's paths, and what the online stage said (``org``)."""
+    total (a 100,000-row sheet's page stays small; the annotated sheet has them all), the first
+    `SHOWN_EXPANSIONS` repeating rows (how many sessions each makes, first and last date) with
+    how many there are, notes without the server's paths, and what the online stage said
+    (``org``)."""
     sheet = str(folder / meta["file"])
     problems = validation.problems
+    expansions = validation.expansions
     return {
         "file": meta["name"],
         "rows": validation.n_rows,
+        "sessions": validation.n_rows + sum(e.sessions - 1 for e in expansions),
+        "expansions": [e.to_dict() for e in expansions[:SHOWN_EXPANSIONS]],
+        "expansion_total": len(expansions),
         "valid": validation.valid,
         "errors": validation.errors,
         "warnings": validation.warnings,

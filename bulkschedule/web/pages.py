@@ -150,7 +150,9 @@ def upload_page(view: View, upload_id: str, meta: Mapping[str, Any],
                   update_total=int(checked.get("update_total", 0)),
                   only_in_zoho=int(checked.get("only_in_zoho", 0)),
                   compared_with=checked.get("compared_with"),
-                  plan_warning=checked.get("plan_warning"), ACTION_TEXT=ACTION_TEXT)
+                  plan_warning=checked.get("plan_warning"), ACTION_TEXT=ACTION_TEXT,
+                  expansions=checked.get("expansions", []),
+                  expansion_total=int(checked.get("expansion_total", 0)))
 
 
 def progress_page(view: View, run: LiveRun) -> web.Response:

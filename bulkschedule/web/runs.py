@@ -115,7 +115,9 @@ class LiveRun:
             outcome = event.outcome
             # an invalid row was never sent: it is shown with the upload's problems
             if outcome.status not in FINE:
+                # a session of a repeating row: its row and date
                 self.attention.append({"row": outcome.row, "status": str(outcome.status),
+                                       "date": outcome.date if outcome.occurrence else None,
                                        "message": redact(attention_text(outcome))})
             log_outcome(log, outcome, sheet=self.name)
         elif isinstance(event, LockEvent):
