@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -83,3 +83,30 @@ class FakeClock:
                 raise TimeoutError(f"fake time passed {max_time}s without finishing")
             self.now = max(self.now, wake)
             fut.set_result(None)
+
+
+class FakeGate:
+    """The lockout gate on the fake clock (the real LockGate is tested with the limiter)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._until: float | None = None
+
+    def close(self, seconds: float, reason: str = "") -> float:
+        self._until = max(self._until or 0.0, self.clock.time() + seconds)
+        return self._until
+
+    def until(self) -> float | None:
+        if self._until is not None and self._until > self.clock.time():
+            return self._until
+        return None
+
+    async def wait(self, on_wait: Callable[[float], None] | None = None) -> float:
+        waited = 0.0
+        while (until := self.until()) is not None:
+            remaining = until - self.clock.time()
+            if on_wait is not None:
+                on_wait(remaining)
+            await self.clock.sleep(remaining)
+            waited += remaining
+        return waited

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fakeclock import FakeClock
+from fakeclock import FakeClock, FakeGate
 
 from bulkschedule.core.problems import Line, Outcome, Status
 from bulkschedule.core.request import Request
@@ -68,33 +68,6 @@ def make_req(row: int, *, fp: str = "fp") -> Request:
 
 def rows(n: int, start: int = 2) -> list[Request]:
     return [make_req(r) for r in range(start, start + n)]
-
-
-class FakeGate:
-    """The lockout gate on the fake clock (the real LockGate is tested with the limiter)."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self._until: float | None = None
-
-    def close(self, seconds: float, reason: str = "") -> float:
-        self._until = max(self._until or 0.0, self.clock.time() + seconds)
-        return self._until
-
-    def until(self) -> float | None:
-        if self._until is not None and self._until > self.clock.time():
-            return self._until
-        return None
-
-    async def wait(self, on_wait: Callable[[float], None] | None = None) -> float:
-        waited = 0.0
-        while (until := self.until()) is not None:
-            remaining = until - self.clock.time()
-            if on_wait is not None:
-                on_wait(remaining)
-            await self.clock.sleep(remaining)
-            waited += remaining
-        return waited
 
 
 @dataclass

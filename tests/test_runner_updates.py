@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from fakeclock import FakeClock
+from fakeclock import FakeClock, FakeGate
 
 from bulkschedule.core.errors import Locked, Rejected, ServerError
 from bulkschedule.core.problems import Line, Outcome, Status
@@ -107,30 +107,6 @@ class FakeZoho:
     async def find_session(self, req: Request) -> str | None:
         await self._exchange("find", req, {})
         return None
-
-
-class FakeGate:
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self._until: float | None = None
-
-    def close(self, seconds: float, reason: str = "") -> float:
-        self._until = max(self._until or 0.0, self.clock.time() + seconds)
-        return self._until
-
-    def until(self) -> float | None:
-        if self._until is not None and self._until > self.clock.time():
-            return self._until
-        return None
-
-    async def wait(self, on_wait: Callable[[float], None] | None = None) -> float:
-        waited = 0.0
-        while (until := self.until()) is not None:
-            if on_wait is not None:
-                on_wait(until - self.clock.time())
-            await self.clock.sleep(until - self.clock.time())
-            waited += until - self.clock.time()
-        return waited
 
 
 class Env:
