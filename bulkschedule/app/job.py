@@ -522,10 +522,13 @@ class _SheetRun:
         # whose request may have left are unknown; rows still waiting for the lock or a
         # rate-limit slot, and rows never reached, are pending.
         sent = self.seen if done is None else done
+        # Finished, the runner returned what it told (the same outcomes, every row's): keep one
+        # of the two maps of every line, not both, for the report.
+        self.seen = sent
         for step in self.plan.steps:  # an update's outcome carries what it changed
             if step.action is Action.UPDATE and step.req.line in sent:
                 sent[step.req.line].changes = step.changes
-        return {**sent, **adopted}
+        return {**sent, **adopted} if adopted else sent
 
     def _make_plan(self, entries: Mapping[str, Entry]) -> Plan:
         """Every valid row's action, from the journal's ``entries`` of the rows and what the
