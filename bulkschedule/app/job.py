@@ -433,8 +433,10 @@ class _SheetRun:
         self.run_id = self.journal.start_run(str(validation.table.file), base,
                                              total=len(self.requests), dry_run=dry_run)
         self.emit = guarded(hooks.on_event)
-        self.reported: set[Line] = set()  # sessions whose OutcomeEvent on_event has had
         self.seen: dict[Line, Outcome] = {}  # what a hard stop keeps: the runner's final word
+        # sessions whose OutcomeEvent on_event has had: those in ``seen`` (the runner's), and
+        # these (told by the run itself). Not one set of every line: that grew with the rows.
+        self.told: set[Line] = set()
         self.halted: list[str] = []  # why the runner stopped taking rows (a fatal answer)
 
     @classmethod
@@ -462,21 +464,21 @@ class _SheetRun:
 
     def tell(self, event: Event) -> None:
         if isinstance(event, OutcomeEvent):
-            self.reported.add(event.outcome.line)
+            self.told.add(event.outcome.line)
         self.emit(event)
 
     def tell_unreported(self, outcomes: Mapping[Line, Outcome]) -> None:
         for line in sorted(outcomes):
-            if line not in self.reported:
+            if line not in self.seen and line not in self.told:
                 self.tell(OutcomeEvent(outcomes[line]))
 
     def watch(self, event: Event) -> None:
         """The runner's events: kept (for a hard stop and the summary), then passed on."""
         if isinstance(event, OutcomeEvent):
-            self.seen[event.outcome.line] = event.outcome
-        if isinstance(event, StopEvent) and not self.stops.requested:
+            self.seen[event.outcome.line] = event.outcome  # and so reported
+        elif isinstance(event, StopEvent) and not self.stops.requested:
             self.halted.append(event.reason)
-        self.tell(event)
+        self.emit(event)
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -520,10 +522,13 @@ class _SheetRun:
         # whose request may have left are unknown; rows still waiting for the lock or a
         # rate-limit slot, and rows never reached, are pending.
         sent = self.seen if done is None else done
+        # Finished, the runner returned what it told (the same outcomes, every row's): keep one
+        # of the two maps of every line, not both, for the report.
+        self.seen = sent
         for step in self.plan.steps:  # an update's outcome carries what it changed
             if step.action is Action.UPDATE and step.req.line in sent:
                 sent[step.req.line].changes = step.changes
-        return {**sent, **adopted}
+        return {**sent, **adopted} if adopted else sent
 
     def _make_plan(self, entries: Mapping[str, Entry]) -> Plan:
         """Every valid row's action, from the journal's ``entries`` of the rows and what the
