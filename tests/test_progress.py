@@ -7,11 +7,10 @@ end, when every task is idle), so every rate, countdown and ETA is exact.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakeclock import FakeClock
+from fakeclock import FakeClock, FakeGate
 
 from bulkschedule.app.progress import Tally, eta_seconds
 from bulkschedule.core.errors import Locked, ServerError
@@ -181,36 +180,11 @@ def test_eta_is_capped_by_the_limiter_and_counts_a_running_lockout() -> None:
 # -- fed by a real run -----------------------------------------------------------------------------
 
 
-class Gate:
-    """A lockout gate on the fake clock."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self._until: float | None = None
-
-    def close(self, seconds: float, reason: str = "") -> float:
-        self._until = max(self._until or 0.0, self.clock.time() + seconds)
-        return self._until
-
-    def until(self) -> float | None:
-        return self._until if self._until and self._until > self.clock.time() else None
-
-    async def wait(self, on_wait: Callable[[float], None] | None = None) -> float:
-        waited = 0.0
-        while (until := self.until()) is not None:
-            remaining = until - self.clock.time()
-            if on_wait is not None:
-                on_wait(remaining)
-            await self.clock.sleep(remaining)
-            waited += remaining
-        return waited
-
-
 class Client:
     """Creates each session after a second; the first create of row 3 is locked out, the first
     of row 4 gets a 503."""
 
-    def __init__(self, clock: FakeClock, gate: Gate) -> None:
+    def __init__(self, clock: FakeClock, gate: FakeGate) -> None:
         self.clock = clock
         self.pace = track_pace(gate.wait)
         self.refuse: dict[int, Exception] = {
@@ -252,7 +226,7 @@ async def test_a_tally_fed_by_the_runner_sees_the_lockout_retry_and_every_row(
         tally(event)
         seen.append((event, tally.lock_left(), tally.eta()))
 
-    gate = Gate(clock)
+    gate = FakeGate(clock)
     with Journal(tmp_path / "state", clock=clock.time) as journal:
         out = await clock.run(
             send_all(
