@@ -418,6 +418,29 @@ async def test_shared_log_holds_the_guarantee_at_any_latency(
     assert max_reachable_in_any_window(spans(slots), 2.0) <= 5
 
 
+@pytest.mark.parametrize("seed", range(3))
+async def test_the_shared_log_decides_exactly_as_the_memory_log(
+    tmp_state: pathlib.Path, seed: int
+) -> None:
+    """The SQLite log tallies the window inside the database (and prunes only now and then);
+    the in-memory log in Python. Driven the same way on two fake clocks (same latencies, same
+    calls never marked done), both grant every slot at the same instant: the same rule."""
+    def run(shared: pathlib.Path | None) -> list[tuple[float, float | None]]:
+        rng = random.Random(300 + seed)
+        clock = FakeClock()
+        limiter = WindowLimiter(4, 1.0, clock=clock, shared=shared, scope="api", hold=2.5)
+        slots = asyncio.run(clock.run(drive(clock, [limiter], 150, 3,
+                                            lambda: rng.choice([0.0, 0.1, rng.uniform(0, 0.9)]),
+                                            finish=lambda: rng.random() > 0.1)))
+        return [(s.start, s.replied) for s in slots]
+
+    in_memory = await asyncio.to_thread(run, None)
+    shared = await asyncio.to_thread(run, tmp_state / "journal.sqlite3")
+    assert shared == in_memory
+    assert max_reachable_in_any_window(
+        [(s, s + 2.5 if r is None else r) for s, r in shared], 1.0) <= 4
+
+
 async def test_a_run_started_right_after_another_counts_its_calls(tmp_state: pathlib.Path) -> None:
     clock = FakeClock()
     db = tmp_state / "journal.sqlite3"

@@ -240,8 +240,48 @@ _LOCK_DDL = (
 # ``min(now, deadline)``. For a finished call ``end + window`` is when it stops counting; for one
 # in flight it is the earliest that can happen.
 _Span = tuple[float, float]
-# Decides from the spans whether a call may start now: None = yes, else when to look again.
-_Decide = Callable[[list[_Span]], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """All a decision at ``now`` needs of the log, whatever its size: the latest start
+    (``latest``), and when at least ``max_calls`` calls count, the end at which enough of them
+    have stopped counting to leave ``max_calls - 1`` (``nth``: the ``counting - max_calls + 1``-th
+    smallest end of those that count).
+
+    Both logs compute it for the same rule (`_Rule`); the SQLite one inside the database, so a
+    decision costs two indexed lookups and one pass in C over the window, not a Python list of
+    every logged call (at a high rate the log holds thousands).
+    """
+
+    latest: float | None
+    nth: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What a decision counts: a call counts at ``now`` while ``end + window > now``, and the
+    ``max_calls``-th counting call holds the next one back."""
+
+    window: float
+    max_calls: int
+
+    def tally(self, now: float, spans: Iterable[_Span]) -> _Tally:
+        """The tally of ``spans`` (the in-memory log's way; the SQLite log's agrees)."""
+        spans = list(spans)
+        latest = max((start for start, _ in spans), default=None)
+        ends = [end for _, end in spans if end + self.window > now]
+        if len(ends) < self.max_calls:
+            return _Tally(latest, None)
+        return _Tally(latest, heapq.nsmallest(len(ends) - self.max_calls + 1, ends)[-1])
+
+    def counting(self, now: float, spans: Iterable[_Span]) -> int:
+        """How many of ``spans`` count at ``now``."""
+        return sum(1 for _, end in spans if end + self.window > now)
+
+
+# Decides from the tally whether a call may start now: None = yes, else when to look again.
+_Decide = Callable[[_Tally], float | None]
 
 
 @dataclass(slots=True)
@@ -267,12 +307,12 @@ class _MemoryCallLog:
         self._keys = itertools.count(1)
 
     def attempt(
-        self, now: float, horizon: float, decide: _Decide, deadline: float
+        self, now: float, horizon: float, rule: _Rule, decide: _Decide, deadline: float
     ) -> tuple[int | None, float]:
         """Prune, decide, and if allowed record a call: ``(key, now)``, else ``(None, when to
         look again)``."""
         self._entries = {k: e for k, e in self._entries.items() if e.bound() >= horizon}
-        wait = decide([e.span(now) for e in self._entries.values()])
+        wait = decide(rule.tally(now, (e.span(now) for e in self._entries.values())))
         if wait is not None:
             return None, wait
         key = next(self._keys)
@@ -284,8 +324,9 @@ class _MemoryCallLog:
         if entry is not None and entry.replied is None:
             entry.replied = at
 
-    def spans(self, now: float, horizon: float) -> list[_Span]:
-        return [e.span(now) for e in self._entries.values() if e.bound() >= horizon]
+    def counting(self, now: float, horizon: float, rule: _Rule) -> int:
+        return rule.counting(now, (e.span(now) for e in self._entries.values()
+                                   if e.bound() >= horizon))
 
     def detach(self) -> None:
         pass
@@ -297,21 +338,31 @@ _SQL_BOUND = "max(t, coalesce(replied, deadline, t))"
 
 
 class _SqliteCallLog:
-    """The call log in the state folder, so every process using the same API shares one budget."""
+    """The call log in the state folder, so every process using the same API shares one budget.
+
+    A decision reads the log inside SQLite (`_tally`): the latest start and the number of rows
+    from the index; only if the log holds ``max_calls`` rows, a count of the calls that count;
+    and only when ``max_calls`` of them do, the one end that matters. Pruning (a pass over the log) runs at most every half window per process:
+    rows that stopped counting are skipped by every query anyway, so a late prune changes no
+    decision; it only bounds the file.
+    """
 
     def __init__(self, path: pathlib.Path, scope: str) -> None:
         self._conn = _connect(path, _CALLS_DDL, _add_span_columns)
         self._scope = scope
+        self._pruned: float | None = None  # when this process last pruned (its clock)
 
     def attempt(
-        self, now: float, horizon: float, decide: _Decide, deadline: float
+        self, now: float, horizon: float, rule: _Rule, decide: _Decide, deadline: float
     ) -> tuple[int | None, float]:
         with _immediate(self._conn) as conn:
-            conn.execute(
-                f"DELETE FROM pace_calls WHERE scope = ? AND {_SQL_BOUND} < ?",
-                (self._scope, horizon),
-            )
-            wait = decide(self._select(conn, now, horizon))
+            prune = self._pruned is None or not self._pruned <= now < self._pruned + rule.window / 2
+            if prune:
+                conn.execute(
+                    f"DELETE FROM pace_calls WHERE scope = ? AND {_SQL_BOUND} < ?",
+                    (self._scope, horizon),
+                )
+            wait = decide(self._tally(conn, now, rule))
             if wait is not None:
                 return None, wait
             cur = conn.execute(
@@ -319,14 +370,43 @@ class _SqliteCallLog:
                 (self._scope, now, deadline),
             )
             assert cur.lastrowid is not None  # an INSERT always sets it
-            return cur.lastrowid, now
+        if prune:
+            self._pruned = now
+        return cur.lastrowid, now
 
-    def _select(self, conn: sqlite3.Connection, now: float, horizon: float) -> list[_Span]:
-        rows = conn.execute(
-            f"SELECT t, {_SQL_END} FROM pace_calls WHERE scope = ? AND {_SQL_BOUND} >= ?",
-            (now, self._scope, horizon),
-        ).fetchall()
-        return [(float(t), float(end)) for t, end in rows]
+    def _tally(self, conn: sqlite3.Connection, now: float, rule: _Rule) -> _Tally:
+        """`_Rule.tally` of the whole scope, computed by SQLite with the same float arithmetic.
+
+        ``latest`` is the latest start of any row, pruned or not: a row the in-memory log would
+        have pruned started before ``now - 2 * window``, so it cannot hold the next call back by
+        the gap (at most one window) either way. A row stops counting before it is pruned
+        (``end <= bound``), so counting needs no horizon.
+        """
+        # two queries: SQLite answers max(t) from the index's end, count(*) by walking it
+        (latest,) = conn.execute(
+            "SELECT max(t) FROM pace_calls WHERE scope = ?", (self._scope,)
+        ).fetchone()
+        (logged,) = conn.execute(
+            "SELECT count(*) FROM pace_calls WHERE scope = ?", (self._scope,)
+        ).fetchone()
+        if logged < rule.max_calls:  # from the index alone: fewer rows than places
+            return _Tally(latest, None)
+        counting = self._count(conn, now, rule.window)
+        if counting < rule.max_calls:
+            return _Tally(latest, None)
+        (nth,) = conn.execute(
+            f"SELECT e FROM (SELECT {_SQL_END} AS e FROM pace_calls WHERE scope = ?) "
+            "WHERE e + ? > ? ORDER BY e LIMIT 1 OFFSET ?",
+            (now, self._scope, rule.window, now, counting - rule.max_calls),
+        ).fetchone()
+        return _Tally(latest, float(nth))
+
+    def _count(self, conn: sqlite3.Connection, now: float, window: float) -> int:
+        (counting,) = conn.execute(
+            f"SELECT count(*) FROM pace_calls WHERE scope = ? AND {_SQL_END} + ? > ?",
+            (self._scope, now, window, now),
+        ).fetchone()
+        return int(counting)
 
     def finish(self, key: int, start: float, at: float) -> None:
         # The start as well as the rowid: a row pruned after its deadline may have its rowid
@@ -338,8 +418,8 @@ class _SqliteCallLog:
                 (at, key, self._scope, start),
             )
 
-    def spans(self, now: float, horizon: float) -> list[_Span]:
-        return self._select(self._conn, now, horizon)
+    def counting(self, now: float, horizon: float, rule: _Rule) -> int:
+        return self._count(self._conn, now, rule.window)
 
     def detach(self) -> None:
         self._conn.close()
@@ -429,30 +509,26 @@ class WindowLimiter:
             _SqliteCallLog(shared, scope) if shared is not None else _MemoryCallLog()
         )
         self._shared = shared is not None
+        self._rule = _Rule(self.window, max_calls)
         self._lock = asyncio.Lock()
         self._open: set[int] = set()  # keys of this limiter's slots not yet done
         self._granted = 0
         self._detached = False
 
-    def _decide(self, now: float, spans: list[_Span]) -> float | None:
+    def _decide(self, now: float, tally: _Tally) -> float | None:
         """None if a call may start at ``now``, else the earliest time at which it might.
 
-        ``end + window > now`` is the rule of the module docstring. Spans later than ``now`` (a
-        wall clock stepped back, another process slightly ahead) count too: over-counting can only
-        make us slower, never break the guarantee. For a call in flight ``end + window`` is a lower
-        bound on when it stops counting, so the returned time is never too late; at worst the
-        caller looks again.
+        ``end + window > now`` is the rule of the module docstring (`_Rule`; the log tallies it).
+        Spans later than ``now`` (a wall clock stepped back, another process slightly ahead) count
+        too: over-counting can only make us slower, never break the guarantee. For a call in
+        flight ``end + window`` is a lower bound on when it stops counting, so the returned time
+        is never too late; at worst the caller looks again.
         """
         earliest = now
-        if spans and self.min_gap > 0:
-            latest = max(start for start, _ in spans)
-            if now < latest + self.min_gap:
-                earliest = latest + self.min_gap
-        ends = [end for _, end in spans if end + self.window > now]
-        if len(ends) >= self.max_calls:
-            # the first moment enough of them have stopped counting to leave max_calls - 1
-            nth = heapq.nsmallest(len(ends) - self.max_calls + 1, ends)[-1]
-            earliest = max(earliest, nth + self.window)
+        if tally.latest is not None and self.min_gap > 0 and now < tally.latest + self.min_gap:
+            earliest = tally.latest + self.min_gap
+        if tally.nth is not None:
+            earliest = max(earliest, tally.nth + self.window)
         return None if earliest <= now else earliest
 
     def _horizon(self, now: float) -> float:
@@ -474,7 +550,8 @@ class WindowLimiter:
             async with self._lock:
                 now = self.clock.time()
                 key, until = self._log.attempt(
-                    now, self._horizon(now), partial(self._decide, now), now + self.hold
+                    now, self._horizon(now), self._rule, partial(self._decide, now),
+                    now + self.hold,
                 )
             if key is not None:
                 self._open.add(key)
@@ -501,9 +578,7 @@ class WindowLimiter:
         """Calls that count now (started or answered in the last window, or in flight; all
         processes sharing the log), for progress."""
         now = self.clock.time()
-        return sum(
-            1 for _, end in self._log.spans(now, self._horizon(now)) if end + self.window > now
-        )
+        return self._log.counting(now, self._horizon(now), self._rule)
 
     def in_flight(self) -> int:
         """This limiter's slots not yet marked done."""
