@@ -111,6 +111,31 @@ def test_new_then_created_exists_and_changed(journal: Journal) -> None:
     assert entry.attempts == 1
 
 
+def test_writes_together_are_one_transaction(tmp_path: Path, journal: Journal) -> None:
+    """`together`: claims (and any other write) inside it commit at once, each decided after the
+    ones before it; a failure inside it keeps none of them; afterwards writes commit alone."""
+    run = journal.start_run("a.xlsx", BASE)
+    other = sqlite3.connect(journal.path)  # another process's view of the file
+    with journal.together():
+        kinds = [journal.claim(BASE, r, run).kind for r in (req(2), req(3), req(2))]
+        # not committed yet: another connection sees none of it
+        assert other.execute("SELECT count(*) FROM rows").fetchone()[0] == 0
+    assert kinds == [ClaimKind.NEW, ClaimKind.NEW, ClaimKind.BUSY]
+    assert other.execute("SELECT count(*) FROM rows").fetchone()[0] == 2
+
+    with pytest.raises(RuntimeError), journal.together():
+        journal.claim(BASE, req(4), run)
+        journal.record_created(BASE, req(2), run, "555000000000000001")
+        raise RuntimeError("a later write of the batch failed")
+    assert journal.lookup(BASE, req(4)) is None
+    entry = journal.lookup(BASE, req(2))
+    assert entry is not None and entry.status == INFLIGHT  # the created record was rolled back
+
+    journal.claim(BASE, req(5), run)  # alone again: committed at once
+    assert other.execute("SELECT count(*) FROM rows").fetchone()[0] == 3
+    other.close()
+
+
 def test_identity_is_scoped_by_normalised_api_base(journal: Journal) -> None:
     run = journal.start_run("a.xlsx", BASE)
     journal.claim(BASE, req(), run)

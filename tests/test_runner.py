@@ -9,6 +9,7 @@ WindowLimiter (on the fake clock). Scripts per identity say what each successive
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import subprocess
@@ -813,6 +814,84 @@ async def test_stop_already_set_sends_nothing(env: Env) -> None:
     out = await env.send(reqs, stop=stop)
     assert statuses(out) == {"pending": 3}
     assert env.zoho.calls == []
+
+
+# -- claims share one commit -----------------------------------------------------------------------
+#
+# Every row is claimed durably before its request may leave. Claims asked for in the same turn of
+# the event loop share one transaction (one wait for the disk). These tests watch the journal's
+# transactions from the outside: which claims each commit held, and when each create went out.
+
+
+class Commits:
+    """Records, in one timeline, each claim made, each group commit's end, and each create."""
+
+    def __init__(self, env: Env) -> None:
+        self.log: list[tuple[str, str]] = []
+        self.batches: list[list[str]] = []
+        journal, zoho = env.journal, env.zoho
+        claim, together, create = journal.claim, journal.together, zoho.create_session
+
+        def spy_claim(api_base: str, req: Request, run_id: int):  # type: ignore[no-untyped-def]
+            self.log.append(("claim", req.identity))
+            if self.batches:
+                self.batches[-1].append(req.identity)
+            return claim(api_base, req, run_id)
+
+        @contextlib.contextmanager
+        def spy_together() -> Iterator[None]:
+            self.batches.append([])
+            with together():
+                yield
+            self.log.append(("commit", ""))
+
+        async def spy_create(req: Request) -> str:
+            self.log.append(("create", req.identity))
+            return await create(req)
+
+        journal.claim = spy_claim  # type: ignore[method-assign]
+        journal.together = spy_together  # type: ignore[method-assign]
+        zoho.create_session = spy_create  # type: ignore[method-assign]
+
+    def committed_before_sent(self, identity: str) -> bool:
+        claimed = self.log.index(("claim", identity))
+        committed = self.log.index(("commit", ""), claimed)
+        return committed < self.log.index(("create", identity))
+
+
+async def test_claims_asked_together_share_one_commit_made_before_their_requests(
+        env: Env) -> None:
+    commits = Commits(env)
+    reqs = rows(12)
+    out = await env.send(reqs, RunConfig(workers=4))
+    assert statuses(out) == {"created": 12}
+    # the four workers start together: their four claims share the first transaction (later
+    # ones follow the fake clock, which wakes one reply at a time: a commit each)
+    assert commits.batches[0] == [r.identity for r in reqs[:4]]
+    assert sorted(itertools.chain(*commits.batches)) == sorted(r.identity for r in reqs)
+    assert all(commits.committed_before_sent(r.identity) for r in reqs)
+    assert all(env.status(r) == CREATED for r in reqs)
+
+
+async def test_a_stop_before_the_group_commit_claims_nothing(env: Env) -> None:
+    """The stop comes after two workers asked for their claims and before the commit: nothing is
+    written for them (no claim to give back), nothing is sent, and every row is pending."""
+    stop = asyncio.Event()
+    wait, passed = env.gate.wait, 0
+
+    async def gate_then_stop(on_wait: Callable[[float], None] | None = None) -> float:
+        nonlocal passed
+        passed += 1
+        if passed == 3:  # workers 1 and 2 are waiting for their claims' commit
+            stop.set()
+        return await wait(on_wait)
+
+    env.gate.wait = gate_then_stop  # type: ignore[method-assign]
+    reqs = rows(4)
+    out = await env.send(reqs, RunConfig(workers=4), stop=stop)
+    assert statuses(out) == {"pending": 4}
+    assert env.zoho.calls == []
+    assert [env.status(r) for r in reqs] == [None] * 4
 
 
 # -- stopping while rows wait in the pace ----------------------------------------------------------

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from bulkschedule.core.errors import StateError
 from bulkschedule.core.problems import Line, Outcome, Status
@@ -27,7 +28,7 @@ from bulkschedule.send import messages as msg
 from bulkschedule.send.events import Listener, OutcomeEvent
 from bulkschedule.send.faults import JournalBusy, state_error
 from bulkschedule.send.journal import CREATED, INFLIGHT, Claim, ClaimKind, Entry, Journal
-from bulkschedule.send.state import Halt, Item
+from bulkschedule.send.state import Halt, Item, Phase, Withheld
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,15 @@ JOURNAL_FAILED_WHILE_SENDING = (
     "The run stopped (the journal could not be written) while this row was being sent; it may "
     f"have been created; {msg.UNKNOWN_NEXT_RUN}."
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A durable write waiting for the next group commit (`Ledger._durably`)."""
+
+    write: Callable[[], Any]
+    then: Callable[[Any], None] | None
+    waiter: asyncio.Future[Any]
 
 
 class Ledger:
@@ -67,11 +77,68 @@ class Ledger:
         self.remaining = rows
         self.all_done = asyncio.Event()
         self.failure: StateError | None = None  # the journal failed: the run stopped on it
+        self._queued: list[_Queued] = []  # durable writes awaiting their commit (`_durably`)
 
     # -- the journal, before and between calls --------------------------------------------------
 
-    def claim(self, item: Item) -> Claim:
-        return self.journal.claim(self.api_base, item.req, self.run_id)
+    async def claim(self, item: Item) -> Claim:
+        """Claim ``item`` in the journal (`Journal.claim`) before anything is sent for it. A
+        claim that makes the row this run's (NEW, STALE) is written on the item at the commit,
+        not when its worker resumes: a worker cancelled meanwhile (a stop) still gives back
+        what the journal holds for it."""
+
+        def claimed(claim: Claim) -> None:
+            if claim.kind in (ClaimKind.NEW, ClaimKind.STALE):
+                item.claimed = True
+                item.busy_since = None
+            if claim.kind is ClaimKind.STALE:
+                item.unresolved = True
+                item.stale_note = item.stale_note or claim.message
+
+        return await self._durably(
+            item, lambda: self.journal.claim(self.api_base, item.req, self.run_id), claimed
+        )
+
+    async def _durably(
+        self, item: Item, write: Callable[[], T], then: Callable[[T], None] | None = None
+    ) -> T:
+        """A durable journal write made before ``item``'s request may leave (a claim, the
+        record of an update), with every other one asked for in the same turn of the event loop
+        in one transaction (`Journal.together`): one wait for the disk for them all, at 16
+        workers a handful, and the event loop blocks once. ``then(result)`` runs at the commit.
+        A run stopping before the commit writes nothing (`Withheld`: the row is pending); a
+        journal that fails fails every write of the batch, as it would each alone."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._queued.append(_Queued(write, then, waiter))
+        if len(self._queued) == 1:
+            loop.call_soon(self._commit)
+        item.phase = Phase.CLAIMING
+        result: T = await waiter
+        item.phase = Phase.IDLE
+        return result
+
+    def _commit(self) -> None:
+        """Commit every write queued since the last commit (see `_durably`)."""
+        batch = [q for q in self._queued if not q.waiter.cancelled()]
+        self._queued = []
+        if not batch:
+            return
+        if self.halt.stopping():
+            for q in batch:
+                q.waiter.set_exception(Withheld())
+            return
+        try:
+            with self.journal.together():
+                results = [q.write() for q in batch]
+        except Exception as exc:  # the journal failed: each worker settles its row
+            for q in batch:
+                q.waiter.set_exception(exc)
+            return
+        for q, result in zip(batch, results, strict=True):
+            if q.then is not None:
+                q.then(result)
+            q.waiter.set_result(result)
 
     def lookup(self, item: Item) -> Entry | None:
         return self.journal.lookup(self.api_base, item.req)
@@ -168,11 +235,13 @@ class Ledger:
         message = NOT_RECORDED if stored is None else msg.possible_duplicate(session_id, stored)
         self.finish(item, self.outcome(item, Status.CREATED, message, session_id))
 
-    def begin_update(self, item: Item) -> bool:
+    async def begin_update(self, item: Item) -> bool:
         """Record what an update sends before it leaves; False (the run stops, the row is
         pending) if the journal cannot."""
         try:
-            self.journal.begin_update(self.api_base, item.req, self.run_id)
+            await self._durably(
+                item, lambda: self.journal.begin_update(self.api_base, item.req, self.run_id)
+            )
         except StateError as exc:
             self.journal_failed(exc)
             self.finish(item, self.halt_outcome(item))

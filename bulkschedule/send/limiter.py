@@ -342,9 +342,9 @@ class _SqliteCallLog:
 
     A decision reads the log inside SQLite (`_tally`): the latest start and the number of rows
     from the index; only if the log holds ``max_calls`` rows, a count of the calls that count;
-    and only when ``max_calls`` of them do, the one end that matters. Pruning (a pass over the log) runs at most every half window per process:
-    rows that stopped counting are skipped by every query anyway, so a late prune changes no
-    decision; it only bounds the file.
+    and only when ``max_calls`` of them do, the one end that matters. Pruning (a pass over the
+    log) runs at most every half window per process: rows that stopped counting are skipped by
+    every query anyway, so a late prune changes no decision; it only bounds the file.
     """
 
     def __init__(self, path: pathlib.Path, scope: str) -> None:

@@ -127,7 +127,7 @@ class Sender:
         if item.req.session_id is not None:
             await self._update(item)
             return
-        if not self._claim(item):
+        if not await self._claim(item):
             return
         while True:
             if item.unresolved:
@@ -148,25 +148,21 @@ class Sender:
             # a lost reply: wait a little, then list before anything is re-sent
             await self.clock.sleep(self.config.reconcile_delay)
 
-    def _claim(self, item: Item) -> bool:
+    async def _claim(self, item: Item) -> bool:
         """Make sure the journal holds ``item`` in flight for this run; False if it was settled
-        or put back instead (created already, busy in another run, taken over meanwhile)."""
+        or put back instead (created already, busy in another run, taken over meanwhile).
+        A NEW or STALE claim marks the item claimed (and a STALE one unresolved) itself."""
         if item.claimed:
             # Back from a listing backoff: the row stayed in flight for this run (a claim would
             # now say BUSY). Make sure nobody took it over meanwhile, then list again.
             return not self.ledger.hold_lost(item)
-        claim = self.ledger.claim(item)
+        claim = await self.ledger.claim(item)
         if claim.kind is ClaimKind.CREATED:
             self.ledger.existing(item, claim)
             return False
         if claim.kind is ClaimKind.BUSY:
             self._busy(item, claim.message)
             return False
-        item.claimed = True
-        item.busy_since = None
-        if claim.kind is ClaimKind.STALE:
-            item.unresolved = True
-            item.stale_note = item.stale_note or claim.message
         return True
 
     def _busy(self, item: Item, holder: str) -> None:
@@ -186,7 +182,7 @@ class Sender:
         """One update call (PATCH) of the session ``item.req.session_id``. No claim: an update
         may be sent twice (it sets the same values), so the journal records what it sends
         before it goes, and a lost reply is retried like a 5xx."""
-        if not self.ledger.begin_update(item):
+        if not await self.ledger.begin_update(item):
             return
         await self._send(item)
 

@@ -29,6 +29,7 @@ class Phase(enum.Enum):
     """Where a row's worker is with respect to the client (what a stop may do with it)."""
 
     IDLE = "idle"  # not inside a client call
+    CLAIMING = "claiming"  # waiting for its claim's commit: nothing sent in this call
     CALLING = "calling"  # inside a client call whose pace is not tracked: may be sending
     PACING = "pacing"  # inside the tracked pace: this call's request has not left
     SENDING = "sending"  # the pace let the request go: it may be on the wire
@@ -67,9 +68,9 @@ class Item:
 
     @property
     def provably_unsent(self) -> bool:
-        """Whether nothing this run sent can have created the row (its worker is inside the
-        tracked pace, with no earlier lost reply)."""
-        return not self.unresolved and self.phase is Phase.PACING
+        """Whether nothing this run sent can have created the row (its worker is claiming it,
+        or inside the tracked pace, with no earlier lost reply)."""
+        return not self.unresolved and self.phase in (Phase.CLAIMING, Phase.PACING)
 
     @property
     def tries(self) -> int:
