@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import random
 import subprocess
@@ -39,6 +40,7 @@ from bulkschedule.send.runner import (
     summarize,
     track_pace,
 )
+from bulkschedule.send.state import Item
 from bulkschedule.zoho.client import (
     AuthExpired,
     Fatal,
@@ -245,6 +247,25 @@ async def test_happy_path(env: Env) -> None:
     # four workers in parallel: 10 rows at 1 s each take 3 rounds
     assert env.clock.time() - env.t0 == pytest.approx(3.0, abs=1e-6)
     assert summarize(out) == {"created": 10}
+
+
+async def test_a_run_holds_the_progress_of_the_rows_in_work_not_of_every_row(env: Env) -> None:
+    """Memory that grows with the sheet is the results alone (issue 14): a row's `Item` is made
+    when a worker takes it and let go once it is settled."""
+    alive: list[int] = []
+
+    class Counting(list[Event]):
+        def append(self, event: Event) -> None:
+            super().append(event)
+            if isinstance(event, OutcomeEvent) and event.outcome.row % 10 == 0:
+                gc.collect()
+                alive.append(sum(isinstance(o, Item) for o in gc.get_objects()))
+
+    reqs = rows(60)
+    out = await env.clock.run(env.sending(reqs, RunConfig(workers=4), events=Counting()),
+                              max_time=MAX_FAKE)
+    assert statuses(out) == {"created": 60}
+    assert len(alive) == 6 and max(alive) <= 4 + 1  # the workers' rows (one just settling)
 
 
 def test_summarize_counts_per_status_in_status_order_without_zeros() -> None:

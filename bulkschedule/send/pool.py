@@ -18,9 +18,10 @@ import asyncio
 import logging
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 
 from bulkschedule.core.errors import ApiError, StateError
+from bulkschedule.core.request import Request
 from bulkschedule.send.events import Listener, LockEvent, RetryEvent, WaitEvent
 from bulkschedule.send.interfaces import Gate, RunConfig
 from bulkschedule.send.ledger import Ledger
@@ -38,7 +39,7 @@ class Pool:
 
     def __init__(
         self,
-        items: Sequence[Item],
+        requests: Sequence[Request],
         *,
         ledger: Ledger,
         halt: Halt,
@@ -48,7 +49,10 @@ class Pool:
         rng: random.Random,
         emit: Listener,
     ) -> None:
-        self.items = items
+        # Each row's `Item` is made when a worker first takes it and dropped once it is settled:
+        # a run holds the progress of the rows in work, not of every row until the end.
+        self._fresh: Iterator[Request] = iter(requests)
+        self.live: set[Item] = set()  # taken and not yet known to be settled
         self.ledger = ledger
         self.halt = halt
         self.gate = gate
@@ -69,8 +73,6 @@ class Pool:
         If the journal failed, every row is still settled (and reported), then the journal's
         `StateError` is raised: the caller must not take the outcomes for a finished run.
         """
-        for item in self.items:
-            self.ready.put_nowait(item)
         self.ledger.beat()
         heartbeat = asyncio.create_task(self._heartbeat())
         workers = {
@@ -93,15 +95,30 @@ class Pool:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for item in self.items:  # safety net: one Outcome for every request, always
-                if not item.done:  # on the queue, not in a call (workers are gone)
+            # safety net: one Outcome for every request, always (workers are gone): rows never
+            # taken, and rows taken and not settled (on the queue, or waiting to be)
+            for item in [*self.live, *(self._take(req) for req in self._fresh)]:
+                if not item.done:
                     self.ledger.stopped_before_sending(item)
         if self.ledger.failure is not None:
             raise self.ledger.failure
 
+    def _take(self, req: Request) -> Item:
+        item = Item(req)
+        self.live.add(item)
+        return item
+
+    async def _next(self) -> Item:
+        """The next row to work on: rows not yet taken first, in order, then rows put back (as
+        one queue of every row would give them)."""
+        req = next(self._fresh, None)
+        if req is not None:
+            return self._take(req)
+        return await self.ready.get()
+
     async def _worker(self, wid: int, process: Process) -> None:
         while not self.halt.stopping():
-            item = await self.ready.get()
+            item = await self._next()
             self.current[wid] = item
             item.phase = Phase.IDLE
             try:
@@ -124,6 +141,8 @@ class Pool:
                 self.ledger.unexpected(item, exc)
             finally:
                 self.current[wid] = None
+                if item.done:
+                    self.live.discard(item)
 
     async def _wind_down(self, workers: Mapping[asyncio.Task[None], int]) -> None:
         """Stop taking rows; give calls in flight ``stop_grace`` seconds; settle everything else.
@@ -136,6 +155,8 @@ class Pool:
         """
         while not self.ready.empty():
             self.ledger.stopped_before_sending(self.ready.get_nowait())
+        for req in self._fresh:
+            self.ledger.stopped_before_sending(self._take(req))
         for item, task in list(self.delayed.items()):
             task.cancel()
             self.ledger.stopped_before_sending(item)  # a row waiting to be listed again: unknown

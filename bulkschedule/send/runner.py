@@ -334,12 +334,11 @@ async def send_all(
         return {}
     emit = guarded(on_event)
     halt = Halt(stop, emit)
-    items = [Item(r) for r in requests]
     ledger = Ledger(
-        len(items), journal=journal, api_base=api_base, run_id=run_id, halt=halt, emit=emit
+        len(requests), journal=journal, api_base=api_base, run_id=run_id, halt=halt, emit=emit
     )
     pool = Pool(
-        items,
+        requests,
         ledger=ledger,
         halt=halt,
         gate=gate,
