@@ -6,6 +6,7 @@ order, written by its kind's formatter; the path columns make the URL.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -19,9 +20,27 @@ from bulkschedule.sheet.columns import SPEC, Kind, Spec
 from bulkschedule.sheet.parse import format_date, format_time
 from bulkschedule.sheet.schema import SessionRow
 
+#: `format_date` and `format_time`, each distinct value formatted once: a sheet has a few hundred
+#: dates and times at most, and every request of a run stays in memory until its results are
+#: written, so each holding its own copies of the same strings grew a run by ~180 bytes a row.
+#: Bounded, so a long-lived process (the upload page) does not keep every date it ever saw.
+_date_text = functools.lru_cache(maxsize=4096)(format_date)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clock_text(hour: int, minute: int) -> str:
+    return format_time(dt.time(hour, minute))
+
+
+def _time_text(t: dt.time) -> str:
+    """`format_time`, by hour and minute (all it shows: two times that compare equal across
+    time zones may not show the same)."""
+    return _clock_text(t.hour, t.minute)
+
+
 #: How ``sessionData`` writes a value, by column kind; the other kinds are already the exact
 #: strings the API takes (IDs, text, type as "0"/"1").
-FORMATTERS: Mapping[Kind, Callable[[Any], str]] = {"date": format_date, "time": format_time}
+FORMATTERS: Mapping[Kind, Callable[[Any], str]] = {"date": _date_text, "time": _time_text}
 
 #: (sessionData field, position in the row, formatter or None to send the value as it is)
 _Field = tuple[str, int, Callable[[Any], str] | None]
@@ -69,9 +88,9 @@ def identity(row: SessionRow) -> str:
     """
     if row.key:
         if row.occurrence is not None:
-            return f"key:{row.key}@{format_date(row.date)}"
+            return f"key:{row.key}@{_date_text(row.date)}"
         return f"key:{row.key}"
-    return f"session:{row.module_id}|{row.name}|{format_date(row.date)}|{format_time(row.start)}"
+    return f"session:{row.module_id}|{row.name}|{_date_text(row.date)}|{_time_text(row.start)}"
 
 
 def fingerprint(
