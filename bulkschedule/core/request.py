@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bulkschedule.core.problems import Changes, Line, Outcome, Status, line_of, where
 
@@ -26,11 +26,13 @@ class Request:
     #: the session this request updates (PATCH), or None to create one (POST)
     session_id: str | None = None
     occurrence: int | None = None  # n of a repeating row's session (from 1); None: not repeating
+    #: Which session of the sheet this is (its row, and its occurrence or 0). Made once: every
+    #: map of a run (the runner's outcomes, what it returns, the report) is keyed by it, and
+    #: each made its own equal tuple, ~56 bytes a row a map, until the results were written.
+    line: Line = field(init=False, repr=False, compare=False)
 
-    @property
-    def line(self) -> Line:
-        """Which session of the sheet this is (its row, and its occurrence or 0)."""
-        return line_of(self.row, self.occurrence)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "line", line_of(self.row, self.occurrence))
 
     @property
     def date(self) -> str | None:
