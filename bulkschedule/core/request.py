@@ -20,7 +20,8 @@ class Request:
     course_id: str
     batch_id: str
     module_id: str
-    session_data: dict[str, str]  # exactly the sessionData JSON object, all values strings
+    #: exactly the sessionData JSON object, all values strings (``dict()`` of it to encode it)
+    session_data: Mapping[str, str]
     identity: str  # key:<key> or module/name/date/start; the journal prefixes the API base
     fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
     #: the session this request updates (PATCH), or None to create one (POST)
