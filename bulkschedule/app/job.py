@@ -55,7 +55,7 @@ from bulkschedule.send.runner import (
 from bulkschedule.sheet.limits import ReadLimits
 from bulkschedule.sheet.parse import format_date, typed_id
 from bulkschedule.sheet.payload import build_request, oversized
-from bulkschedule.sheet.reader import read_holidays, read_table
+from bulkschedule.sheet.reader import give_back_freed_memory, read_holidays, read_table
 from bulkschedule.sheet.schema import SessionRow, Validation, preload, validate
 from bulkschedule.zoho.auth import TokenProvider
 from bulkschedule.zoho.urls import check_base_url
@@ -144,6 +144,7 @@ def load(
     checked = validate(names.table, course=course, batch=batch, module=module,
                        month_first=month_first, today=today)
     unsendable = oversized(checked.sessions, payload_style) if not checked.fatal else []
+    give_back_freed_memory()  # validation's arrays are gone: the sessions are built
     if not (names.resolved or names.problems or unsendable):
         return checked
     return with_problems(checked, [*names.problems, *unsendable], table=table, names=names)
@@ -261,18 +262,19 @@ def _completed(validation: Validation, outcomes: Mapping[Line, Outcome], *,
                                                   else p.message)
     sheet_errors = [p.message for p in validation.problems if p.is_error and p.row is None]
     repeating = repeating_sessions(validation)
+    known = _SameLines(outcomes)
     for row in validation.table.row_numbers:
         sessions = repeating.get(row)
         if sessions is not None:
             if invalid_only:
                 continue
             for s in sessions:
-                line = line_of(row, s.occurrence)
+                line = known.key(line_of(row, s.occurrence))
                 yield line, outcomes.get(line) or Outcome(
                     row, Status.PENDING, None, "not reached", occurrence=s.occurrence,
                     date=format_date(s.date))
             continue
-        line = line_of(row, None)
+        line = known.key(line_of(row, None))
         if line in outcomes:
             yield line, outcomes[line]
         elif row in validation.error_rows or validation.fatal:
@@ -280,6 +282,26 @@ def _completed(validation: Validation, outcomes: Mapping[Line, Outcome], *,
             yield line, Outcome(row, Status.INVALID, None, text)
         elif not invalid_only:
             yield line, Outcome(row, Status.PENDING, None, "not reached")
+
+
+class _SameLines:
+    """The keys of ``outcomes`` themselves, for lines asked in sheet order: the report keyed by
+    them shares the runner's tuples (`Request.line`) instead of an equal new one a line."""
+
+    def __init__(self, outcomes: Mapping[Line, Outcome]) -> None:
+        self.lines = sorted(outcomes)  # the mapping's own key objects
+        self.at = 0
+
+    def key(self, line: Line) -> Line:
+        """``outcomes``' key equal to ``line``, else ``line`` (also when asked out of order)."""
+        lines, at = self.lines, self.at
+        while at < len(lines) and lines[at] < line:
+            at += 1
+        self.at = at
+        if at < len(lines) and lines[at] == line:
+            self.at = at + 1
+            return lines[at]
+        return line
 
 
 async def _unless(event: asyncio.Event | None, work: Coroutine[Any, Any, T]) -> T | None:

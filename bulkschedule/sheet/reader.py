@@ -247,6 +247,30 @@ _SAMPLE_CHARS = 65536  # enough text to sniff the delimiter from the first recor
 _SAMPLE_RECORDS = 20
 
 
+def give_back_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system, where the C library can (glibc's
+    ``malloc_trim``; elsewhere nothing happens).
+
+    Validation's numpy and pandas arrays live in the C heap; once they are freed the heap keeps
+    their pages, and Python's own objects, allocated in arenas of their own, never reuse them:
+    a run's requests and outcomes then grow the process beside that empty heap (measured on a
+    real run of 20,000 rows: 9 MB of free heap after validation, 3.5 MB off the run's peak).
+    """
+    global _trim
+    if _trim is None:
+        import ctypes  # lazy: needed once a sheet is validated
+
+        try:
+            _trim = ctypes.CDLL(None).malloc_trim
+        except (AttributeError, OSError, TypeError):  # not glibc (Windows takes no None)
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None  # glibc's malloc_trim once looked up, False where there is none
+
+
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building a sheet's cells.
