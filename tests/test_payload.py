@@ -119,7 +119,7 @@ def test_fingerprint_changes_with_any_detail_but_not_with_row_or_key() -> None:
 def test_non_ascii_names_fingerprint_as_utf8() -> None:
     req = build_request(MINIMAL._replace(name="Sécurité"))
     text = json.dumps({"batchId": "2", "courseId": "1", "moduleId": "3",
-                       "sessionData": req.session_data},
+                       "sessionData": dict(req.session_data)},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     assert "Sécurité" in text
     assert req.fingerprint == hashlib.sha256(text.encode("utf-8")).hexdigest()

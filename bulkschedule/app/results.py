@@ -39,9 +39,9 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 from xml.sax.saxutils import escape as xml_escape
 
 from bulkschedule.core.files import atomic_write
@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from xlsxwriter.workbook import Workbook as XlsxBook
     from xlsxwriter.worksheet import Worksheet as XlsxSheet
 
-    from bulkschedule.sheet.reader import Cell, RawTable
+    from bulkschedule.sheet.reader import Cell, Cells, RawTable
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -115,6 +115,8 @@ _FORMULA_START = ("=", "+", "-", "@")
 # Characters XML 1.0 cannot carry: openpyxl raises on them, XlsxWriter would store them as Excel's
 # _x0001_ escapes. We drop them, as we always did, from a sheet with a stray control character.
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,7 +570,7 @@ def _row_status(
     row: `RESULT_COLUMNS`."""
     outcome = outcomes.get(row)
     if outcome is not None:
-        return (str(outcome.status), outcome.session_id, outcome.message or None,
+        return (_status_text(outcome.status), outcome.session_id, outcome.message or None,
                 outcome.attempts, changes_text(outcome.changes) or None)
     if row in errors:
         return str(Status.INVALID), None, "; ".join(errors[row]) or None, None, None
@@ -581,15 +583,13 @@ def _row_status(
     return str(Status.PENDING), None, None, None, None
 
 
-def _typed_session_ids(validation: Validation, columns: Sequence[Sequence[object]]
-                       ) -> Sequence[object]:
-    """The sheet's own sessionId cells, row by row (all None without the column): a row that
-    names its session keeps naming it in the results, whatever became of the row, so the
-    workbook given back as input never takes it for a new session."""
-    at = validation.headers.index.get("sessionId")
-    if at is None:
-        return [None] * len(validation.table.row_numbers)
-    return columns[at]
+#: Each status as the text its cell holds: ``str()`` of a `Status` makes a new string each time,
+#: and the Results sheet's status column was one string a line kept until the workbook was done.
+_STATUS_TEXT: Mapping[str, str] = {status: status.value for status in Status}
+
+
+def _status_text(status: str) -> str:
+    return _STATUS_TEXT.get(status) or str(status)
 
 
 def _problem_text(p: Problem) -> str:
@@ -678,8 +678,9 @@ def write_results(
     each column's width is measured over its distinct values before the first row is written.
     """
     table = validation.table
-    columns = _column_lists(table)
-    inputs = _input_columns(validation, columns, leave_out={"sessionId"})
+    cells = table.columns()
+    n = len(table.row_numbers)
+    inputs = _input_columns(validation, leave_out={"sessionId"})
     header = ["row", OCCURRENCE, *(name for _, name in inputs), *RESULT_COLUMNS]
     errors: dict[int, list[str]] = {}
     for p in validation.problems:
@@ -687,31 +688,43 @@ def write_results(
             errors.setdefault(p.row, []).append(_problem_text(p))
     plain = {o.row: o for o in outcomes.values() if o.occurrence is None}
     repeating = _SessionLines(validation, outcomes.values(), inputs)
-    results: list[tuple[str, str | None, str | None, int | None, str | None]] = []
-    for r, typed in zip(table.row_numbers, _typed_session_ids(validation, columns),
-                        strict=True):
-        sessions = repeating.by_row.get(r)
-        if sessions is None:
-            status, session_id, message, attempts, changes = _row_status(r, validation, plain,
-                                                                         errors)
-            results.append((status, session_id or typed_id(typed), message, attempts, changes))
-            continue
-        results += [(str(o.status), o.session_id or typed_id(typed), o.message or None,
-                     o.attempts, changes_text(o.changes) or None) for o in sessions]
-    counts: Counter[str] = Counter(status for status, *_ in results)
+    at = validation.headers.index.get("sessionId")
+
+    def results() -> Iterator[tuple[str, str | None, str | None, int | None, str | None]]:
+        """Each line's `RESULT_COLUMNS`, in order: made twice (widths and counts, then the
+        rows), never kept, since a list of them was the largest thing a run kept to the end."""
+        typed_ids = _cells(cells[at]) if at is not None else itertools.repeat(None, n)
+        for r, typed in zip(table.row_numbers, typed_ids, strict=True):
+            sessions = repeating.by_row.get(r)
+            if sessions is None:
+                status, session_id, message, attempts, changes = _row_status(r, validation,
+                                                                             plain, errors)
+                yield status, session_id or typed_id(typed), message, attempts, changes
+                continue
+            for o in sessions:
+                yield (_status_text(o.status), o.session_id or typed_id(typed),
+                       o.message or None, o.attempts, changes_text(o.changes) or None)
 
     status_col = 3 + len(inputs)
     text_columns = {c for c, name in enumerate(header, start=1)
                     if _is_id_column(name, validation.spec) or name == "sessionId"}
     widths = {c: len(h) for c, h in enumerate(header, start=1)}
-    widths[1] = max(widths[1], _column_width(table.row_numbers))
+    if n:  # the widest of whole numbers is the largest or the most negative
+        widths[1] = max(widths[1], _column_width((min(table.row_numbers),
+                                                  max(table.row_numbers))))
     for c, (i, _) in enumerate(inputs, start=3):
-        widths[c] = max(widths[c], _column_width(columns[i]))
+        widths[c] = max(widths[c], _column_width(cells[i].each_value()))
     for k, attr, _ in repeating.changed:  # what a session's line holds instead
         widths[3 + k] = max(widths[3 + k], _column_width(
             getattr(s, attr) for s in repeating.sessions.values()))
-    for c, column in enumerate(zip(*results, strict=True), start=status_col):
-        widths[c] = max(widths[c], _column_width(column))
+    counts: Counter[str] = Counter()
+    lines = 0
+    for part in _parts(results()):
+        lines += len(part)
+        columns = list(zip(*part, strict=True))
+        counts.update(columns[0])
+        for c, column in enumerate(columns, start=status_col):
+            widths[c] = max(widths[c], _column_width(column))
     message_col = status_col + 2
 
     def sheets(book: _Book) -> None:
@@ -719,12 +732,12 @@ def write_results(
         ws.prepare(widths)
         ws.width(message_col, max(12, min(80, widths[message_col] + 2)))
         ws.header(header)
-        lines = _lines([columns[i] for i, _ in inputs], len(table.row_numbers))
+        typed_lines = _cell_rows([cells[i] for i, _ in inputs], n)
         fills = {status: book.format(None, colour) for status, colour in STATUS_COLOURS.items()}
         status_at, write_string = status_col - 1, ws._fast[0]
-        out = iter(results)
+        out = results()
         r = 1
-        for row_number, typed in zip(table.row_numbers, lines, strict=True):
+        for row_number, typed in zip(table.row_numbers, typed_lines, strict=True):
             for occurrence, _, line in repeating.lines(row_number, typed):
                 r += 1
                 status, *rest = next(out)
@@ -734,8 +747,8 @@ def write_results(
                 else:
                     ws.cell(r, status_col, status)
                 ws.line(r, rest, text_columns, start=status_col + 1)
-        ws.cover(len(results) + 1, len(header))
-        ws.filter(len(results) + 1, len(header))
+        ws.cover(lines + 1, len(header))
+        ws.filter(lines + 1, len(header))
 
         _write_summary(book.sheet("Summary"), summary, counts,
                        sessions=bool(repeating.by_row))
@@ -744,6 +757,28 @@ def write_results(
         _write_only_in_zoho(book, only_in_zoho)
 
     _write_streamed(path, sheets)
+
+
+#: How many rows a streamed workbook takes from the table's columns (or its result lines) at a
+#: time: lists of that many, not of every row.
+_PART = 4096
+
+
+def _parts(items: Iterable[T]) -> Iterator[list[T]]:
+    """``items`` in lists of `_PART`."""
+    it = iter(items)
+    while part := list(itertools.islice(it, _PART)):
+        yield part
+
+
+def _cells(column: Cells) -> Iterator[Cell]:
+    """Every cell of ``column`` (an empty one None), a part at a time."""
+    return itertools.chain.from_iterable(column.lists(_PART))
+
+
+def _cell_rows(columns: Sequence[Cells], n: int) -> Iterable[Sequence[object]]:
+    """The ``n`` rows of ``columns``, one tuple at a time, a part of each column at a time."""
+    return zip(*map(_cells, columns), strict=True) if columns else itertools.repeat((), n)
 
 
 def _summary_lines(summary: Mapping[str, object], prefix: str = "") -> Iterable[list[object]]:

@@ -183,7 +183,7 @@ def preview_lines(result: JobResult, shown: int = 3, *, listed: int = PREVIEW_SH
         if outcome.status == Status.WOULD_CREATE and line in sessions and shown > 0:
             req = build_request(sessions[line])  # only the few shown: 100,000 cost a second
             out += [f"{outcome.where}: POST {req.path}",
-                    f"  sessionData={json.dumps(req.session_data)}"]
+                    f"  sessionData={json.dumps(dict(req.session_data))}"]
             shown -= 1
         elif outcome.status in (Status.EXISTS, Status.CHANGED, Status.WOULD_UPDATE):
             settled += 1

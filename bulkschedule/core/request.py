@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bulkschedule.core.problems import Changes, Line, Outcome, Status, line_of, where
 
@@ -20,17 +20,20 @@ class Request:
     course_id: str
     batch_id: str
     module_id: str
-    session_data: dict[str, str]  # exactly the sessionData JSON object, all values strings
+    #: exactly the sessionData JSON object, all values strings (``dict()`` of it to encode it)
+    session_data: Mapping[str, str]
     identity: str  # key:<key> or module/name/date/start; the journal prefixes the API base
     fingerprint: str  # stable hash of path IDs + session_data: detects "changed" on re-run
     #: the session this request updates (PATCH), or None to create one (POST)
     session_id: str | None = None
     occurrence: int | None = None  # n of a repeating row's session (from 1); None: not repeating
+    #: Which session of the sheet this is (its row, and its occurrence or 0). Made once: every
+    #: map of a run (the runner's outcomes, what it returns, the report) is keyed by it, and
+    #: each made its own equal tuple, ~56 bytes a row a map, until the results were written.
+    line: Line = field(init=False, repr=False, compare=False)
 
-    @property
-    def line(self) -> Line:
-        """Which session of the sheet this is (its row, and its occurrence or 0)."""
-        return line_of(self.row, self.occurrence)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "line", line_of(self.row, self.occurrence))
 
     @property
     def date(self) -> str | None:

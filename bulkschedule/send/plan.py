@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
+from typing import overload
 
 from bulkschedule.core.problems import Changes, Line
 from bulkschedule.core.request import Request
@@ -48,6 +50,11 @@ ACTION_WORDS: dict[str, str] = {Action.CREATE: "to create", Action.UPDATE: "to u
                                 Action.UNCHANGED: "unchanged", Action.INVALID: "invalid"}
 
 
+#: The changes of a step that has none (most: every row to create), shared: a dict of its own
+#: for each of a run's steps was 64 bytes a row kept until the results are written. Read-only.
+NO_CHANGES: Changes = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One valid session's action (a row's, or one of a repeating row's sessions). ``req``
@@ -56,7 +63,7 @@ class Step:
     req: Request
     action: Action
     session_id: str | None = None
-    changes: Changes = field(default_factory=dict)
+    changes: Changes = field(default_factory=lambda: NO_CHANGES)
     note: str = ""  # why, when it is not plain (for the message column)
 
 
@@ -73,9 +80,57 @@ class Zoho:
         return {s.id: s for sessions in self.modules.values() for s in sessions}
 
 
+class Steps(Sequence[Step]):
+    """A plan's steps, one per request in input order, without a `Step` kept for each plain
+    create (every row of a first run): a create is made again whenever it is read, the rest are
+    kept. (A Step a row was ~70 bytes a row kept until the results were written.) ``requests``
+    is kept as it is, not copied."""
+
+    __slots__ = ("_kept", "_requests")
+
+    def __init__(self, requests: Sequence[Request], kept: Mapping[int, Step]) -> None:
+        self._requests = requests
+        self._kept = kept  # by position: every step that is not a plain create
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    @overload
+    def __getitem__(self, i: int) -> Step: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Step]: ...
+
+    def __getitem__(self, i: int | slice) -> Step | list[Step]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        req = self._requests[i]  # IndexError as a list's
+        step = self._kept.get(i)
+        return Step(req, Action.CREATE) if step is None else step
+
+    def __iter__(self) -> Iterator[Step]:
+        kept = self._kept
+        for i, req in enumerate(self._requests):
+            step = kept.get(i)
+            yield Step(req, Action.CREATE) if step is None else step
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same steps (a list of them included), as a list is."""
+        if isinstance(other, Steps | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, as a list
+
+    def __repr__(self) -> str:
+        return f"Steps({list(self)!r})"
+
+
 @dataclass
 class Plan:
-    steps: list[Step]  # one per valid session, in input order
+    steps: Sequence[Step]  # one per valid session, in input order (`Steps`, or a list)
     only_in_zoho: list[ListedSession] = field(default_factory=list)
     invalid: int = 0  # rows validation refused (they have no step)
 
@@ -138,9 +193,9 @@ def make_plan(requests: Sequence[Request], *, journal: Mapping[str, Entry],
     off the `only_in_zoho` list: the sheet does name them).
     """
     listed = zoho.by_id() if zoho is not None else {}
-    steps: list[Step] = []
+    steps: dict[int, Step] = {}  # every step but a plain create, by position (`Steps`)
     taken: dict[str, Request] = {}  # sessionId -> the row (or row's session) that is it
-    for req in requests:
+    for i, req in enumerate(requests):
         step = _step(req, journal.get(req.identity), sessions, listed, zoho)
         if step.session_id is not None:
             first = taken.setdefault(step.session_id, req)
@@ -148,12 +203,14 @@ def make_plan(requests: Sequence[Request], *, journal: Mapping[str, Entry],
                 step = Step(req, Action.INVALID, step.session_id, note=(
                     f"{first.where} is already session {step.session_id}: one row per "
                     "session"))
-        steps.append(step)
+        if step.action is not Action.CREATE or step.req is not req or step.note \
+                or step.session_id is not None or step.changes:
+            steps[i] = step
     only: list[ListedSession] = []
     if zoho is not None:
         kept = set(taken) | set(named_elsewhere)
         only = [s for sessions_ in zoho.modules.values() for s in sessions_ if s.id not in kept]
-    return Plan(steps, only, invalid)
+    return Plan(Steps(requests, steps), only, invalid)
 
 
 def _step(req: Request, entry: Entry | None, sessions: Mapping[str, Entry],
@@ -206,4 +263,5 @@ def _compared(req: Request, recorded: Entry | None, holds: ListedSession | None,
     return Step(req, Action.UNCHANGED, req.session_id, note=NOTHING_TO_COMPARE)
 
 
-__all__ = ["ACTION_WORDS", "Action", "Plan", "Step", "Zoho", "differences", "make_plan", "same"]
+__all__ = ["ACTION_WORDS", "Action", "Plan", "Step", "Steps", "Zoho", "differences", "make_plan",
+           "same"]

@@ -6,12 +6,13 @@ order, written by its kind's formatter; the path columns make the URL.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 from bulkschedule.core.problems import Problem, error
 from bulkschedule.core.request import MAX_REQUEST_LINE, Request, identity_fields, too_large
@@ -19,38 +20,100 @@ from bulkschedule.sheet.columns import SPEC, Kind, Spec
 from bulkschedule.sheet.parse import format_date, format_time
 from bulkschedule.sheet.schema import SessionRow
 
+#: `format_date` and `format_time`, each distinct value formatted once: a sheet has a few hundred
+#: dates and times at most, and every request of a run stays in memory until its results are
+#: written, so each holding its own copies of the same strings grew a run by ~180 bytes a row.
+#: Bounded, so a long-lived process (the upload page) does not keep every date it ever saw.
+_date_text = functools.lru_cache(maxsize=4096)(format_date)
+
+
+@functools.lru_cache(maxsize=4096)
+def _clock_text(hour: int, minute: int) -> str:
+    return format_time(dt.time(hour, minute))
+
+
+def _time_text(t: dt.time) -> str:
+    """`format_time`, by hour and minute (all it shows: two times that compare equal across
+    time zones may not show the same)."""
+    return _clock_text(t.hour, t.minute)
+
+
 #: How ``sessionData`` writes a value, by column kind; the other kinds are already the exact
 #: strings the API takes (IDs, text, type as "0"/"1").
-FORMATTERS: Mapping[Kind, Callable[[Any], str]] = {"date": format_date, "time": format_time}
+FORMATTERS: Mapping[Kind, Callable[[Any], str]] = {"date": _date_text, "time": _time_text}
 
 #: (sessionData field, position in the row, formatter or None to send the value as it is)
 _Field = tuple[str, int, Callable[[Any], str] | None]
 
 
+class _Plan(NamedTuple):
+    """How a spec's rows become requests; worked out once per spec."""
+
+    fields: tuple[_Field, ...]  # sessionData's, in spec order
+    by_field: Mapping[str, tuple[int, Callable[[Any], str] | None]]  # the same, by field
+    path_ids: Callable[[tuple[Any, ...]], Any]  # a row's path IDs
+
+
 @functools.cache
-def _plan(spec: Spec) -> tuple[tuple[_Field, ...], Callable[[tuple[Any, ...]], Any]]:
-    """A spec's sessionData fields, and a getter of its path IDs from a row; once per spec."""
+def _plan(spec: Spec) -> _Plan:
     fields = tuple((c.api_field, spec.position(c.name), FORMATTERS.get(c.kind))
                    for c in spec.api_columns if c.api_field)
-    return fields, operator.itemgetter(*(spec.position(name) for name in spec.path_columns))
+    return _Plan(fields, {field: (at, fmt) for field, at, fmt in fields},
+                 operator.itemgetter(*(spec.position(name) for name in spec.path_columns)))
+
+
+class SessionData(Mapping[str, str]):
+    """A row's ``sessionData``, read from its `SessionRow` when asked: the same mapping as the
+    dict `build_request` makes to fingerprint it (its fields in spec order, blank ones left out,
+    dates and times formatted), without keeping that dict. A run keeps every row's request and
+    every validated row until its results are written: a dict a row beside the row it was made
+    from was ~270 bytes a row. Whoever needs a dict (to encode it, to record it) makes one with
+    ``dict()``, as the client and the journal do."""
+
+    __slots__ = ("_cells", "_plan")
+
+    def __init__(self, row: SessionRow, spec: Spec = SPEC) -> None:
+        self._cells: tuple[Any, ...] = row  # by position, as the spec lays the row out
+        self._plan = _plan(spec)
+
+    def __getitem__(self, field: str) -> str:
+        found = self._plan.by_field.get(field)
+        if found is not None:
+            at, fmt = found
+            value = self._cells[at]
+            if value:  # not None nor "": a date or time is never false
+                return value if fmt is None else fmt(value)
+        raise KeyError(field)
+
+    def __iter__(self) -> Iterator[str]:
+        cells = self._cells
+        return (field for field, at, _ in self._plan.fields if cells[at])
+
+    def __len__(self) -> int:
+        cells = self._cells
+        return sum(1 for _, at, _ in self._plan.fields if cells[at])
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def build_request(row: SessionRow, spec: Spec = SPEC) -> Request:
-    """The request for one valid row; blank optional fields are left out, as the API expects."""
-    fields, path_ids = _plan(spec)
+    """The request for one valid row; blank optional fields are left out, as the API expects.
+    Its ``session_data`` is a `SessionData` of ``row``."""
+    plan = _plan(spec)
     cells: tuple[Any, ...] = row  # by position, as the spec lays the row out
     data: dict[str, str] = {}
-    for field, at, fmt in fields:
+    for field, at, fmt in plan.fields:
         value = cells[at]
         if value:  # not None nor "": a date or time is never false
             data[field] = value if fmt is None else fmt(value)
-    course_id, batch_id, module_id = path_ids(cells)
+    course_id, batch_id, module_id = plan.path_ids(cells)
     return Request(
         row=row.row,
         course_id=course_id,
         batch_id=batch_id,
         module_id=module_id,
-        session_data=data,
+        session_data=SessionData(row, spec),
         identity=identity(row),
         fingerprint=fingerprint(course_id, batch_id, module_id, data, spec),
         session_id=getattr(row, "session_id", None),
@@ -69,27 +132,30 @@ def identity(row: SessionRow) -> str:
     """
     if row.key:
         if row.occurrence is not None:
-            return f"key:{row.key}@{format_date(row.date)}"
+            return f"key:{row.key}@{_date_text(row.date)}"
         return f"key:{row.key}"
-    return f"session:{row.module_id}|{row.name}|{format_date(row.date)}|{format_time(row.start)}"
+    return f"session:{row.module_id}|{row.name}|{_date_text(row.date)}|{_time_text(row.start)}"
 
 
 def fingerprint(
     course_id: str,
     batch_id: str,
     module_id: str,
-    session_data: dict[str, str],
+    session_data: Mapping[str, str],
     spec: Spec = SPEC,
 ) -> str:
     """sha256 of everything sent, in a canonical form: a re-run row with the same identity but a
     different fingerprint was changed in the sheet after its session was created."""
     course, batch, module = spec.path_columns
-    document = {course: course_id, batch: batch_id, module: module_id, "sessionData": session_data}
+    document = {course: course_id, batch: batch_id, module: module_id,
+                "sessionData": session_data if isinstance(session_data, dict)
+                else dict(session_data)}
     canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-__all__ = ["FORMATTERS", "Request", "build_request", "fingerprint", "identity", "identity_fields"]
+__all__ = ["FORMATTERS", "Request", "SessionData", "build_request", "fingerprint", "identity",
+           "identity_fields"]
 
 
 #: Room a request needs besides its text fields (path, IDs, dates, times, JSON punctuation),

@@ -191,13 +191,40 @@ class Cells:
 
     def tolist(self) -> list[Cell]:
         """Every cell, an empty one as None."""
+        if self.values is None:
+            return self._uniques_array()[self.codes].tolist()  # type: ignore[no-any-return]  # numpy's tolist is untyped
+        return [None if v.__class__ is str and not v else v for v in self.values]
+
+    def lists(self, size: int) -> Iterator[list[Cell]]:
+        """`tolist` ``size`` cells at a time: a writer going through the rows holds one part
+        of a column, not a list of every cell of it."""
+        if self.values is None:
+            u = self._uniques_array()
+            for start in range(0, len(self.codes), size):
+                yield u[self.codes[start:start + size]].tolist()
+            return
+        for start in range(0, len(self.values), size):
+            yield [None if v.__class__ is str and not v else v
+                   for v in self.values[start:start + size]]
+
+    def each_value(self) -> Sequence[Cell]:
+        """Every value of the column, each at least once (a coded column's once; an empty cell
+        may be None or ""): what a column's width is measured over, without a list of every
+        cell."""
+        if self.values is None:
+            import numpy as np
+
+            u = self.uniques or []
+            return [None if k < 0 else u[k] for k in np.unique(self.codes).tolist()]
+        return self.values
+
+    def _uniques_array(self) -> Any:
+        """The distinct cells as an object array (an empty one None), then None for code -1."""
         import numpy as np
 
-        if self.values is None:
-            u = [None if v.__class__ is str and not v else v for v in self.uniques or []]
-            u.append(None)  # code -1
-            return np.fromiter(u, object, len(u))[self.codes].tolist()  # type: ignore[no-any-return]  # numpy's tolist is untyped
-        return [None if v.__class__ is str and not v else v for v in self.values]
+        u = [None if v.__class__ is str and not v else v for v in self.uniques or []]
+        u.append(None)  # code -1
+        return np.fromiter(u, object, len(u))
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -218,6 +245,30 @@ _ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
 _NOT_A_WORKBOOK = "not a valid Excel workbook (is it corrupt, or another format renamed?)"
 _SAMPLE_CHARS = 65536  # enough text to sniff the delimiter from the first records
 _SAMPLE_RECORDS = 20
+
+
+def give_back_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system, where the C library can (glibc's
+    ``malloc_trim``; elsewhere nothing happens).
+
+    Validation's numpy and pandas arrays live in the C heap; once they are freed the heap keeps
+    their pages, and Python's own objects, allocated in arenas of their own, never reuse them:
+    a run's requests and outcomes then grow the process beside that empty heap (measured on a
+    real run of 20,000 rows: 9 MB of free heap after validation, 3.5 MB off the run's peak).
+    """
+    global _trim
+    if _trim is None:
+        import ctypes  # lazy: needed once a sheet is validated
+
+        try:
+            _trim = ctypes.CDLL(None).malloc_trim
+        except (AttributeError, OSError, TypeError):  # not glibc (Windows takes no None)
+            _trim = False
+    if _trim:
+        _trim(0)
+
+
+_trim: Any = None  # glibc's malloc_trim once looked up, False where there is none
 
 
 @contextlib.contextmanager
@@ -753,7 +804,6 @@ def _csv_columns(data: bytes, text: str, delimiter: str, name: str = "",
     repeat) is read as a categorical: each distinct cell becomes one string, the rows just codes.
     Free text is read as strings (a categorical of 100,000 distinct names costs a slow sort).
     """
-    import numpy as np
     import pandas as pd
 
     try:
@@ -788,8 +838,10 @@ def _csv_columns(data: bytes, text: str, delimiter: str, name: str = "",
     for j in range(frame.shape[1]):
         col = frame.iloc[:, j]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            column = Cells(codes=col.cat.codes.to_numpy().astype(np.intp),
-                           uniques=col.cat.categories.tolist())
+            # pandas' own codes, as small as the number of distinct cells allows (int8 for
+            # up to 127): the table is kept until a run's results are written, and intp codes
+            # were 8 bytes a cell of every coded column (validation widens them as it parses)
+            column = Cells(codes=col.cat.codes.to_numpy(), uniques=col.cat.categories.tolist())
         elif j in kinds:
             column = Cells(col.to_numpy(dtype=object))
         else:  # pandas saw more columns than the sample: it may have inferred numbers

@@ -15,6 +15,7 @@ import bisect
 import datetime as dt
 import functools
 import gc
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
@@ -306,7 +307,9 @@ def _validate(
                             expanded.summary if expanded is not None else ())
     if not fatal:  # the valid rows become SessionRows only when someone asks for them
         if expanded is None:
-            build = functools.partial(_sessions, cols, row_numbers, named, spec)
+            ints = all(r.__class__ is int for r in table.row_numbers)  # (as read: always)
+            build = functools.partial(_sessions, cols, row_numbers, named, spec,
+                                      numbers=table.row_numbers if ints else None)
             entries = row_numbers
         else:
             build = functools.partial(_sessions, expanded.columns(cols), expanded.rows,
@@ -471,8 +474,8 @@ def _parse_column(cells: Cells, kind: Kind, month_first: bool) -> _Parsed:
     if cells.values is not None and kind == "text":
         # free text (names) rarely repeats and cannot fail: strip each cell directly
         return _text_column(cells.values)
-    if cells.values is None:
-        codes, uniques = cells.codes, cells.uniques or []
+    if cells.values is None:  # a table keeps its codes small; arithmetic here needs intp
+        codes, uniques = np.asarray(cells.codes, dtype=np.intp), cells.uniques or []
     else:
         codes, uniques = _factorize(cells.values)
         if any(_hash_collides(u) for u in uniques):
@@ -1328,12 +1331,14 @@ def _valid_rows(row_numbers: np.ndarray, error_rows: set[int]) -> tuple[Any, int
 
 def _sessions(
     cols: dict[str, _Parsed], row_numbers: np.ndarray, occurrence: np.ndarray | None, spec: Spec,
-    ok: Any,
+    ok: Any, *, numbers: Sequence[int] | None = None,
 ) -> list[SessionRow]:
     """The valid sessions as ``spec.row_type`` tuples: the row number, then every column in spec
     order (None where the sheet has no such column), then the occurrence (None for a row that
     does not repeat). ``cols``, ``row_numbers`` and ``occurrence`` have one entry per session
-    (a repeating row's dates expanded); ``ok`` picks the valid ones."""
+    (a repeating row's dates expanded); ``ok`` picks the valid ones. ``numbers``: the table's
+    own row numbers when there is one session a row, so the sessions share its ints (a new int
+    a row was 32 bytes a row kept as long as the sessions)."""
     n = len(row_numbers[ok])
     nones: list[Any] = [None] * n  # one list for every column the sheet does not have
 
@@ -1344,7 +1349,13 @@ def _sessions(
         return found
 
     occurrences: list[Any] = nones if occurrence is None else occurrence[ok].tolist()
-    columns = (row_numbers[ok].tolist(), *(values(name) for name in spec.names), occurrences)
+    if numbers is None:
+        rows: list[int] = row_numbers[ok].tolist()
+    elif isinstance(ok, slice):
+        rows = list(numbers[ok])
+    else:
+        rows = list(itertools.compress(numbers, ok.tolist()))
+    columns = (rows, *(values(name) for name in spec.names), occurrences)
     # row_type._make without a Python call per row
     make = functools.partial(tuple.__new__, spec.row_type)
     return cast("list[SessionRow]", list(map(make, zip(*columns, strict=True))))
