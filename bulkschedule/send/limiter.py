@@ -356,12 +356,12 @@ class _SqliteCallLog:
         self, now: float, horizon: float, rule: _Rule, decide: _Decide, deadline: float
     ) -> tuple[int | None, float]:
         with _immediate(self._conn) as conn:
-            prune = self._pruned is None or not self._pruned <= now < self._pruned + rule.window / 2
-            if prune:
+            if self._pruned is None or not self._pruned <= now < self._pruned + rule.window / 2:
                 conn.execute(
                     f"DELETE FROM pace_calls WHERE scope = ? AND {_SQL_BOUND} < ?",
                     (self._scope, horizon),
                 )
+                self._pruned = now  # (rolled back with the rest, it is only a late prune)
             wait = decide(self._tally(conn, now, rule))
             if wait is not None:
                 return None, wait
@@ -370,9 +370,7 @@ class _SqliteCallLog:
                 (self._scope, now, deadline),
             )
             assert cur.lastrowid is not None  # an INSERT always sets it
-        if prune:
-            self._pruned = now
-        return cur.lastrowid, now
+            return cur.lastrowid, now
 
     def _tally(self, conn: sqlite3.Connection, now: float, rule: _Rule) -> _Tally:
         """`_Rule.tally` of the whole scope, computed by SQLite with the same float arithmetic.

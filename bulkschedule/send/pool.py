@@ -97,7 +97,7 @@ class Pool:
             await asyncio.gather(*tasks, return_exceptions=True)
             # safety net: one Outcome for every request, always (workers are gone): rows never
             # taken, and rows taken and not settled (on the queue, or waiting to be)
-            for item in [*self.live, *(self._take(req) for req in self._fresh)]:
+            for item in [*self.live, *map(Item, self._fresh)]:
                 if not item.done:
                     self.ledger.stopped_before_sending(item)
         if self.ledger.failure is not None:
@@ -155,8 +155,8 @@ class Pool:
         """
         while not self.ready.empty():
             self.ledger.stopped_before_sending(self.ready.get_nowait())
-        for req in self._fresh:
-            self.ledger.stopped_before_sending(self._take(req))
+        for req in self._fresh:  # never taken: settled at once, nothing to keep
+            self.ledger.stopped_before_sending(Item(req))
         for item, task in list(self.delayed.items()):
             task.cancel()
             self.ledger.stopped_before_sending(item)  # a row waiting to be listed again: unknown
